@@ -1,0 +1,86 @@
+"""Process-pool helpers shared by the stamp makers and the simulator (private)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["parallel_map", "item_seed", "default_nproc"]
+
+
+def default_nproc():
+    """The number of CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def item_seed(seed, index):
+    """A positive 31-bit seed for item ``index`` of a run seeded by ``seed``.
+
+    Derived with ``numpy.random.SeedSequence`` so that items are independent and the result does
+    not depend on how items are split between processes. Never 0 (GalSim reads 0 as "seed from the
+    clock").
+    """
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0]
+    return int(state % (2**31 - 2)) + 1
+
+
+_worker = {}
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _init(factory, args):
+    _worker["func"] = factory(*args)
+
+
+def _call(chunk):
+    func = _worker["func"]
+    return [func(i) for i in chunk]
+
+
+def parallel_map(factory, args, indices, *, nproc=None, chunk=64, desc=None, progress=True):
+    """Run ``factory(*args)(i)`` for each index, in index order, over ``nproc`` processes.
+
+    ``factory`` builds the per-process callable once (so each worker opens its catalogs or PSFs
+    once). Results come back in the order of ``indices`` whatever ``nproc`` is.
+    """
+    indices = list(indices)
+    nproc = default_nproc() if nproc is None else int(nproc)
+    bar = tqdm(total=len(indices), desc=desc, disable=not progress, unit="stamp")
+    chunks = [indices[k : k + chunk] for k in range(0, len(indices), chunk)]
+    out = []
+    try:
+        if nproc <= 1 or len(chunks) <= 1:
+            func = factory(*args)
+            for c in chunks:
+                out.extend(func(i) for i in c)
+                bar.update(len(c))
+        else:
+            # "spawn", not "fork": GalSim and torch start OpenMP threads, and a process forked
+            # after that can deadlock. (Scripts calling this need the usual
+            # ``if __name__ == "__main__":`` guard.)
+            ctx = mp.get_context("spawn")
+            # One thread per worker: with OpenMP's default of one thread per core in every
+            # worker, the processes fight over the cores and the pool is slower than one process.
+            saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+            os.environ.update({k: "1" for k in _THREAD_VARS})
+            try:
+                pool = ctx.Pool(nproc, initializer=_init, initargs=(factory, args))
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            with pool:
+                for res in pool.imap(_call, chunks):
+                    out.extend(res)
+                    bar.update(len(res))
+    finally:
+        bar.close()
+    return out

@@ -1,0 +1,252 @@
+"""The on-disk dataset of galaxy stamps, its train/validation/test split, and a torch Dataset.
+
+A dataset is one FITS file that any FITS reader opens without this package:
+
+- HDU 0 (primary): no data; the header records the format (``GVFORMAT``), the writing library and
+  its version, the stamp size, the scale mode, the seed and the quality cuts.
+- HDU ``STAMPS``: float32 cube ``(N, S, S)`` of the stamps in flux units (the catalog's units,
+  COSMOS: counts/s per pixel), galaxy centre on pixel ``(S/2, S/2)`` (0-based).
+- HDU ``CATALOG``: binary table, one row per stamp (columns below).
+- HDU ``PSFS``: float32 cube of the PSF images at the stamps' scale, unit flux; the ``psf_index``
+  column points into it.
+
+Columns always present: ``ident``, ``source``, ``pixel_scale`` (arcsec/px), ``flux`` (sum of the
+stamp), ``flux_total`` (the galaxy's total flux), ``flux_fraction``, ``noise_sigma``, ``snr``,
+``width_pix``, ``width_arcsec``, ``nonuniformity``, ``norm_min``, ``norm_max``, ``passes``
+(inside every quality cut), ``split`` (``train``, ``valid``, ``test`` or empty for rows that fail
+the cuts) and ``psf_index``. Simulated sets add their true parameters (``hlr``,
+``bulge_fraction``, ...).
+
+Files are written to a temporary name in the same folder and renamed when complete: an interrupted
+run never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from ._version import __version__
+from .errors import GalSimRangeError, GalSimValueError
+from .metrics import QualityCuts, normalize
+
+__all__ = [
+    "FORMAT_VERSION",
+    "StampDataset",
+    "assign_splits",
+    "write_dataset",
+    "read_dataset",
+    "atomic_path",
+]
+
+#: Version of the dataset file layout; bumped when it changes incompatibly.
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+
+
+class atomic_path:
+    """Context manager giving a temporary path that is renamed to ``path`` on success.
+
+    >>> with atomic_path("out.fits") as tmp:   # doctest: +SKIP
+    ...     write(tmp)
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+        return False
+
+
+def assign_splits(passes, *, seed=1234, valid=0.1, test=0.1, multiple=1):
+    """Deterministic train/valid/test labels for the rows that pass the cuts.
+
+    Args:
+        passes: boolean mask of usable rows.
+        seed: seed of the shuffle. [default: 1234]
+        valid: validation size, a fraction (< 1) or a number of rows. [default: 0.1]
+        test: test size, a fraction (< 1) or a number of rows. [default: 0.1]
+        multiple: round each split down to a multiple of this (the paper used multiples of its
+            batch size, 32). [default: 1]
+
+    Returns:
+        numpy.ndarray: strings ``train``/``valid``/``test``, empty where ``passes`` is False.
+    """
+    passes = np.asarray(passes, dtype=bool)
+    n = int(passes.sum())
+
+    def count(x, name):
+        if x < 0:
+            raise GalSimRangeError(f"{name} split size must not be negative", x, 0)
+        k = int(round(x * n)) if x < 1 else int(x)
+        return (k // multiple) * multiple
+
+    nv, nt = count(valid, "valid"), count(test, "test")
+    if nv + nt > n:
+        raise GalSimValueError(f"valid + test ({nv} + {nt}) exceed the {n} usable rows", nv + nt)
+    ntr = ((n - nv - nt) // multiple) * multiple
+    order = np.flatnonzero(passes)[np.random.default_rng(seed).permutation(n)]
+    out = np.full(passes.shape, "", dtype="<U5")
+    out[order[:nt]] = "test"
+    out[order[nt : nt + nv]] = "valid"
+    out[order[nt + nv : nt + nv + ntr]] = "train"
+    return out
+
+
+def write_dataset(
+    path,
+    images,
+    rows,
+    *,
+    psfs=None,
+    cuts=None,
+    seed=1234,
+    valid=0.1,
+    test=0.1,
+    multiple=1,
+    meta=None,
+):
+    """Apply the quality cuts, split, and write a dataset file atomically.
+
+    Args:
+        path: output FITS file.
+        images: ``(N, S, S)`` stamps in flux units.
+        rows: list of dicts (one per stamp) or a mapping of columns.
+        psfs: PSF cube that ``psf_index`` points into. [default: None]
+        cuts: :class:`QualityCuts`. [default: QualityCuts()]
+        seed, valid, test, multiple: see :func:`assign_splits`.
+        meta: extra header keywords (str -> scalar). [default: None]
+
+    Returns:
+        astropy.table.Table: the written catalog.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise GalSimValueError("images must be a (N, S, S) cube", images.shape)
+    cuts = QualityCuts() if cuts is None else cuts
+    table = Table(rows=rows) if isinstance(rows, list) else Table(rows)
+    if len(table) != len(images):
+        raise GalSimValueError("one row per image is needed", (len(table), len(images)))
+    if "psf_index" not in table.colnames:
+        table["psf_index"] = (
+            np.arange(len(table)) if psfs is not None and len(psfs) == len(table) else -1
+        )
+    table["passes"] = cuts.passes(table)
+    if not table["passes"].any():
+        raise GalSimValueError("No stamp passes the quality cuts", cuts.as_dict())
+    table["split"] = assign_splits(
+        table["passes"], seed=seed, valid=valid, test=test, multiple=multiple
+    )
+    hdr = fits.Header()
+    hdr["GVFORMAT"] = (FORMAT_VERSION, "galsim_vae dataset format version")
+    hdr["CREATOR"] = "galsim_vae"
+    hdr["GVVERS"] = (__version__, "galsim_vae version that wrote the file")
+    hdr["STAMPSZ"] = (images.shape[1], "stamp side, pixels")
+    hdr["NSTAMPS"] = len(images)
+    hdr["NPASS"] = int(table["passes"].sum())
+    hdr["SPLITSD"] = (seed, "seed of the train/valid/test split")
+    for k, v in cuts.as_dict().items():
+        hdr[("C_" + k.replace("_", "")[:6]).upper()] = (float(v) if np.isfinite(v) else "inf", k)
+    for k, v in (meta or {}).items():
+        hdr[k[:8].upper()] = v
+    hdus = [
+        fits.PrimaryHDU(header=hdr),
+        fits.ImageHDU(images, name="STAMPS"),
+        fits.BinTableHDU(table, name="CATALOG"),
+    ]
+    if psfs is not None:
+        hdus.append(fits.ImageHDU(np.asarray(psfs, dtype=np.float32), name="PSFS"))
+    with atomic_path(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp)
+    return table
+
+
+def read_dataset(path):
+    """Read a dataset file.
+
+    Returns:
+        tuple: ``(images, table, psfs, header)``; ``psfs`` is None when the file has none.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise GalSimValueError("Dataset file not found", str(p))
+    try:
+        with fits.open(p, memmap=False) as h:
+            hdr = h[0].header
+            if hdr.get("CREATOR") != "galsim_vae" or "GVFORMAT" not in hdr:
+                raise GalSimValueError("Not a galsim_vae dataset file", str(p))
+            if hdr["GVFORMAT"] > FORMAT_VERSION:
+                raise GalSimValueError(
+                    f"Dataset format {hdr['GVFORMAT']} is newer than this galsim_vae "
+                    f"({FORMAT_VERSION}); upgrade the package",
+                    hdr["GVFORMAT"],
+                )
+            images = np.asarray(h["STAMPS"].data, dtype=np.float32)
+            table = Table(h["CATALOG"].data)
+            psfs = np.asarray(h["PSFS"].data) if "PSFS" in h else None
+            hdr = hdr.copy()
+    except OSError as e:
+        raise GalSimValueError(f"Cannot read dataset file ({e})", str(p)) from e
+    for c in table.colnames:
+        if table[c].dtype.kind in "SU":
+            table[c] = np.char.strip(np.asarray(table[c]).astype(str))
+    return images, table, psfs, hdr
+
+
+class StampDataset:
+    """A split of a dataset file as a ``torch.utils.data.Dataset`` of normalised stamps.
+
+    Items are ``float32`` tensors of shape ``(1, S, S)`` in [0, 1] (see
+    :func:`galsim_vae.metrics.normalize`).
+
+    Args:
+        path: dataset file (or a tuple ``(images, table)`` already in memory).
+        split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``.
+            [default: "train"]
+    """
+
+    def __init__(self, path, split="train"):
+        if split not in SPLITS + ("passes", "all"):
+            raise GalSimValueError("Unknown split", split, SPLITS + ("passes", "all"))
+        if isinstance(path, tuple):
+            images, table = path[0], path[1]
+        else:
+            images, table, _, _ = read_dataset(path)
+        if split == "all":
+            sel = np.ones(len(table), dtype=bool)
+        elif split == "passes":
+            sel = np.asarray(table["passes"], dtype=bool)
+        else:
+            sel = np.asarray(table["split"]) == split
+        if not sel.any():
+            raise GalSimValueError("The split is empty", split)
+        self.table = table[sel]
+        self.images, self.vmin, self.vmax = normalize(images[sel])
+        self.images = self.images.astype(np.float32)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        import torch
+
+        return torch.from_numpy(self.images[i][None])
+
+    def tensor(self):
+        """All items as one ``(N, 1, S, S)`` float32 tensor (no augmentation)."""
+        import torch
+
+        return torch.from_numpy(self.images[:, None])

@@ -1,0 +1,237 @@
+"""Every figure galsim_vae writes, as PNG files (matplotlib, non-interactive backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "plot_metrics",
+    "plot_metric_comparison",
+    "plot_learning_curve",
+    "plot_reconstructions",
+    "plot_latent_snr",
+    "plot_traversals",
+    "plot_latent_histograms",
+    "plot_gallery",
+    "plot_scene",
+    "save",
+]
+
+#: (column, label, log-scale) of the quality metrics shown in the dataset figures.
+METRIC_COLUMNS = (
+    ("snr", "SNR", True),
+    ("width_arcsec", 'Width ["]', False),
+    ("nonuniformity", "NonUniformity", True),
+    ("flux_fraction", "flux fraction in stamp", False),
+)
+
+
+def save(fig, path):
+    """Write ``fig`` as a PNG to ``path`` (folders created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _show(ax, img, title=None):
+    ax.imshow(img, origin="lower", cmap="magma", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def _logx(ax):
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _bins(values, log):
+    v = values[np.isfinite(values)]
+    if log:
+        v = v[v > 0]
+        return np.geomspace(max(v.min(), 1e-3), v.max(), 30) if len(v) else 10
+    return 30
+
+
+def plot_metrics(images, table, path, *, title="Quality metrics"):
+    """The paper's Fig. 2: per metric, its histogram and the stamps of lowest and highest value."""
+    fig, axes = plt.subplots(
+        len(METRIC_COLUMNS),
+        7,
+        figsize=(13, 2.1 * len(METRIC_COLUMNS)),
+        gridspec_kw={"width_ratios": [3, 1, 1, 1, 1, 1, 1]},
+    )
+    passes = np.asarray(table["passes"], dtype=bool) if "passes" in table.colnames else None
+    for row, (col, label, log) in zip(axes, METRIC_COLUMNS, strict=False):
+        v = np.asarray(table[col], dtype=float)
+        ax = row[0]
+        bins = _bins(v, log)
+        ax.hist(v[np.isfinite(v)], bins=bins, color="0.7", label="all")
+        if passes is not None:
+            ax.hist(
+                v[passes & np.isfinite(v)],
+                bins=bins,
+                histtype="step",
+                color="C0",
+                label="passes cuts",
+            )
+        if log:
+            _logx(ax)
+        ax.set_xlabel(label)
+        ax.legend(fontsize=6)
+        order = np.argsort(np.where(np.isfinite(v), v, np.inf))
+        finite = order[np.isfinite(v[order])]
+        picks = list(finite[:3]) + list(finite[-3:])
+        for a, k in zip(row[1:], picks, strict=False):
+            _show(a, images[k], f"{label.split()[0]}={v[k]:.3g}")
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_metric_comparison(tables, labels, path, *, title="Simulated vs real stamps"):
+    """Overlaid, normalised histograms of each metric for several datasets."""
+    fig, axes = plt.subplots(1, len(METRIC_COLUMNS), figsize=(4 * len(METRIC_COLUMNS), 3.2))
+    for ax, (col, label, log) in zip(axes, METRIC_COLUMNS, strict=False):
+        allv = np.concatenate([np.asarray(t[col], dtype=float) for t in tables])
+        bins = _bins(allv, log)
+        for t, lab in zip(tables, labels, strict=False):
+            v = np.asarray(t[col], dtype=float)
+            ax.hist(
+                v[np.isfinite(v)],
+                bins=bins,
+                density=True,
+                histtype="step",
+                lw=1.5,
+                label=f"{lab} (N={len(v)})",
+            )
+        if log:
+            _logx(ax)
+        ax.set_xlabel(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_learning_curve(history, path, *, title="Learning curve"):
+    """Train and validation loss per epoch (the paper's Figs. 4 and 8)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", ms=3, label="train")
+    ax.plot(ep, [h["valid_loss"] for h in history], "s-", ms=3, label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per pixel")
+    ax.legend()
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def plot_reconstructions(inputs, recons, path, *, n=8, title="Reconstructions", sigma=None):
+    """Rows of input, reconstruction and residual (the paper's Fig. 6)."""
+    n = min(n, len(inputs))
+    fig, axes = plt.subplots(3, n, figsize=(1.4 * n, 4.4), squeeze=False)
+    for j in range(n):
+        lo, hi = np.percentile(inputs[j], [1, 99.8])
+        for i, img in enumerate([inputs[j], recons[j]]):
+            axes[i, j].imshow(img, origin="lower", cmap="magma", vmin=lo, vmax=hi)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        res = recons[j] - inputs[j]
+        s = np.abs(res).max() if sigma is None else 5 * sigma[j]
+        axes[2, j].imshow(res, origin="lower", cmap="RdBu_r", vmin=-s, vmax=s)
+        axes[2, j].set_xticks([])
+        axes[2, j].set_yticks([])
+    for i, lab in enumerate(["input", "reconstruction", "residual"]):
+        axes[i, 0].set_ylabel(lab, fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_latent_snr(snrs, labels, path, *, title="Latent SNR (eq. 6)"):
+    """Sorted latent SNR of one or more models (the paper's Figs. 5, 9, 11)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for s, lab in zip(snrs, labels, strict=False):
+        ax.semilogy(np.sort(np.asarray(s))[::-1], "o-", ms=3, label=lab)
+    ax.axhline(1, color="0.5", ls=":")
+    ax.set_xlabel("latent variable (sorted)")
+    ax.set_ylabel(r"$\mu_{std} / \sigma_{mean}$")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def plot_traversals(grid, steps, latents, path, *, title="Latent traversals"):
+    """Decoded images for each latent (rows) stepped from -3 to +3 std (columns)."""
+    nr, nc = grid.shape[:2]
+    fig, axes = plt.subplots(nr, nc, figsize=(1.2 * nc, 1.2 * nr), squeeze=False)
+    for i in range(nr):
+        for j in range(nc):
+            axes[i, j].imshow(grid[i, j], origin="lower", cmap="magma")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(f"{steps[j]:+g}σ", fontsize=7)
+        axes[i, 0].set_ylabel(f"z{latents[i]}", fontsize=7)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_latent_histograms(mu, path, *, title="Latent means vs N(0, 1)"):
+    """Histogram of every latent mean against the unit Gaussian (the paper's Figs. 13-15)."""
+    k = mu.shape[1]
+    nc = 8
+    nr = int(np.ceil(k / nc))
+    fig, axes = plt.subplots(nr, nc, figsize=(1.6 * nc, 1.2 * nr), squeeze=False)
+    x = np.linspace(-4, 4, 100)
+    for i, ax in enumerate(axes.flat):
+        if i >= k:
+            ax.axis("off")
+            continue
+        ax.hist(mu[:, i], bins=30, range=(-4, 4), density=True, color="C0", alpha=0.7)
+        ax.plot(x, np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi), "k-", lw=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"z{i}", fontsize=6)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_gallery(images, path, *, ncol=8, title="Samples", scale=None):
+    """A grid of stamps."""
+    n = len(images)
+    nr = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nr, ncol, figsize=(1.3 * ncol, 1.3 * nr), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < n:
+            ax.imshow(images[i], origin="lower", cmap="magma", interpolation="nearest")
+        else:
+            ax.axis("off")
+    if scale:
+        title = f'{title} ({images.shape[-1]} px at {scale:g}"/px)'
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_scene(image, path, *, title="Scene"):
+    """A drawn scene with an asinh stretch."""
+    arr = np.asarray(image)
+    sig = np.std(arr[arr < np.percentile(arr, 60)]) or 1.0
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(np.arcsinh(arr / (2 * sig)), origin="lower", cmap="gray_r")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return save(fig, path)

@@ -1,0 +1,404 @@
+"""COSMOS-like training galaxies simulated with GalSim from real COSMOS distributions.
+
+The full COSMOS sample cannot be downloaded everywhere, and 100 real galaxies are far too few to
+train a VAE. This module draws as many HST-like stamps as needed, each one built from real
+measurements:
+
+- structure: the bulge + disk fit (de Vaucouleurs bulge, exponential disk; sizes, axis ratios,
+  relative position angle, bulge-to-total flux) of a real COSMOS F814W<23.5 galaxy, picked at
+  random from the fit catalogs (``cosmos_fits/real_galaxy_23.5_500_fits.fits`` and
+  ``cosmos_23.5_example``), with a random overall rotation and 10% log-normal scatter in size;
+- clumps: a random share (0-30%) of the disk flux moved into ``galsim.RandomKnots`` star-forming
+  knots that follow the disk;
+- flux: the fit's flux, dimmed for half of the galaxies by 0-2.5 magnitudes so that the stamps
+  reach the depth of the fainter real samples (``cosmos_btk100`` goes to F814W = 26); dimmed
+  galaxies are shrunk along a size-luminosity relation ``r ~ L^0.25``;
+- PSF: a real HST/ACS F814W effective PSF, either one of the 56 empirical PSFs of
+  ``hst_psf/emp_psf_f814w.fits`` (4x supersampled ACS 0.05" pixels, i.e. 0.0125"/px; the 21
+  with large negative lobes are skipped) or a TinyTim PSF of a real COSMOS galaxy;
+- noise: COSMOS correlated noise (``acs_I_unrot_sci_20_cf.fits``) at a variance drawn from the
+  real catalogs' ``NOISE_VARIANCE`` column.
+
+Every stamp is seeded from ``(seed, index)``: the same seed gives the same set whatever the number
+of processes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import galsim
+import numpy as np
+from astropy.io import fits
+
+from ._parallel import item_seed, parallel_map
+from .errors import GalSimRangeError, GalSimValueError
+from .metrics import stamp_metrics
+from .stamps import HST_PIXEL_SCALE, check_stamp_geometry
+
+__all__ = ["DATA_ENV", "find_shared_data", "bulge_disk_hlr", "COSMOSLikeSimulator", "simulate"]
+
+#: Environment variable naming the folder of real data (``cosmos_btk100/``, ``cosmos_fits/``, ...).
+DATA_ENV = "GALSIM_VAE_DATA"
+#: Pixel scale of the empirical PSF cube: ACS/WFC 0.05" pixels supersampled 4 times.
+EMP_PSF_SCALE = 0.0125
+
+
+def find_shared_data(path=None):
+    """The folder holding the real data files (``cosmos_btk100``, ``cosmos_fits``, ``hst_psf``).
+
+    Looked for, in order: ``path``, ``$GALSIM_VAE_DATA``, and ``../shared/data`` above the current
+    folder or above this package's source tree.
+    """
+    if path is not None:
+        if (Path(path) / "cosmos_btk100").is_dir():
+            return Path(path).resolve()
+        raise GalSimValueError("Real data folder not found (no cosmos_btk100/ in it)", str(path))
+    candidates = []
+    if os.environ.get(DATA_ENV):
+        candidates.append(Path(os.environ[DATA_ENV]))
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidates += [base / ".." / "shared" / "data", base / "shared" / "data"]
+    for c in candidates:
+        if (c / "cosmos_btk100").is_dir():
+            return c.resolve()
+    raise GalSimValueError(
+        f"Real data folder not found: pass it or set ${DATA_ENV}", [str(c) for c in candidates]
+    )
+
+
+# Rendering accuracy for the training stamps: GalSim's defaults, with FFTs capped so that a rare
+# extreme profile raises instead of eating the machine's memory.
+_GSP = galsim.GSParams(folding_threshold=1e-2, maximum_fft_size=4096)
+
+
+def bulge_disk_hlr(bulge_fraction, bulge_hlr, disk_hlr):
+    """Half-light radius of a circular de Vaucouleurs bulge + exponential disk, arcsec.
+
+    The radius where the enclosed flux of the two circularised components reaches one half,
+    solved with ``scipy.optimize.brentq`` on the Sersic enclosed-flux function
+    ``P(2n, b_n (r/r_e)^(1/n))``.
+    """
+    from scipy.optimize import brentq
+    from scipy.special import gammainc, gammaincinv
+
+    def enclosed(r, n, re):
+        return gammainc(2 * n, gammaincinv(2 * n, 0.5) * (r / re) ** (1 / n))
+
+    def f(r):
+        return (
+            bulge_fraction * enclosed(r, 4.0, bulge_hlr)
+            + (1 - bulge_fraction) * enclosed(r, 1.0, disk_hlr)
+            - 0.5
+        )
+
+    lo, hi = min(bulge_hlr, disk_hlr), max(bulge_hlr, disk_hlr)
+    if hi - lo < 1e-12 or f(lo) >= 0:
+        return float(lo)
+    if f(hi) <= 0:
+        return float(hi)
+    return float(brentq(f, lo, hi, xtol=1e-6))
+
+
+def _fit_rows(data_dir):
+    """Bulge+disk parameters of the real COSMOS fits, one row per usable galaxy."""
+    files = [
+        data_dir / "cosmos_fits" / "real_galaxy_23.5_500_fits.fits",
+        data_dir / "cosmos_23.5_example" / "real_galaxy_catalog_23.5_example_fits.fits",
+    ]
+    rows = []
+    for f in files:
+        if not f.is_file():
+            continue
+        with fits.open(f) as h:
+            t = h[1].data
+            b = np.asarray(t["bulgefit"], dtype=float)
+            status = np.asarray(t["fit_status"])
+        disk = _sersic_flux_hlr(b[:, 0:8])
+        bulge = _sersic_flux_hlr(b[:, 8:16])
+        ok = (status[:, 4 if status.shape[1] > 4 else 0] > 0) if status.ndim == 2 else status > 0
+        ok &= np.isfinite(disk[0]) & np.isfinite(bulge[0]) & (disk[0] > 0) & (bulge[0] >= 0)
+        ok &= (b[:, 3] > 0.05) & (b[:, 11] > 0.05) & (disk[1] > 0.01) & (bulge[1] > 0.005)
+        # Galaxies much larger than a 64 x 0.03" stamp are removed by the flux-fraction cut anyway;
+        # dropping them here keeps the FFTs small.
+        ok &= (disk[1] < 1.5) & (bulge[1] < 1.0)
+        for i in np.flatnonzero(ok):
+            rows.append(
+                (
+                    disk[0][i],
+                    disk[1][i],
+                    min(max(b[i, 3], 0.1), 1.0),
+                    b[i, 7],
+                    bulge[0][i],
+                    bulge[1][i],
+                    min(max(b[i, 11], 0.2), 1.0),
+                    b[i, 15],
+                )
+            )
+    if not rows:
+        raise GalSimValueError("No usable COSMOS bulge+disk fits found", [str(f) for f in files])
+    return np.array(rows)
+
+
+def _sersic_flux_hlr(p):
+    """Flux and circularised half-light radius (arcsec) from COSMOS ``sersicfit``-style rows."""
+    from scipy.special import gamma, gammaincinv
+
+    ie, re, n, q = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+    with np.errstate(all="ignore"):
+        bn = gammaincinv(2 * n, 0.5)
+        flux = 2 * np.pi * n * np.exp(bn) * gamma(2 * n) / bn ** (2 * n) * ie * re**2 * q
+        hlr = re * HST_PIXEL_SCALE * np.sqrt(q)
+    return flux, hlr
+
+
+def _psf_library(data_dir, stamp_scale, size=48):
+    """Real HST PSF images, redrawn at ``stamp_scale`` with unit flux."""
+    imgs = []
+    emp = data_dir / "hst_psf" / "emp_psf_f814w.fits"
+    if emp.is_file():
+        cube = fits.getdata(emp).astype(float)
+        for p in cube:
+            # About a third of the cube's PSFs hold large negative lobes (down to -60% of the
+            # peak): they are not usable as PSFs and are skipped.
+            if p.min() >= -0.01 * p.max():
+                imgs.append(galsim.Image(p, scale=EMP_PSF_SCALE))
+    for cat in (
+        "cosmos_btk100/real_galaxy_PSF_images_extension.fits",
+        "cosmos_23.5_example/real_galaxy_PSF_images.fits",
+    ):
+        f = data_dir / cat
+        if f.is_file():
+            with fits.open(f) as h:
+                for hdu in h:
+                    if hdu.data is not None:
+                        imgs.append(galsim.Image(hdu.data.astype(float), scale=HST_PIXEL_SCALE))
+    if not imgs:
+        raise GalSimValueError("No HST PSF images found", str(data_dir))
+    out = []
+    for im in imgs:
+        ii = galsim.InterpolatedImage(im, x_interpolant="quintic", flux=1.0)
+        out.append(
+            ii.drawImage(
+                nx=size, ny=size, scale=stamp_scale, method="no_pixel", use_true_center=False
+            ).array
+        )
+    return np.array(out, dtype=np.float32)
+
+
+def _noise_variances(data_dir):
+    var = []
+    for cat in (
+        "cosmos_btk100/real_galaxy_catalog_26_extension_example.fits",
+        "cosmos_23.5_example/real_galaxy_catalog_23.5_example.fits",
+    ):
+        f = data_dir / cat
+        if f.is_file():
+            var.append(np.asarray(fits.getdata(f, 1)["NOISE_VARIANCE"], dtype=float))
+    if not var:
+        raise GalSimValueError("No real noise variances found", str(data_dir))
+    return np.concatenate(var)
+
+
+class COSMOSLikeSimulator:
+    """Draws COSMOS-like HST F814W stamps (see the module docstring for what goes in).
+
+    Args:
+        data_dir: folder of the real data; found with :func:`find_shared_data` when None.
+            [default: None]
+        stamp_size: side of the stamps in pixels. [default: 64]
+        pixel_scale: arcsec per pixel. [default: 0.03]
+        max_knot_fraction: largest share of the disk flux put in knots. [default: 0.3]
+        faint_fraction: share of galaxies dimmed by up to ``max_dimming`` mag. [default: 0.5]
+        max_dimming: largest dimming in magnitudes. [default: 2.5]
+        size_scatter: log-normal scatter of the sizes, in dex/ln units. [default: 0.1]
+    """
+
+    def __init__(
+        self,
+        data_dir=None,
+        *,
+        stamp_size=64,
+        pixel_scale=HST_PIXEL_SCALE,
+        max_knot_fraction=0.3,
+        faint_fraction=0.5,
+        max_dimming=2.5,
+        size_scatter=0.1,
+    ):
+        check_stamp_geometry(stamp_size, pixel_scale)
+        if not 0 <= max_knot_fraction < 1:
+            raise GalSimRangeError("max_knot_fraction must be in [0, 1)", max_knot_fraction, 0, 1)
+        if not 0 <= faint_fraction <= 1:
+            raise GalSimRangeError("faint_fraction must be in [0, 1]", faint_fraction, 0, 1)
+        self.data_dir = find_shared_data(data_dir)
+        self.stamp_size = int(stamp_size)
+        self.pixel_scale = float(pixel_scale)
+        self.max_knot_fraction = float(max_knot_fraction)
+        self.faint_fraction = float(faint_fraction)
+        self.max_dimming = float(max_dimming)
+        self.size_scatter = float(size_scatter)
+        self.fits = _fit_rows(self.data_dir)
+        self.psfs = _psf_library(self.data_dir, self.pixel_scale)
+        self.variances = _noise_variances(self.data_dir)
+        self._psf_objs = [
+            galsim.InterpolatedImage(
+                galsim.Image(p.astype(float), scale=self.pixel_scale),
+                x_interpolant="quintic",
+                flux=1.0,
+                use_true_center=False,
+            )
+            for p in self.psfs
+        ]
+        cf = self.data_dir / "cosmos_btk100" / "acs_I_unrot_sci_20_cf.fits"
+        if not cf.is_file():
+            raise GalSimValueError("COSMOS noise correlation file not found", str(cf))
+        self._noise = galsim.getCOSMOSNoise(file_name=str(cf), cosmos_scale=HST_PIXEL_SCALE)
+
+    def config(self):
+        """The simulator's settings, as stored with a dataset."""
+        return {
+            "stamp_size": self.stamp_size,
+            "pixel_scale": self.pixel_scale,
+            "max_knot_fraction": self.max_knot_fraction,
+            "faint_fraction": self.faint_fraction,
+            "max_dimming": self.max_dimming,
+            "size_scatter": self.size_scatter,
+            "n_fit_rows": len(self.fits),
+            "n_psfs": len(self.psfs),
+        }
+
+    def draw_params(self, ud):
+        """Random galaxy parameters from a ``galsim.UniformDeviate``."""
+        gd = galsim.GaussianDeviate(ud)
+        row = self.fits[int(ud() * len(self.fits))]
+        fd, hd, qd, pd, fb, hb, qb, pb = row
+        rot = ud() * np.pi
+        dim = self.max_dimming * ud() if ud() < self.faint_fraction else 0.0
+        # Fainter galaxies are smaller: sizes follow r ~ L^0.25 under the dimming.
+        scale = np.exp(self.size_scatter * gd()) * 10 ** (-0.1 * dim)
+        total = (fd + fb) * 10 ** (-0.4 * dim)
+        return {
+            "flux_true": float(total),
+            "bulge_fraction": float(fb / (fd + fb)),
+            "disk_hlr": float(hd * scale),
+            "disk_q": float(qd),
+            "disk_beta": float(np.degrees(pd + rot) % 180),
+            "bulge_hlr": float(hb * scale),
+            "bulge_q": float(qb),
+            "bulge_beta": float(np.degrees(pb + rot) % 180),
+            "knot_fraction": float(self.max_knot_fraction * ud()),
+            "n_knots": int(10 + 50 * ud()),
+            "psf_index": int(ud() * len(self.psfs)),
+            "noise_variance": float(self.variances[int(ud() * len(self.variances))]),
+            "dimming_mag": float(dim),
+        }
+
+    def components(self, p, rng):
+        """The smooth part (bulge + disk) and the knots (or None) of galaxy ``p``, PSF-free."""
+        bulge = galsim.DeVaucouleurs(
+            half_light_radius=p["bulge_hlr"],
+            flux=p["flux_true"] * p["bulge_fraction"],
+            gsparams=_GSP,
+        )
+        bulge = bulge.shear(q=p["bulge_q"], beta=p["bulge_beta"] * galsim.degrees)
+        fdisk = p["flux_true"] * (1 - p["bulge_fraction"])
+        fk = p["knot_fraction"]
+        disk_shear = galsim.Shear(q=p["disk_q"], beta=p["disk_beta"] * galsim.degrees)
+        disk = galsim.Exponential(
+            half_light_radius=p["disk_hlr"], flux=fdisk * (1 - fk), gsparams=_GSP
+        ).shear(disk_shear)
+        knots = None
+        if fk > 0:
+            knots = galsim.RandomKnots(
+                p["n_knots"],
+                half_light_radius=p["disk_hlr"],
+                flux=fdisk * fk,
+                rng=rng,
+                gsparams=_GSP,
+            ).shear(disk_shear)
+        return galsim.Add([bulge, disk]), knots
+
+    def galaxy(self, p, rng):
+        """The noiseless, PSF-free galaxy of parameters ``p`` as one GSObject."""
+        smooth, knots = self.components(p, rng)
+        return smooth if knots is None else galsim.Add([smooth, knots])
+
+    def stamp(self, index, seed):
+        """Stamp ``index`` of the set seeded by ``seed``: image, PSF index and table row."""
+        rng = galsim.BaseDeviate(item_seed(seed, index))
+        ud = galsim.UniformDeviate(rng)
+        p = self.draw_params(ud)
+        psf = self._psf_objs[p["psf_index"]]
+        n, s = self.stamp_size, self.pixel_scale
+        # The knots are drawn on their own: in one sum their k-space grid would be set by the
+        # smooth part's wide wings, and point sources are costly to evaluate on a large grid.
+        clean = None
+        for part in self.components(p, rng):
+            if part is None:
+                continue
+            im = galsim.Convolve(part, psf).drawImage(
+                nx=n, ny=n, scale=s, method="no_pixel", use_true_center=False
+            )
+            clean = im if clean is None else clean + im
+        hlr = bulge_disk_hlr(p["bulge_fraction"], p["bulge_hlr"], p["disk_hlr"])
+        img = clean.copy()
+        img.addNoise(self._noise.withVariance(p["noise_variance"]).copy(rng=rng))
+        arr = img.array.astype(np.float32)
+        row = {
+            "ident": int(index),
+            "source": "simulated",
+            "pixel_scale": s,
+            "flux_total": p["flux_true"],
+            "flux_fraction": float(clean.array.sum() / p["flux_true"]),
+            "original_size": n,
+            "catalog_noise_variance": p["noise_variance"],
+            "flux": float(arr.sum()),
+            "hlr": float(hlr),
+        }
+        row.update(stamp_metrics(arr))
+        row["width_arcsec"] = row["width_pix"] * s
+        row.update(p)
+        return {"image": arr, "row": row}
+
+
+class _SimWorker:
+    def __init__(self, kwargs, seed):
+        self.sim = COSMOSLikeSimulator(**kwargs)
+        self.seed = seed
+
+    def __call__(self, i):
+        return self.sim.stamp(i, self.seed)
+
+
+def simulate(n, *, seed=1234, data_dir=None, nproc=None, progress=True, start=0, **kwargs):
+    """``n`` simulated stamps seeded by ``seed``.
+
+    Args:
+        n: number of stamps.
+        seed: the set's seed; stamp ``i`` depends only on ``(seed, i)``. [default: 1234]
+        data_dir: real data folder (see :func:`find_shared_data`). [default: None]
+        nproc: processes; all cores when None. [default: None]
+        progress: show a progress bar. [default: True]
+        start: index of the first stamp (to extend a set). [default: 0]
+        **kwargs: passed to :class:`COSMOSLikeSimulator`.
+
+    Returns:
+        tuple: ``(images, psfs, rows, simulator)``; ``images`` is ``(n, S, S)`` float32, ``psfs``
+        the PSF library (rows refer to it by ``psf_index``).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise GalSimValueError("n must be a positive integer", n)
+    sim = COSMOSLikeSimulator(data_dir, **kwargs)
+    kw = dict(kwargs, data_dir=sim.data_dir)
+    res = parallel_map(
+        _SimWorker,
+        (kw, seed),
+        range(start, start + n),
+        nproc=nproc,
+        chunk=32,
+        desc="simulating",
+        progress=progress,
+    )
+    images = np.stack([r["image"] for r in res])
+    return images, sim.psfs, [r["row"] for r in res], sim

@@ -1,0 +1,100 @@
+import galsim
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galsim_vae import stamps
+
+
+def test_find_catalog_from_folder_file_and_env(btk_dir, monkeypatch):
+    f = stamps.find_catalog(btk_dir)
+    assert f.name == "real_galaxy_catalog_26_extension_example.fits"
+    assert stamps.find_catalog(f) == f
+    monkeypatch.setenv(stamps.COSMOS_ENV, str(btk_dir))
+    assert stamps.find_catalog() == f
+
+
+def test_missing_catalog_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv(stamps.COSMOS_ENV, raising=False)
+    with pytest.raises(galsim.GalSimValueError, match="GALSIM_VAE_COSMOS"):
+        stamps.find_catalog()
+    with pytest.raises(galsim.GalSimValueError, match="not found"):
+        stamps.find_catalog(tmp_path / "nope.fits")
+    with pytest.raises(galsim.GalSimValueError, match="found 0"):
+        stamps.find_catalog(tmp_path)
+
+
+def test_catalog_missing_columns_and_images(tmp_path, btk_dir):
+    src = stamps.find_catalog(btk_dir)
+    t = fits.getdata(src, 1)
+    bad = tmp_path / "real_galaxy_catalog_bad.fits"
+    cols = [c for c in t.columns if c.name != "PSF_HDU"]
+    fits.BinTableHDU.from_columns(cols).writeto(bad)
+    with pytest.raises(galsim.GalSimValueError, match="PSF_HDU"):
+        stamps.open_catalog(bad)
+    noimg = tmp_path / "other" / "real_galaxy_catalog_noimg.fits"
+    noimg.parent.mkdir()
+    fits.BinTableHDU(t).writeto(noimg)
+    with pytest.raises(galsim.GalSimValueError, match="missing"):
+        stamps.open_catalog(noimg)
+
+
+@pytest.mark.parametrize(
+    "size,scale,mode,match",
+    [
+        (60, 0.03, "fixed", "multiple of 8"),
+        (8, 0.03, "fixed", "multiple of 8"),
+        (64, 0.0, "fixed", "pixel_scale"),
+        (64, 5.0, "fixed", "pixel_scale"),
+        (64, 0.03, "zoom", "scale_mode"),
+    ],
+)
+def test_bad_geometry(size, scale, mode, match):
+    with pytest.raises(galsim.GalSimError, match=match):
+        stamps.check_stamp_geometry(size, scale, mode)
+    with pytest.raises(TypeError):
+        stamps.check_stamp_geometry(64.0, 0.03)
+
+
+def test_fit_scale_is_paper_eq1():
+    assert stamps.fit_scale(124, 64) == pytest.approx(0.03 * 124 / 62)
+
+
+def test_real_stamps_fixed_and_fit(btk_dir):
+    images, psfs, rows, errors = stamps.real_stamps(
+        btk_dir, indices=range(6), nproc=1, progress=False
+    )
+    assert errors == []
+    assert images.shape == (6, 64, 64) and psfs.shape == (6, 64, 64)
+    np.testing.assert_allclose(psfs.sum(axis=(1, 2)), 1, atol=0.02)
+    rgc = stamps.open_catalog(btk_dir)
+    for k, r in enumerate(rows):
+        assert r["pixel_scale"] == 0.03
+        orig = rgc.getGalImage(k)
+        # Flux fraction: original pixels inside the 64x64 window over all of them.
+        n = orig.array.shape[0]
+        if n <= 64:
+            assert r["flux_fraction"] == pytest.approx(1.0)
+        else:
+            lo = (n - 64) // 2
+            inner = orig.array[lo : lo + 64, lo : lo + 64].sum()
+            assert r["flux_fraction"] == pytest.approx(inner / orig.array.sum(), rel=0.05)
+        # The galaxy sits on the central pixel: its light-weighted centroid is near (32, 32).
+        a = np.clip(images[k] - np.median(images[k]), 0, None)
+        a[a < 3 * r["noise_sigma"]] = 0
+        y, x = np.mgrid[:64, :64]
+        assert abs((a * x).sum() / a.sum() - 32) < 3 and abs((a * y).sum() / a.sum() - 32) < 3
+    fit = stamps.real_stamps(btk_dir, indices=range(6), nproc=1, progress=False, scale_mode="fit")[
+        2
+    ]
+    for r in fit:
+        assert r["pixel_scale"] == pytest.approx(0.03 * r["original_size"] / 62)
+        assert r["flux_fraction"] == pytest.approx(1.0)
+
+
+def test_real_stamps_are_deterministic(btk_dir):
+    a = stamps.real_stamps(btk_dir, indices=[0, 3], nproc=1, progress=False, seed=5)[0]
+    b = stamps.real_stamps(btk_dir, indices=[0, 3], nproc=1, progress=False, seed=5)[0]
+    c = stamps.real_stamps(btk_dir, indices=[0, 3], nproc=1, progress=False, seed=6)[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
