@@ -1,10 +1,145 @@
-"""Sub-commands of ``galsim-vae`` that use a model (train, evaluate, draw, ...)."""
+"""Sub-commands of ``galsim-vae`` that train or use a model."""
 
 from __future__ import annotations
 
-__all__ = ["add_commands"]
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_commands", "dataset_summary"]
+
+
+def dataset_summary(path, table, split_counts) -> dict:
+    """What a model records about its training data."""
+    sel = np.asarray(table["split"]) == "train"
+    src = sorted(set(np.asarray(table["source"])[sel]))
+    return {
+        "file": Path(path).name,
+        "sources": src,
+        "n_train": int(split_counts.get("train", 0)),
+        "n_valid": int(split_counts.get("valid", 0)),
+        "pixel_scale": float(np.median(table["pixel_scale"][sel])),
+        "median_norm_min": float(np.median(table["norm_min"][sel])),
+        "median_norm_max": float(np.median(table["norm_max"][sel])),
+        "median_noise_sigma": float(np.median(table["noise_sigma"][sel])),
+    }
+
+
+def _cmd_train(a):
+    import dataclasses
+
+    import torch
+
+    from .dataset import StampDataset, read_dataset
+    from .losses import VAELoss
+    from .nn import PRESETS, build_vae
+    from .plots import plot_learning_curve
+    from .train import TrainConfig, train
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    images, table, _, _ = read_dataset(a.dataset)
+    tr = StampDataset((images, table), "train")
+    va = StampDataset((images, table), "valid")
+    if a.max_train:
+        tr.images = tr.images[: a.max_train]
+    counts = {"train": len(tr), "valid": len(va)}
+    summary = dataset_summary(a.dataset, table, counts)
+    cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1])
+    model = build_vae(cfg)
+    tc = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        augment=not a.no_augment,
+        device=a.device,
+        lr_patience=a.lr_patience,
+        stop_patience=a.stop_patience,
+    )
+    out = Path(a.out)
+
+    def plot(history):
+        plot_learning_curve(
+            history, out / "learning_curve.png", title=f"{a.preset} VAE, {a.loss} loss"
+        )
+
+    hist = train(
+        model,
+        tr.tensor(),
+        va.tensor(),
+        loss=VAELoss(a.loss, a.loss_param),
+        out_dir=out,
+        config=tc,
+        pixel_scale=summary["pixel_scale"],
+        dataset=summary,
+        resume=not a.no_resume,
+        progress=not a.quiet,
+        on_epoch=plot,
+    )
+    if hist:
+        plot(hist)
+        best = min(hist, key=lambda h: h["valid_loss"])
+        print(
+            f"trained {len(hist)} epochs; best validation loss {best['valid_loss']:.5f} at "
+            f"epoch {best['epoch']}; model {out / 'best.safetensors'}"
+        )
+    return 0
+
+
+def _cmd_evaluate(a):
+    from .analysis import evaluate
+
+    res = evaluate(a.model, a.dataset, a.out, split=a.split, seed=a.seed, n_show=a.n_show)
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
+    return 0
 
 
 def add_commands(sub):
     """Add the model sub-commands to the ``galsim-vae`` sub-parser ``sub``."""
+    from .losses import LOSSES
+    from .nn import PRESETS
+
+    t = sub.add_parser(
+        "train",
+        help="train a VAE on a dataset file",
+        description="Train a VAE on the train split of a dataset file, with "
+        "checkpoints every epoch; rerunning the same command resumes.",
+    )
+    t.add_argument("dataset")
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="compact")
+    t.add_argument("--loss", choices=LOSSES, default="beta")
+    t.add_argument(
+        "--loss-param", type=float, default=None, help="beta (beta loss) or lambda (flow loss)"
+    )
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-patience", type=int, default=4)
+    t.add_argument("--stop-patience", type=int, default=10)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-train", type=int, default=0, help="use only the first N train stamps")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--no-resume", action="store_true")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="figures and numbers of a model on a dataset",
+        description="Reconstructions, latent SNR, traversals, latent histograms, "
+        "rotation invariance and denoising of a model on a dataset: PNGs and a "
+        "JSON in OUT.",
+    )
+    e.add_argument("model", help="weights file (or 'default')")
+    e.add_argument("dataset")
+    e.add_argument("--out", required=True)
+    e.add_argument("--split", default="test", help="train, valid, test, passes or all")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n-show", type=int, default=8)
+    e.set_defaults(func=_cmd_evaluate)
     return sub

@@ -23,13 +23,13 @@ run never leaves a file that looks finished.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from ._io import atomic_path
 from ._version import __version__
 from .errors import GalSimRangeError, GalSimValueError
 from .metrics import QualityCuts, normalize
@@ -46,29 +46,6 @@ __all__ = [
 #: Version of the dataset file layout; bumped when it changes incompatibly.
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
-
-
-class atomic_path:
-    """Context manager giving a temporary path that is renamed to ``path`` on success.
-
-    >>> with atomic_path("out.fits") as tmp:   # doctest: +SKIP
-    ...     write(tmp)
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
-        return False
 
 
 def assign_splits(passes, *, seed=1234, valid=0.1, test=0.1, multiple=1):

@@ -21,6 +21,7 @@ __all__ = [
     "plot_latent_histograms",
     "plot_gallery",
     "plot_scene",
+    "plot_rotation_denoise",
     "save",
 ]
 
@@ -234,4 +235,23 @@ def plot_scene(image, path, *, title="Scene"):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
+    return save(fig, path)
+
+
+def plot_rotation_denoise(rot, den, inputs, path, *, title="Rotation invariance and denoising"):
+    """The paper's Fig. 12 for one galaxy: rotated input and its reconstruction; noisy inputs
+    at each SNR and their reconstructions."""
+    k = 0
+    cols = [
+        ("input", inputs[k]),
+        ("recon", den["base"][k]),
+        ("rotated 30°", rot["rotated_inputs"][k]),
+        ("recon of rotated", rot["recon_rotated"][k]),
+    ]
+    for snr, (_idx, noisy, rec) in zip(den["snr"], den["examples"]):
+        cols += [(f"SNR {snr}", noisy), (f"recon SNR {snr}", rec)]
+    fig, axes = plt.subplots(1, len(cols), figsize=(1.6 * len(cols), 2.0), squeeze=False)
+    for ax, (lab, img) in zip(axes[0], cols):
+        _show(ax, img, lab)
+    fig.suptitle(title, fontsize=9)
     return save(fig, path)

@@ -1,0 +1,175 @@
+"""The only module that reads or writes weights.
+
+Weights are safetensors files (no code runs when they are read) whose metadata holds everything
+needed to rebuild and trust the network:
+
+``format``           ``galsim_vae.vae``
+``format_version``   :data:`FORMAT_VERSION`; a newer one is refused
+``library_version``  the galsim_vae version that wrote the file
+``architecture``     the :class:`~galsim_vae.nn.VAEConfig` as JSON
+``latent_dim``, ``stamp_size``, ``pixel_scale`` (arcsec/px), ``normalisation``
+``loss``, ``loss_param``, ``epoch``, ``dataset`` (JSON summary of the training data)
+``sha256``           checksum of the tensors (names, dtypes, shapes and bytes, in name order)
+
+plus any extra keys given as JSON. Optimiser, scheduler and random-generator states needed to
+resume training live in a separate ``.state.pt`` file, read with ``torch.load(weights_only=True)``.
+Every file is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ._io import atomic_path
+from ._version import __version__
+from .errors import GalSimValueError
+from .nn import VAE, VAEConfig
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "checksum",
+    "save_vae",
+    "read_metadata",
+    "load_state_dict",
+    "load_vae",
+    "save_training_state",
+    "load_training_state",
+]
+
+FORMAT = "galsim_vae.vae"
+FORMAT_VERSION = 1
+
+
+def checksum(tensors: dict) -> str:
+    """SHA-256 of a state dict: names, dtypes, shapes and raw bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_vae(
+    path,
+    model: VAE,
+    *,
+    pixel_scale: float,
+    loss: str,
+    loss_param: float,
+    epoch: int = 0,
+    dataset: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a model's weights and metadata to a safetensors file, atomically."""
+    cfg = model.config
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "architecture": cfg.to_json(),
+        "latent_dim": str(cfg.latent_dim),
+        "stamp_size": str(cfg.stamp_size),
+        "pixel_scale": repr(float(pixel_scale)),
+        "normalisation": "minmax: (I - min) / (max - min) per stamp",
+        "loss": loss,
+        "loss_param": repr(float(loss_param)),
+        "epoch": str(int(epoch)),
+        "dataset": json.dumps(dataset or {}, sort_keys=True, default=str),
+        "sha256": checksum(tensors),
+    }
+    for k, v in (extra or {}).items():
+        meta[k] = json.dumps(v, default=str)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def read_metadata(path) -> dict:
+    """The metadata of a weights file, checked for format and version (tensors not read)."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise GalSimValueError("Model file not found", str(p))
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise GalSimValueError(f"Not a readable safetensors model file ({e})", str(p)) from e
+    if meta.get("format") != FORMAT:
+        raise GalSimValueError("Not a galsim_vae model file", str(p))
+    v = int(meta.get("format_version", -1))
+    if v != FORMAT_VERSION:
+        raise GalSimValueError(
+            f"Model format version {v} is not supported (this galsim_vae reads {FORMAT_VERSION})", v
+        )
+    return meta
+
+
+def load_state_dict(path, *, verify: bool = True) -> tuple[dict, dict]:
+    """Tensors and metadata of a weights file; the checksum is verified unless ``verify=False``."""
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise GalSimValueError(f"Model file is truncated or corrupt ({e})", str(path)) from e
+    if verify and checksum(tensors) != meta.get("sha256"):
+        raise GalSimValueError("Model file checksum mismatch (tampered or corrupt)", str(path))
+    return tensors, meta
+
+
+def load_vae(path, *, config: VAEConfig | None = None) -> tuple[VAE, dict]:
+    """Rebuild the network stored in ``path`` and load its weights (eval mode).
+
+    Args:
+        path: a file written by :func:`save_vae`.
+        config: when given, the architecture the caller expects; a file of another architecture
+            raises. [default: None]
+
+    Returns:
+        tuple: ``(model, metadata)``.
+    """
+    tensors, meta = load_state_dict(path)
+    cfg = VAEConfig.from_json(meta["architecture"])
+    if config is not None and config != cfg:
+        raise GalSimValueError(
+            f"Checkpoint architecture {cfg} differs from the expected {config}", str(path)
+        )
+    model = VAE(cfg)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise GalSimValueError(
+            f"Weights do not fit the stored architecture ({e})", str(path)
+        ) from e
+    model.eval()
+    return model, meta
+
+
+def save_training_state(path, state: dict) -> Path:
+    """Write optimiser/scheduler/generator state (tensors, numbers, strings) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_training_state(path) -> dict:
+    """Read what :func:`save_training_state` wrote (``weights_only=True``: no code runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise GalSimValueError(f"Cannot read training state ({e})", str(path)) from e

@@ -1,0 +1,83 @@
+"""The paper's three VAE losses (Danilov 2020, eqs. 3-8), per pixel.
+
+Signs: the paper writes its cross-entropy (eq. 3) as the log-likelihood and its KL term (eq. 4)
+as ``0.5 * sum(1 + log_var - mu^2 - exp(log_var))``, which is minus the KL divergence; so
+``BCE_loss - KL_loss`` in eq. 5 is the usual positive loss. Here both terms are written as the
+positive quantities they stand for:
+
+- ``BCE = -sum_pixels [y log p + (1 - y) log(1 - p)]`` (>= 0), per image;
+- ``KL = -0.5 * sum_latents (1 + log_var - mu^2 - exp(log_var))`` (>= 0), per image.
+
+and the three losses, averaged over the batch and divided by the number of pixels (64*64):
+
+- ``original`` (eq. 5): ``(BCE + KL) / npix``;
+- ``beta`` (eq. 7, Beta-VAE): ``(BCE + beta * KL) / npix``, paper ``beta = 1e-2``;
+- ``flow`` (eq. 8, "Flow-VAE", KL-constrained): ``(BCE + min(KL, lambda)) / npix``, which is the
+  paper's ``BCE_loss - max(-lambda, KL_loss)``: the KL term of each image stops counting (and
+  pulling its latents to the prior) once it exceeds ``lambda`` nats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["bce_per_image", "kl_per_image", "VAELoss", "LOSSES"]
+
+LOSSES = ("original", "beta", "flow")
+_DEFAULT_PARAM = {"original": 1.0, "beta": 1e-2, "flow": 32.0}
+
+
+def bce_per_image(recon: Tensor, target: Tensor) -> Tensor:
+    """Binary cross-entropy summed over the pixels of each image, shape ``(B,)``."""
+    return F.binary_cross_entropy(recon, target, reduction="none").flatten(1).sum(1)
+
+
+def kl_per_image(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL divergence of ``N(mu, exp(logvar))`` from ``N(0, 1)``, summed over latents, ``(B,)``."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+
+
+@dataclass(frozen=True)
+class VAELoss:
+    """One of the paper's losses.
+
+    Attributes:
+        kind: ``"original"``, ``"beta"`` or ``"flow"``.
+        param: beta for ``beta`` (paper: 1e-2), lambda in nats for ``flow`` (paper: 4 to 64);
+            ignored for ``original``. [default: by kind]
+    """
+
+    kind: str = "beta"
+    param: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in LOSSES:
+            raise ValueError(f"unknown loss {self.kind!r}; choose from {LOSSES}")
+        if self.param is None:
+            object.__setattr__(self, "param", _DEFAULT_PARAM[self.kind])
+        if not self.param >= 0:
+            raise ValueError(f"loss parameter must be >= 0, got {self.param!r}")
+
+    def terms(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor) -> dict:
+        """The loss and its parts, batch means per pixel: ``loss``, ``bce``, ``kl``."""
+        npix = target[0].numel()
+        bce = bce_per_image(recon, target)
+        kl = kl_per_image(mu, logvar)
+        if self.kind == "original":
+            reg = kl
+        elif self.kind == "beta":
+            reg = self.param * kl
+        else:
+            reg = torch.clamp(kl, max=self.param)
+        return {
+            "loss": (bce + reg).mean() / npix,
+            "bce": bce.mean() / npix,
+            "kl": kl.mean() / npix,
+        }
+
+    def __call__(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+        return self.terms(recon, target, mu, logvar)["loss"]

@@ -1,0 +1,87 @@
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from galsim_vae import checkpoint
+from galsim_vae.errors import GalSimValueError
+from galsim_vae.nn import PRESETS, build_vae
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    torch.manual_seed(0)
+    m = build_vae("tiny")
+    path = checkpoint.save_vae(
+        tmp_path / "m.safetensors",
+        m,
+        pixel_scale=0.03,
+        loss="beta",
+        loss_param=0.01,
+        epoch=3,
+        dataset={"n_train": 10},
+    )
+    return m, path
+
+
+def test_round_trip(tiny):
+    m, path = tiny
+    m2, meta = checkpoint.load_vae(path)
+    for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2
+        torch.testing.assert_close(a, b)
+    assert meta["loss"] == "beta" and float(meta["loss_param"]) == 0.01
+    assert meta["epoch"] == "3" and meta["latent_dim"] == "8" and meta["stamp_size"] == "64"
+    assert float(meta["pixel_scale"]) == 0.03 and "minmax" in meta["normalisation"]
+    m.eval()
+    x = torch.rand(2, 1, 64, 64)
+    torch.testing.assert_close(m(x)[0], m2(x)[0])
+
+
+def test_tampered_truncated_and_foreign_files(tiny, tmp_path):
+    m, path = tiny
+    tensors = load_file(str(path))
+    meta = checkpoint.read_metadata(path)
+    k = next(iter(tensors))
+    tensors[k] = tensors[k] + 1
+    bad = tmp_path / "tampered.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(GalSimValueError, match="checksum"):
+        checkpoint.load_vae(bad)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(GalSimValueError, match="truncated|corrupt|readable"):
+        checkpoint.load_vae(cut)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(GalSimValueError, match="readable"):
+        checkpoint.load_vae(junk)
+    other = tmp_path / "other.safetensors"
+    save_file({"a": torch.zeros(2)}, str(other), metadata={"format": "something"})
+    with pytest.raises(GalSimValueError, match="Not a galsim_vae model"):
+        checkpoint.load_vae(other)
+    newer = tmp_path / "newer.safetensors"
+    save_file(load_file(str(path)), str(newer), metadata=dict(meta, format_version="99"))
+    with pytest.raises(GalSimValueError, match="version 99"):
+        checkpoint.load_vae(newer)
+    with pytest.raises(GalSimValueError, match="not found"):
+        checkpoint.load_vae(tmp_path / "none.safetensors")
+
+
+def test_other_architecture_is_refused(tiny):
+    _, path = tiny
+    with pytest.raises(GalSimValueError, match="differs"):
+        checkpoint.load_vae(path, config=PRESETS["compact"])
+    cfg = dataclasses.replace(PRESETS["tiny"], name="renamed")
+    assert checkpoint.load_vae(path, config=cfg)[0].config == cfg  # the name is informational
+
+
+def test_training_state_weights_only(tmp_path):
+    p = checkpoint.save_training_state(
+        tmp_path / "s.pt", {"generator": torch.Generator().get_state(), "epoch": 2, "history": "[]"}
+    )
+    st = checkpoint.load_training_state(p)
+    assert st["epoch"] == 2
+    with pytest.raises(GalSimValueError):
+        checkpoint.load_training_state(tmp_path / "missing.pt")

@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+
+from galsim_vae.losses import VAELoss, bce_per_image, kl_per_image
+
+
+def _tiny():
+    y = torch.tensor([[[[0.0, 1.0], [0.5, 0.25]]]])
+    p = torch.tensor([[[[0.1, 0.8], [0.5, 0.5]]]])
+    mu = torch.tensor([[1.0, -2.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)]])
+    return y, p, mu, logvar
+
+
+def _hand():
+    bce = -(
+        math.log(0.9) + math.log(0.8) + math.log(0.5) + 0.25 * math.log(0.5) + 0.75 * math.log(0.5)
+    )
+    # KL of N(1, 1) and N(-2, 4) from N(0, 1): 0.5 * sum(mu^2 + var - 1 - log var)
+    kl = 0.5 * ((1 + 1 - 1 - 0) + (4 + 4 - 1 - math.log(4.0)))
+    return bce, kl
+
+
+def test_terms_match_hand_computation():
+    y, p, mu, lv = _tiny()
+    bce, kl = _hand()
+    assert bce_per_image(p, y).item() == pytest.approx(bce, rel=1e-6)
+    assert kl_per_image(mu, lv).item() == pytest.approx(kl, rel=1e-6)
+    assert kl > 0  # the paper's eq. 4 is minus this
+
+
+def test_three_losses():
+    y, p, mu, lv = _tiny()
+    bce, kl = _hand()
+    npix = 4
+    assert VAELoss("original")(p, y, mu, lv).item() == pytest.approx((bce + kl) / npix, rel=1e-6)
+    assert VAELoss("beta")(p, y, mu, lv).item() == pytest.approx((bce + 1e-2 * kl) / npix, rel=1e-6)
+    assert VAELoss("beta", 0.5)(p, y, mu, lv).item() == pytest.approx(
+        (bce + 0.5 * kl) / npix, rel=1e-6
+    )
+    # eq. 8: BCE - max(-lambda, -KL) = BCE + min(KL, lambda)
+    assert VAELoss("flow", 2.0)(p, y, mu, lv).item() == pytest.approx((bce + 2.0) / npix, rel=1e-6)
+    assert VAELoss("flow", 100.0)(p, y, mu, lv).item() == pytest.approx((bce + kl) / npix, rel=1e-6)
+
+
+def test_flow_clip_stops_kl_gradient():
+    y, p, mu, lv = _tiny()
+    mu = mu.clone().requires_grad_(True)
+    VAELoss("flow", 1.0)(p, y, mu, lv).backward()
+    assert torch.all(mu.grad == 0)
+    mu.grad = None
+    VAELoss("beta")(p, y, mu, lv).backward()
+    assert torch.all(mu.grad != 0)
+
+
+def test_bad_losses():
+    with pytest.raises(ValueError, match="unknown loss"):
+        VAELoss("mse")
+    with pytest.raises(ValueError, match=">= 0"):
+        VAELoss("beta", -1.0)

@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from galsim_vae.checkpoint import load_vae
+from galsim_vae.cli import main
+from galsim_vae.dataset import StampDataset
+from galsim_vae.errors import GalSimValueError
+from galsim_vae.losses import VAELoss
+from galsim_vae.nn import build_vae
+from galsim_vae.train import TrainConfig, augment_batch, check_images, train
+
+
+@pytest.fixture
+def data(sim_dataset):
+    tr = StampDataset(sim_dataset, "train").tensor()[:48]
+    va = StampDataset(sim_dataset, "valid").tensor()[:16]
+    return tr, va
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_vae("tiny")
+
+
+def test_training_lowers_the_loss_and_writes_files(data, tmp_path):
+    tr, va = data
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=3e-3, seed=1)
+    hist = train(
+        _model(), tr, va, loss=VAELoss("beta"), out_dir=tmp_path, config=cfg, progress=False
+    )
+    assert len(hist) == 4
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    for f in ("best.safetensors", "last.safetensors", "last.state.pt", "history.json"):
+        assert (tmp_path / f).is_file()
+    assert json.loads((tmp_path / "history.json").read_text()) == hist
+    _, meta = load_vae(tmp_path / "last.safetensors")
+    assert meta["epoch"] == "4"
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    tr, va = data
+    cfg = TrainConfig(epochs=3, batch_size=16, seed=5)
+    full = train(
+        _model(), tr, va, loss=VAELoss("beta"), out_dir=tmp_path / "a", config=cfg, progress=False
+    )
+    # Interrupted after 2 epochs (a run whose config stops there), then resumed.
+    train(
+        _model(),
+        tr,
+        va,
+        loss=VAELoss("beta"),
+        out_dir=tmp_path / "b",
+        config=TrainConfig(epochs=2, batch_size=16, seed=5),
+        progress=False,
+    )
+    resumed = train(
+        build_vae("tiny"),
+        tr,
+        va,
+        loss=VAELoss("beta"),
+        out_dir=tmp_path / "b",
+        config=cfg,
+        progress=False,
+    )
+    assert len(resumed) == 3
+    np.testing.assert_allclose(
+        [h["valid_loss"] for h in resumed], [h["valid_loss"] for h in full], rtol=1e-5
+    )
+    a, _ = load_vae(tmp_path / "a" / "last.safetensors")
+    b, _ = load_vae(tmp_path / "b" / "last.safetensors")
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_weights(data, tmp_path):
+    tr, va = data
+    cfg = TrainConfig(epochs=1, batch_size=16, seed=2)
+    for d in ("a", "b"):
+        train(
+            _model(),
+            tr,
+            va,
+            loss=VAELoss("flow", 8.0),
+            out_dir=tmp_path / d,
+            config=cfg,
+            progress=False,
+        )
+    a, _ = load_vae(tmp_path / "a" / "last.safetensors")
+    b, _ = load_vae(tmp_path / "b" / "last.safetensors")
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(x, y)
+
+
+def test_augment_keeps_centre_pixel():
+    x = torch.zeros(16, 1, 64, 64)
+    x[:, :, 32, 32] = 1.0
+    x[:, :, 32, 40] = 0.5  # off-centre marker moves
+    out = augment_batch(x, torch.Generator().manual_seed(0))
+    assert torch.all(out[:, :, 32, 32] == 1.0)
+    assert len({tuple(torch.nonzero(o[0] == 0.5)[0].tolist()) for o in out}) > 1
+
+
+def test_bad_images():
+    with pytest.raises(TypeError):
+        check_images(np.zeros((2, 1, 8, 8)))
+    with pytest.raises(GalSimValueError, match="shape"):
+        check_images(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(GalSimValueError, match="NaN"):
+        check_images(torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(GalSimValueError, match=r"\[0, 1\]"):
+        check_images(torch.full((2, 1, 8, 8), 2.0))
+
+
+def test_train_cli(sim_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        str(sim_dataset),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--epochs",
+    ]
+    assert main(args + ["1"]) == 0
+    assert (out / "learning_curve.png").is_file() and (out / "best.safetensors").is_file()
+    # Rerunning with more epochs resumes from epoch 1.
+    assert main(args + ["2"]) == 0
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
