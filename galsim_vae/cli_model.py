@@ -77,6 +77,7 @@ def _cmd_train(a):
         resume=not a.no_resume,
         progress=not a.quiet,
         on_epoch=plot,
+        max_seconds=a.max_minutes * 60 if a.max_minutes else None,
     )
     if hist:
         plot(hist)
@@ -123,6 +124,12 @@ def add_commands(sub):
     t.add_argument("--max-train", type=int, default=0, help="use only the first N train stamps")
     t.add_argument("--device", default="cpu")
     t.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0,
+        help="stop after the epoch that passes this wall time (rerun to resume)",
+    )
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--no-resume", action="store_true")
     t.add_argument("--quiet", action="store_true")

@@ -136,6 +136,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     on_epoch=None,
+    max_seconds: float | None = None,
 ) -> list[dict]:
     """Train ``model`` and checkpoint every epoch in ``out_dir``.
 
@@ -150,6 +151,8 @@ def train(
         resume: continue from ``out_dir/last.*`` when present. [default: True]
         progress: show progress bars. [default: True]
         on_epoch: called with the history after each epoch (e.g. to plot). [default: None]
+        max_seconds: stop after the epoch during which this much time has passed; rerunning
+            resumes. [default: None, no limit]
 
     Returns:
         list of dict: one entry per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``lr``, ...).
@@ -190,8 +193,11 @@ def train(
         extra={"train_config": asdict(config)},
     )
     n = len(train_images)
+    t_start = time.perf_counter()
     for epoch in range(epoch0 + 1, config.epochs + 1):
         if bad >= config.stop_patience:
+            break
+        if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
             break
         t0 = time.perf_counter()
         model.train()
