@@ -97,6 +97,30 @@ def _cmd_evaluate(a):
     return 0
 
 
+def _cmd_fit_density(a):
+    from .dataset import StampDataset
+    from .density import LatentDensity
+    from .model import VAEModel, density_path
+
+    model = VAEModel(None if a.model == "default" else a.model)
+    ds = StampDataset(a.dataset, a.split)
+    mu, _ = model.encode_normalized(ds.images)
+    dens = LatentDensity.fit(
+        mu,
+        n_components=a.components,
+        seed=a.seed,
+        meta={
+            "dataset": Path(a.dataset).name,
+            "split": a.split,
+            "model_sha256": model.metadata["sha256"],
+        },
+    )
+    out = Path(a.out) if a.out else density_path(model.file_name)
+    dens.save(out)
+    print(f"wrote {out}: {a.components}-component mixture fitted to {len(mu)} latents")
+    return 0
+
+
 def add_commands(sub):
     """Add the model sub-commands to the ``galsim-vae`` sub-parser ``sub``."""
     from .losses import LOSSES
@@ -149,4 +173,18 @@ def add_commands(sub):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-show", type=int, default=8)
     e.set_defaults(func=_cmd_evaluate)
+
+    f = sub.add_parser(
+        "fit-density",
+        help="fit the latent density sampled by VAEGalaxy",
+        description="Encode a dataset and fit a Gaussian mixture to the latent "
+        "means; written beside the model (MODEL_density.npz) unless --out.",
+    )
+    f.add_argument("dataset")
+    f.add_argument("--model", default="default")
+    f.add_argument("--split", default="passes")
+    f.add_argument("--components", type=int, default=16)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", default=None)
+    f.set_defaults(func=_cmd_fit_density)
     return sub

@@ -16,13 +16,20 @@ import numpy as np
 import torch
 
 from .checkpoint import load_vae
+from .density import LatentDensity
 from .errors import GalSimValueError
 from .metrics import denormalize, normalize
 
-__all__ = ["DEFAULT_MODEL", "default_model_path", "VAEModel", "get_model"]
+__all__ = ["DEFAULT_MODEL", "default_model_path", "density_path", "VAEModel", "get_model"]
 
 #: File name of the shipped model inside ``galsim_vae/data``.
 DEFAULT_MODEL = "default_vae.safetensors"
+
+
+def density_path(model_file) -> Path:
+    """Where the latent density of a model file lives: ``<stem>_density.npz`` beside it."""
+    p = Path(model_file)
+    return p.with_name(p.name.replace(".safetensors", "") + "_density.npz")
 
 
 def default_model_path() -> Path:
@@ -60,9 +67,19 @@ class VAEModel:
         # (which have no stamp of their own) a flux scale.
         self.norm_min = float(ds.get("median_norm_min", 0.0))
         self.norm_max = float(ds.get("median_norm_max", 1.0))
+        dens = density_path(path)
+        self.density = LatentDensity.load(dens) if dens.is_file() else None
 
     def __repr__(self):
         return f"galsim_vae.VAEModel({self.file_name!r})"
+
+    # Pickled as its file name: the receiving process loads the (checksummed) file itself, once.
+    def __getstate__(self):
+        return {"file_name": self.file_name, "batch_size": self.batch_size}
+
+    def __setstate__(self, d):
+        self.__dict__.update(get_model(d["file_name"]).__dict__)
+        self.batch_size = d["batch_size"]
 
     # -- input checking -------------------------------------------------------------------
     def _check_latents(self, latents) -> np.ndarray:
@@ -148,18 +165,35 @@ class VAEModel:
         enc = self.encode(images)
         return self.decode_flux(enc["mu"], enc["norm_min"], enc["norm_max"])
 
-    def sample_latents(self, n: int, rng=None) -> np.ndarray:
-        """``n`` latents from the unit-Gaussian prior, drawn with a ``galsim.BaseDeviate``."""
+    def sample_latents(self, n: int, rng=None, *, sampling: str = "density") -> np.ndarray:
+        """``n`` latents drawn with a ``galsim.BaseDeviate`` (or an int seed).
+
+        Args:
+            n: number of latents.
+            rng: ``galsim.BaseDeviate`` or int seed; a fresh deviate when None. [default: None]
+            sampling: ``"prior"`` (unit Gaussian) or ``"density"`` (the latent density shipped
+                with the model; falls back to an error when the model has none).
+                [default: "density"]
+        """
         import galsim
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise GalSimValueError("n must be a non-negative integer", n)
         if rng is None:
             rng = galsim.BaseDeviate()
-        elif isinstance(rng, (int, np.integer)):
+        elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
             rng = galsim.BaseDeviate(int(rng))
         elif not isinstance(rng, galsim.BaseDeviate):
             raise TypeError(f"rng must be a galsim.BaseDeviate or an int seed, got {rng!r}")
+        if sampling == "density":
+            if self.density is None:
+                raise GalSimValueError(
+                    f"Model {self.file_name} has no latent density file; use sampling='prior'",
+                    str(density_path(self.file_name)),
+                )
+            return self.density.sample(int(n), rng)
+        if sampling != "prior":
+            raise GalSimValueError("Unknown sampling", sampling, ("prior", "density"))
         z = np.empty(n * self.latent_dim)
         galsim.GaussianDeviate(rng).generate(z)
         return z.reshape(n, self.latent_dim)

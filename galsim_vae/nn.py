@@ -119,9 +119,14 @@ class Encoder(nn.Module):
             if isinstance(m, nn.Conv2d):
                 _he(m, cfg.negative_slope)
 
+    #: Range of the log-variance head's output. exp(logvar / 2) overflows to inf for large
+    #: outputs early in training, which turns the whole batch into NaN; sigmas outside
+    #: [4.5e-5, 150] have no use for unit-scale latents.
+    LOGVAR_RANGE = (-20.0, 10.0)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.features(x)
-        return self.mu(h), self.logvar(h)
+        return self.mu(h), self.logvar(h).clamp(*self.LOGVAR_RANGE)
 
 
 class Decoder(nn.Module):

@@ -49,6 +49,7 @@ class TrainConfig:
         lr_patience: epochs without improvement before the rate drops. [default: 4]
         stop_patience: epochs without improvement before stopping. [default: 10]
         min_lr: the rate never drops below this. [default: 1e-6]
+        grad_clip: largest gradient norm of a step (``clip_grad_norm_``). [default: 5.0]
         seed: seed of the run's generator. [default: 0]
         augment: random 90-degree rotations and flips about the stamp centre. [default: True]
         device: torch device. [default: "cpu"]
@@ -63,6 +64,7 @@ class TrainConfig:
     lr_patience: int = 4
     stop_patience: int = 10
     min_lr: float = 1e-6
+    grad_clip: float = 5.0
     seed: int = 0
     augment: bool = True
     device: str = "cpu"
@@ -224,7 +226,14 @@ def train(
             recon = model.decoder(mu + eps * torch.exp(0.5 * logvar))
             lval = loss(recon, xb, mu, logvar)
             opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(lval):
+                raise GalSimValueError(
+                    f"training diverged at epoch {epoch} (loss {float(lval)}); lower --lr or "
+                    "resume from the last checkpoint",
+                    float(lval),
+                )
             lval.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             lv = float(lval.detach())
             run += lv * len(idx)

@@ -11,14 +11,15 @@ DEVICE=${1:-$(python3 -c "import torch; print('cuda' if torch.cuda.is_available(
 WORK=${2:-data}
 NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
 mkdir -p "$WORK"
-# 1. The training set: 100,000 simulated COSMOS-like stamps (about 30% pass the quality cuts).
-[ -f "$WORK/sim100k.fits" ] || python3 -m galsim_vae simulate --n 100000 --seed 2026 \
-    --out "$WORK/sim100k.fits" --nproc "$NPROC" --quiet
+NSIM=${NSIM:-50000}
+# 1. The training set: NSIM simulated COSMOS-like stamps (about 30% pass the quality cuts).
+[ -f "$WORK/sim$NSIM.fits" ] || python3 -m galsim_vae simulate --n "$NSIM" --seed 2026 \
+    --out "$WORK/sim$NSIM.fits" --nproc "$NPROC" --quiet
 # 2. The held-out real galaxies (never trained on).
 [ -f "$WORK/real_btk100.fits" ] || python3 -m galsim_vae dataset --out "$WORK/real_btk100.fits" \
     --nproc "$NPROC" --quiet "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
 # 3. The compact Beta-VAE (beta = 1e-2); reruns resume from the last checkpoint.
-python3 -m galsim_vae train "$WORK/sim100k.fits" --out "$WORK/run_compact_beta" --preset compact \
+python3 -m galsim_vae train "$WORK/sim$NSIM.fits" --out "$WORK/run_compact_beta" --preset compact \
     --loss beta --epochs "${EPOCHS:-50}" --batch-size 128 --lr 1e-3 --seed 0 --device "$DEVICE" \
     --max-minutes "${MAX_MINUTES:-0}" --quiet
 # 4. The numbers of the model card, on the real galaxies that pass the cuts.

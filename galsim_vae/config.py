@@ -1,0 +1,154 @@
+"""GalSim config registrations: ``modules: [galsim_vae]`` in a YAML file is all a user writes.
+
+Input type ``vae_model``
+    Optional keys ``file_name`` (a weights file; the shipped model when absent) and
+    ``latent_file`` (a FITS table with a ``mu`` column, as ``galsim-vae encode`` writes, or a
+    ``.npy`` array of latents) for ``index``-based galaxies. Without this input the shipped
+    model is used. Each process loads the model once.
+
+Object type ``VAEGalaxy``
+    Keys are the constructor's: exactly one of ``latent`` (a list of numbers), ``index`` (a row
+    of the input's ``latent_file``) or ``sampling`` (``density`` or ``prior``; the default when
+    none of the three is given), plus ``flux``, ``norm_min``, ``norm_max``, ``psf_mode`` and
+    ``pad_factor``. Transformations (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and
+    ``gsparams`` are GalSim's own. Random latents come from the object's rng, so
+    ``image.random_seed`` fixes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import galsim
+import numpy as np
+from galsim.config import (
+    GetAllParams,
+    GetInputObj,
+    GetRNG,
+    InputLoader,
+    RegisterInputType,
+    RegisterObjectType,
+)
+
+from .errors import GalSimConfigError, GalSimConfigValueError
+from .galaxy import PSF_MODES, VAEGalaxy
+from .model import get_model
+
+__all__ = ["VAEModelInput"]
+
+
+class VAEModelInput:
+    """The ``vae_model`` config input: a model (shared per process) and optional latents.
+
+    Parameters:
+        file_name: weights file; the shipped model when None. [default: None]
+        latent_file: FITS table with a ``mu`` column, or ``.npy`` array ``(N, latent_dim)``.
+            [default: None]
+    """
+
+    _req_params = {}
+    _opt_params = {"file_name": str, "latent_file": str}
+    _single_params = []
+    _takes_rng = False
+
+    def __init__(self, file_name=None, latent_file=None):
+        self.file_name = file_name
+        self.latent_file = latent_file
+        self._load()
+
+    def _load(self):
+        try:
+            self.model = get_model(self.file_name)
+        except galsim.GalSimError as e:
+            raise GalSimConfigValueError(f"vae_model: {e}", self.file_name) from e
+        self.latents = None
+        if self.latent_file is not None:
+            p = Path(self.latent_file)
+            if not p.is_file():
+                raise GalSimConfigValueError("vae_model latent_file not found", str(p))
+            if p.suffix == ".npy":
+                z = np.load(p, allow_pickle=False)
+            else:
+                from astropy.table import Table
+
+                t = Table.read(p)
+                if "mu" not in t.colnames:
+                    raise GalSimConfigValueError("latent_file has no 'mu' column", str(p))
+                z = np.asarray(t["mu"], dtype=float)
+            self.latents = self.model._check_latents(z)
+
+    def getNObjects(self):
+        return 0 if self.latents is None else len(self.latents)
+
+    # Pickled as its arguments: each worker process reloads (once) from the files.
+    def __getstate__(self):
+        return {"file_name": self.file_name, "latent_file": self.latent_file}
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._load()
+
+
+def _get_input(config, base):
+    if "vae_model" in base.get("input", {}):
+        return GetInputObj("vae_model", config, base, "VAEGalaxy")
+    return VAEModelInput()
+
+
+def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
+    """Build a VAEGalaxy from a config dict."""
+    inp = _get_input(config, base)
+    latent = config.get("latent")
+    opt = {
+        "index": int,
+        "sampling": str,
+        "flux": float,
+        "norm_min": float,
+        "norm_max": float,
+        "psf_mode": str,
+        "pad_factor": float,
+    }
+    kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
+    given = [k for k in ("index", "sampling") if k in kwargs] + (["latent"] if latent else [])
+    if len(given) > 1:
+        raise GalSimConfigError(f"VAEGalaxy takes only one of latent, index, sampling: {given}")
+    if kwargs.get("psf_mode", "keep") not in PSF_MODES:
+        raise GalSimConfigValueError(
+            "Invalid psf_mode for VAEGalaxy", kwargs["psf_mode"], PSF_MODES
+        )
+    model = inp.model
+    if latent is not None:
+        if not isinstance(latent, (list, tuple)):
+            raise GalSimConfigError(f"VAEGalaxy latent must be a list of numbers, got {latent!r}")
+        z = np.asarray(latent, dtype=float)
+    elif "index" in kwargs:
+        index = kwargs.pop("index")
+        if inp.latents is None:
+            raise GalSimConfigError("VAEGalaxy index needs input.vae_model.latent_file")
+        if not 0 <= index < len(inp.latents):
+            raise GalSimConfigValueError(
+                "VAEGalaxy index out of range", index, (0, len(inp.latents) - 1)
+            )
+        z = inp.latents[index]
+    else:
+        sampling = kwargs.pop("sampling", "density")
+        if sampling not in ("density", "prior"):
+            raise GalSimConfigValueError(
+                "Invalid sampling for VAEGalaxy", sampling, ("density", "prior")
+            )
+        rng = GetRNG(config, base, logger, "VAEGalaxy")
+        z = model.sample_latents(1, rng, sampling=sampling)[0]
+        safe = False
+    if len(z) != model.latent_dim:
+        raise GalSimConfigValueError(
+            f"VAEGalaxy latent must have {model.latent_dim} values", len(z)
+        )
+    if not np.all(np.isfinite(z)):
+        raise GalSimConfigValueError("VAEGalaxy latent has NaN or infinite values", list(z))
+    if gsparams:
+        kwargs["gsparams"] = galsim.GSParams(**gsparams)
+    return VAEGalaxy(z, model, **kwargs), safe
+
+
+RegisterInputType("vae_model", InputLoader(VAEModelInput, use_proxy=False, has_nobj=True))
+RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy)

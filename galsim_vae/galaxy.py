@@ -1,0 +1,395 @@
+"""VAEGalaxy: a galaxy decoded by the VAE, as a GalSim ``GSObject``."""
+
+from __future__ import annotations
+
+import copy
+
+import galsim
+import numpy as np
+from galsim import GSObject
+from galsim.utilities import lazy_property
+
+from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
+from .model import VAEModel, default_model_path, get_model
+
+__all__ = ["VAEGalaxy", "PSF_MODES", "hst_f814w_psf", "reconvolve"]
+
+PSF_MODES = ("keep", "deconvolve")
+
+
+def hst_f814w_psf(gsparams=None):
+    """An analytic stand-in for the HST/ACS F814W effective PSF of the training stamps.
+
+    An Airy pattern of the 2.4 m, 33%-obscured HST mirror at 814 nm convolved with the 0.05"
+    ACS/WFC pixel that the drizzled COSMOS images inherit: FWHM 0.098", within a few percent of
+    the COSMOS TinyTim and empirical PSFs (0.096"-0.100"). Pass a better one (for example an
+    ``InterpolatedImage`` of a measured PSF) as ``original_psf`` when you have it.
+    """
+    airy = galsim.Airy(
+        lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec, gsparams=gsparams
+    )
+    return galsim.Convolve(airy, galsim.Pixel(0.05, gsparams=gsparams), gsparams=gsparams)
+
+
+def _psf_sigma(psf):
+    img = psf.drawImage(nx=256, ny=256, scale=0.005, method="no_pixel")
+    return galsim.hsm.FindAdaptiveMom(img).moments_sigma * 0.005
+
+
+def reconvolve(gal, psf, *, gsparams=None):
+    """``galsim.Convolve(gal, psf)``, refusing a target PSF narrower than the galaxy's own.
+
+    For a :class:`VAEGalaxy` with ``psf_mode="deconvolve"`` the result is only valid when the
+    target PSF is at least as wide as the deconvolved original PSF (as for ``RealGalaxy``); a
+    narrower one would amplify the model's high-frequency errors without bound. Any other object
+    is convolved as it is.
+    """
+    if isinstance(gal, VAEGalaxy) and gal.psf_mode == "deconvolve":
+        s_t, s_o = _psf_sigma(psf), _psf_sigma(gal.original_psf)
+        if s_t < s_o:
+            raise GalSimRangeError(
+                f"Target PSF (sigma {s_t:.4f} arcsec) is narrower than the galaxy's original PSF "
+                f"(sigma {s_o:.4f} arcsec): a deconvolved VAEGalaxy can only be reconvolved with a "
+                "wider PSF",
+                s_t,
+                s_o,
+            )
+    return galsim.Convolve(gal, psf, gsparams=gsparams)
+
+
+class VAEGalaxy(GSObject):
+    """A galaxy decoded from a VAE latent vector, usable wherever GalSim takes a ``GSObject``.
+
+    The decoder turns the latent vector into a stamp in [0, 1]; the stamp is returned to flux
+    units with its normalisation constants, its sky level (the median of the 4-pixel border) is
+    subtracted, and the result is wrapped in a ``galsim.InterpolatedImage`` at the model's pixel
+    scale (0.03"/px for the shipped model), with the galaxy centre (stamp pixel ``(S/2, S/2)``,
+    0-based) at the profile's origin.
+
+    Flux: by default the flux of the decoded stamp in the training catalog's units (COSMOS
+    F814W counts/s for the shipped model), using ``norm_min``/``norm_max`` when given (as
+    :meth:`from_image` does) and the training set's median constants otherwise. ``flux=``
+    overrides it; ``withFlux`` and friends work as for any GSObject.
+
+    PSF: the training stamps contain the HST PSF. ``psf_mode="keep"`` (default) leaves it in, so
+    the object is the galaxy as HST saw it; convolved with another PSF it carries the HST PSF
+    too, which is negligible for ground-based PSFs (0.1" against 0.6"+) but not for space-like
+    ones. ``psf_mode="deconvolve"`` divides out ``original_psf`` (default :func:`hst_f814w_psf`)
+    as ``galsim.RealGalaxy`` does; such an object must then be convolved with a PSF at least as
+    wide (use :func:`reconvolve`, which checks), and is drawn by FFT only.
+
+    The object never holds the torch model: it holds the model's file name and asks
+    :func:`galsim_vae.model.get_model` for the (per-process, cached) model when it needs to decode.
+
+    Parameters:
+        latent: the latent vector (length = the model's latent size).
+        model: a :class:`VAEModel` or a weights file name; the shipped model when None.
+            [default: None]
+        flux: total flux; the decoded stamp's own flux when None. [default: None]
+        norm_min, norm_max: normalisation constants (flux units) of the stamp the latent came
+            from. [default: None, the training set's medians]
+        psf_mode: ``"keep"`` or ``"deconvolve"``. [default: "keep"]
+        original_psf: the PSF to deconvolve in ``"deconvolve"`` mode. [default: None,
+            :func:`hst_f814w_psf`]
+        x_interpolant: real-space interpolant of the ``InterpolatedImage``. [default: quintic]
+        k_interpolant: Fourier-space interpolant. [default: quintic]
+        pad_factor: zero-padding factor of the ``InterpolatedImage``. [default: 4]
+        gsparams: a ``galsim.GSParams``. [default: None]
+    """
+
+    _has_hard_edges = False
+    _is_axisymmetric = False
+    _is_analytic_k = True
+
+    def __init__(
+        self,
+        latent,
+        model=None,
+        *,
+        flux=None,
+        norm_min=None,
+        norm_max=None,
+        psf_mode="keep",
+        original_psf=None,
+        x_interpolant=None,
+        k_interpolant=None,
+        pad_factor=4,
+        gsparams=None,
+        _stamp=None,
+    ):
+        if isinstance(model, VAEModel):
+            self._model_file = model.file_name
+            m = model
+        elif model is None or isinstance(model, str):
+            self._model_file = str(default_model_path()) if model is None else str(model)
+            m = None
+        else:
+            raise TypeError(f"model must be a VAEModel, a file name or None, got {model!r}")
+        if isinstance(latent, (str, bytes)):
+            raise TypeError(f"latent must be a sequence of numbers, got {latent!r}")
+        z = np.asarray(latent, dtype=float).ravel() if not np.isscalar(latent) else None
+        if z is None:
+            raise TypeError(f"latent must be a sequence of numbers, got {latent!r}")
+        if not np.all(np.isfinite(z)):
+            raise GalSimValueError("VAEGalaxy latent contains NaN or infinite values", latent)
+        m = m if m is not None else get_model(self._model_file)
+        if len(z) != m.latent_dim:
+            raise GalSimValueError(
+                f"VAEGalaxy latent must have {m.latent_dim} values for model {self._model_file}",
+                len(z),
+            )
+        if psf_mode not in PSF_MODES:
+            raise GalSimValueError("Unknown psf_mode", psf_mode, PSF_MODES)
+        if original_psf is not None and psf_mode != "deconvolve":
+            raise GalSimIncompatibleValuesError(
+                "original_psf is only used with psf_mode='deconvolve'",
+                psf_mode=psf_mode,
+                original_psf=original_psf,
+            )
+        if original_psf is not None and not isinstance(original_psf, GSObject):
+            raise TypeError(f"original_psf must be a GSObject, got {original_psf!r}")
+        if flux is not None and not np.isfinite(flux):
+            raise GalSimValueError("flux must be finite", flux)
+        if (norm_min is None) != (norm_max is None):
+            raise GalSimIncompatibleValuesError(
+                "give both norm_min and norm_max, or neither", norm_min=norm_min, norm_max=norm_max
+            )
+        if norm_min is not None and not norm_max > norm_min:
+            raise GalSimRangeError("norm_max must exceed norm_min", norm_max, norm_min)
+        self.latent = tuple(float(v) for v in z)
+        self._flux_in = None if flux is None else float(flux)
+        self._norm = None if norm_min is None else (float(norm_min), float(norm_max))
+        self.psf_mode = psf_mode
+        self._original_psf = original_psf
+        self._x_interpolant = x_interpolant
+        self._k_interpolant = k_interpolant
+        self._pad_factor = pad_factor
+        self._gsparams = galsim.GSParams.check(gsparams)
+        self._pixel_scale = m.pixel_scale
+        self._default_norm = (m.norm_min, m.norm_max)
+        if _stamp is not None:
+            self.__dict__["_stamp"] = np.asarray(_stamp, dtype=float)
+
+    # ---- construction helpers ----------------------------------------------------------
+    @classmethod
+    def sample(cls, n, rng=None, model=None, *, sampling="density", **kwargs):
+        """``n`` galaxies with latents drawn from the model, decoded in one batch.
+
+        Args:
+            n: number of galaxies.
+            rng: a ``galsim.BaseDeviate`` (or int seed): same seed, same galaxies.
+                [default: None]
+            model: as for the constructor. [default: None]
+            sampling: ``"density"`` (the latent density learned from the training set) or
+                ``"prior"`` (unit Gaussian). [default: "density"]
+            **kwargs: passed to the constructor (``flux``, ``psf_mode``, ...).
+
+        Returns:
+            list of VAEGalaxy.
+        """
+        m = model if isinstance(model, VAEModel) else get_model(model)
+        z = m.sample_latents(n, rng, sampling=sampling)
+        return cls.from_latents(z, m, **kwargs)
+
+    @classmethod
+    def from_latents(cls, latents, model=None, **kwargs):
+        """One galaxy per row of ``latents``, decoded in one batch."""
+        m = model if isinstance(model, VAEModel) else get_model(model)
+        z = m._check_latents(latents)
+        stamps = m.decode(z)
+        return [cls(zi, m, _stamp=s, **kwargs) for zi, s in zip(z, stamps)]
+
+    @classmethod
+    def from_image(cls, image, model=None, **kwargs):
+        """Encode a stamp (``galsim.Image`` or array at the model's scale and size) to a galaxy.
+
+        The latent is the encoder's mean; the stamp's normalisation constants are kept, so the
+        galaxy has the stamp's flux scale. The latent sigma is in ``galaxy.latent_sigma``.
+        """
+        m = model if isinstance(model, VAEModel) else get_model(model)
+        if isinstance(image, galsim.Image):
+            if image.scale is not None and not np.isclose(image.scale, m.pixel_scale):
+                raise GalSimValueError(
+                    f"image scale must be the model's {m.pixel_scale} arcsec/pixel", image.scale
+                )
+            arr = image.array
+        else:
+            arr = np.asarray(image)
+        enc = m.encode(arr)
+        if len(enc["mu"]) != 1:
+            raise GalSimValueError("from_image takes one stamp", np.shape(arr))
+        gal = cls(
+            enc["mu"][0], m, norm_min=enc["norm_min"][0], norm_max=enc["norm_max"][0], **kwargs
+        )
+        gal.latent_sigma = tuple(enc["sigma"][0])
+        return gal
+
+    # ---- the profile --------------------------------------------------------------------
+    @property
+    def model_file(self):
+        """File name of the model that decodes this galaxy."""
+        return self._model_file
+
+    @property
+    def original_psf(self):
+        """The PSF divided out in ``"deconvolve"`` mode."""
+        if self._original_psf is None:
+            return hst_f814w_psf(self._gsparams)
+        return self._original_psf
+
+    @lazy_property
+    def _stamp(self):
+        return get_model(self._model_file).decode(np.array(self.latent))[0]
+
+    @lazy_property
+    def stamp(self):
+        """The decoded stamp in flux units, sky-subtracted, as a ``galsim.Image``."""
+        lo, hi = self._norm if self._norm is not None else self._default_norm
+        arr = lo + self._stamp * (hi - lo)
+        border = np.concatenate(
+            [arr[:4].ravel(), arr[-4:].ravel(), arr[4:-4, :4].ravel(), arr[4:-4, -4:].ravel()]
+        )
+        arr = arr - np.median(border)
+        return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
+
+    @lazy_property
+    def _profile(self):
+        ii = galsim.InterpolatedImage(
+            self.stamp,
+            x_interpolant=self._x_interpolant,
+            k_interpolant=self._k_interpolant,
+            pad_factor=self._pad_factor,
+            use_true_center=False,
+            gsparams=self._gsparams,
+        )
+        if self._flux_in is not None:
+            ii = ii.withFlux(self._flux_in)
+        if self.psf_mode == "deconvolve":
+            inv = galsim.Deconvolve(self.original_psf, gsparams=self._gsparams)
+            return galsim.Convolve(ii, inv, gsparams=self._gsparams)
+        return ii
+
+    @property
+    def _is_analytic_x(self):
+        return self.psf_mode == "keep"
+
+    @property
+    def _maxk(self):
+        return self._profile._maxk
+
+    @property
+    def _stepk(self):
+        return self._profile._stepk
+
+    @property
+    def _centroid(self):
+        return self._profile._centroid
+
+    @property
+    def _flux(self):
+        return self._profile._flux
+
+    @property
+    def _positive_flux(self):
+        return self._profile._positive_flux
+
+    @property
+    def _negative_flux(self):
+        return self._profile._negative_flux
+
+    @lazy_property
+    def _flux_per_photon(self):
+        return self._calculate_flux_per_photon()
+
+    @property
+    def _max_sb(self):
+        return self._profile._max_sb
+
+    @property
+    def _sbp(self):
+        # GalSim's real-space convolution works on the C++ profile.
+        return self._profile._sbp
+
+    def _xValue(self, pos):
+        return self._profile._xValue(pos)
+
+    def _kValue(self, kpos):
+        return self._profile._kValue(kpos)
+
+    def _drawReal(self, image, jac=None, offset=(0.0, 0.0), flux_scaling=1.0):
+        self._profile._drawReal(image, jac, offset, flux_scaling)
+
+    def _shoot(self, photons, rng):
+        self._profile._shoot(photons, rng)
+
+    def _drawKImage(self, image, jac=None):
+        self._profile._drawKImage(image, jac)
+
+    # ---- GSObject plumbing --------------------------------------------------------------
+    def withGSParams(self, gsparams=None, **kwargs):
+        if gsparams == self.gsparams and not kwargs:
+            return self
+        ret = copy.copy(self)
+        ret._gsparams = galsim.GSParams.check(gsparams, self.gsparams, **kwargs)
+        ret.__dict__.pop("_profile", None)
+        return ret
+
+    def withFlux(self, flux):
+        # A fresh VAEGalaxy (not a Transformation) keeps it a VAEGalaxy, with its decoded stamp.
+        ret = copy.copy(self)
+        ret._flux_in = float(flux)
+        ret.__dict__.pop("_profile", None)
+        return ret
+
+    def _key(self):
+        return (
+            self.latent,
+            self._model_file,
+            self._flux_in,
+            self._norm,
+            self.psf_mode,
+            self._original_psf,
+            self._x_interpolant,
+            self._k_interpolant,
+            self._pad_factor,
+            self._gsparams,
+        )
+
+    def __eq__(self, other):
+        return self is other or (isinstance(other, VAEGalaxy) and self._key() == other._key())
+
+    def __hash__(self):
+        return hash(
+            ("galsim_vae.VAEGalaxy",)
+            + tuple(repr(k) if isinstance(k, GSObject) else k for k in self._key())
+        )
+
+    def __repr__(self):
+        s = f"galsim_vae.VAEGalaxy({list(self.latent)!r}, model={self._model_file!r}"
+        if self._flux_in is not None:
+            s += f", flux={self._flux_in!r}"
+        if self._norm is not None:
+            s += f", norm_min={self._norm[0]!r}, norm_max={self._norm[1]!r}"
+        if self.psf_mode != "keep":
+            s += f", psf_mode={self.psf_mode!r}"
+        if self._original_psf is not None:
+            s += f", original_psf={self._original_psf!r}"
+        if self._x_interpolant is not None:
+            s += f", x_interpolant={self._x_interpolant!r}"
+        if self._k_interpolant is not None:
+            s += f", k_interpolant={self._k_interpolant!r}"
+        if self._pad_factor != 4:
+            s += f", pad_factor={self._pad_factor!r}"
+        return s + f", gsparams={self._gsparams!r})"
+
+    def __str__(self):
+        return f"galsim_vae.VAEGalaxy(<{len(self.latent)} latents>, flux={self.flux:.6g})"
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        for k in ("_stamp", "stamp", "_profile", "_flux_per_photon"):
+            d.pop(k, None)
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__ = d
