@@ -121,6 +121,48 @@ def _cmd_fit_density(a):
     return 0
 
 
+def _cmd_draw(a):
+    from .galaxy import VAEGalaxy
+    from .plots import plot_gallery, plot_scene
+    from .scene import draw_scene
+
+    model = None if a.model == "default" else a.model
+    image, gals, _ = draw_scene(
+        a.n,
+        size=a.size,
+        pixel_scale=a.pixel_scale,
+        psf=a.psf,
+        fwhm=a.fwhm,
+        noise_sigma=a.noise,
+        seed=a.seed,
+        model=model,
+        sampling=a.sampling,
+    )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from ._io import atomic_path
+
+    with atomic_path(out / "scene.fits") as tmp:
+        image.write(str(tmp))
+    plot_scene(
+        image.array,
+        out / "scene.png",
+        title=f'{a.n} VAE galaxies, {a.psf} PSF {a.fwhm}", {a.pixel_scale}"/px, seed {a.seed}',
+    )
+    g = VAEGalaxy.sample(a.gallery, a.seed, model, sampling=a.sampling)
+    stamps = [x.stamp.array for x in g]
+    import numpy as np
+
+    plot_gallery(
+        np.array(stamps),
+        out / "gallery.png",
+        title="Samples at HST resolution",
+        scale=g[0].stamp.scale,
+    )
+    print(f"wrote {out / 'scene.fits'}, {out / 'scene.png'} and {out / 'gallery.png'}")
+    return 0
+
+
 def add_commands(sub):
     """Add the model sub-commands to the ``galsim-vae`` sub-parser ``sub``."""
     from .losses import LOSSES
@@ -173,6 +215,26 @@ def add_commands(sub):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-show", type=int, default=8)
     e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser(
+        "draw",
+        help="draw a scene of sampled galaxies (the main job)",
+        description="Sample galaxies from the model, convolve them with a PSF, "
+        "draw them into a scene with noise: FITS + PNG, and a gallery PNG of "
+        "samples at HST resolution.",
+    )
+    d.add_argument("--out", default="out", help="output folder [default: out]")
+    d.add_argument("--model", default="default")
+    d.add_argument("--n", type=int, default=60, help="number of galaxies")
+    d.add_argument("--size", type=int, default=512, help="image side, pixels")
+    d.add_argument("--pixel-scale", type=float, default=0.2, help="arcsec/pixel")
+    d.add_argument("--psf", default="moffat", choices=("moffat", "gaussian", "airy", "none"))
+    d.add_argument("--fwhm", type=float, default=0.7, help="PSF FWHM, arcsec")
+    d.add_argument("--noise", type=float, default=5.0, help="Gaussian noise sigma per pixel")
+    d.add_argument("--sampling", default="density", choices=("density", "prior"))
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--gallery", type=int, default=32, help="galaxies in the gallery PNG")
+    d.set_defaults(func=_cmd_draw)
 
     f = sub.add_parser(
         "fit-density",

@@ -1,0 +1,93 @@
+"""Scenes of sampled VAE galaxies drawn with GalSim (the ``galsim-vae draw`` job)."""
+
+from __future__ import annotations
+
+import galsim
+import numpy as np
+
+from .errors import GalSimRangeError, GalSimValueError
+from .galaxy import VAEGalaxy, reconvolve
+from .model import get_model
+
+__all__ = ["PSF_KINDS", "make_psf", "draw_scene"]
+
+PSF_KINDS = ("moffat", "gaussian", "airy", "none")
+
+
+def make_psf(kind="moffat", fwhm=0.7):
+    """A PSF by name: ``moffat`` (beta 3), ``gaussian`` or ``airy`` of the given FWHM (arcsec),
+    or ``none`` (the galaxies keep only the HST PSF of the training stamps)."""
+    if kind not in PSF_KINDS:
+        raise GalSimValueError("Unknown PSF kind", kind, PSF_KINDS)
+    if kind == "none":
+        return None
+    if not fwhm > 0:
+        raise GalSimRangeError("PSF fwhm must be positive", fwhm, 0)
+    if kind == "moffat":
+        return galsim.Moffat(beta=3.0, fwhm=fwhm)
+    if kind == "gaussian":
+        return galsim.Gaussian(fwhm=fwhm)
+    # An Airy pattern's FWHM is 1.028 lambda/D.
+    return galsim.Airy(lam_over_diam=fwhm / 1.028)
+
+
+def draw_scene(
+    n=50,
+    *,
+    size=512,
+    pixel_scale=0.2,
+    psf="moffat",
+    fwhm=0.7,
+    noise_sigma=0.0,
+    flux_range=(2e3, 2e4),
+    seed=1,
+    model=None,
+    sampling="density",
+    shear=(0.0, 0.0),
+):
+    """Draw ``n`` sampled galaxies at random positions, orientations and fluxes.
+
+    Args:
+        n: number of galaxies.
+        size: image side in pixels. [default: 512]
+        pixel_scale: arcsec/pixel. [default: 0.2]
+        psf, fwhm: see :func:`make_psf`. [default: "moffat", 0.7]
+        noise_sigma: Gaussian noise per pixel (image units). [default: 0]
+        flux_range: galaxies' fluxes are log-uniform in this range (image units).
+            [default: (2e3, 2e4)]
+        seed: seed of everything random: same seed, same image. [default: 1]
+        model: a model file or VAEModel; the shipped one when None. [default: None]
+        sampling: ``"density"`` or ``"prior"``. [default: "density"]
+        shear: constant reduced shear (g1, g2) applied to every galaxy. [default: (0, 0)]
+
+    Returns:
+        tuple: ``(image, galaxies, positions)``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise GalSimValueError("n must be a positive integer", n)
+    if not size >= 16:
+        raise GalSimRangeError("size must be at least 16 pixels", size, 16)
+    lo, hi = flux_range
+    if not 0 < lo <= hi:
+        raise GalSimRangeError("flux_range must be 0 < min <= max", flux_range, 0)
+    rng = galsim.BaseDeviate(seed)
+    ud = galsim.UniformDeviate(rng)
+    m = get_model(model) if not hasattr(model, "decode") else model
+    gals = VAEGalaxy.sample(n, rng, m, sampling=sampling)
+    p = make_psf(psf, fwhm)
+    image = galsim.ImageF(size, size, scale=pixel_scale)
+    positions = []
+    for g in gals:
+        flux = lo * (hi / lo) ** ud()
+        obj = g.withFlux(flux).rotate(ud() * 180 * galsim.degrees).shear(g1=shear[0], g2=shear[1])
+        if p is not None:
+            obj = reconvolve(obj, p)
+        x, y = 1 + ud() * (size - 1), 1 + ud() * (size - 1)
+        positions.append((x, y))
+        stamp = obj.drawImage(scale=pixel_scale, center=galsim.PositionD(x, y))
+        b = stamp.bounds & image.bounds
+        if b.isDefined():
+            image[b] += stamp[b]
+    if noise_sigma > 0:
+        image.addNoise(galsim.GaussianNoise(rng, sigma=noise_sigma))
+    return image, gals, positions

@@ -1,0 +1,159 @@
+import pickle
+
+import galsim
+import numpy as np
+import pytest
+
+import galsim_vae
+from galsim_vae import VAEGalaxy, get_model, reconvolve
+
+
+@pytest.fixture(scope="module")
+def model():
+    return get_model()
+
+
+@pytest.fixture(scope="module")
+def gal(model):
+    return VAEGalaxy.sample(1, galsim.BaseDeviate(11), model)[0]
+
+
+def test_flux_convention_and_override(gal):
+    assert gal.flux == pytest.approx(gal.stamp.array.sum(), rel=1e-6)
+    g2 = VAEGalaxy(gal.latent, flux=123.0)
+    assert g2.flux == pytest.approx(123.0)
+    assert isinstance(gal.withFlux(5.0), VAEGalaxy) and gal.withFlux(5.0).flux == pytest.approx(5)
+    img = g2.drawImage(nx=200, ny=200, scale=0.03)
+    assert img.array.sum() == pytest.approx(123.0, rel=2e-3)
+
+
+def test_stamp_is_reproduced_at_model_scale(gal):
+    # Drawn without a pixel at the model's scale, centred like the training stamps, the object
+    # gives back the decoded stamp: the stamp's pixel (32, 32) is the profile origin.
+    img = gal.drawImage(nx=64, ny=64, scale=0.03, method="no_pixel", use_true_center=False)
+    np.testing.assert_allclose(img.array, gal.stamp.array, atol=1e-6 * gal.stamp.array.max())
+
+
+def test_centroid_at_origin(model):
+    # The centroid of the drawn object, measured from the origin, equals the decoded stamp's
+    # centroid measured from pixel (32, 32), within 0.02 pixels (no half-pixel offset).
+    for g in VAEGalaxy.sample(5, galsim.BaseDeviate(4), model):
+        s = g.stamp.array
+        y, x = np.mgrid[:64, :64]
+        c_stamp = np.array([(s * x).sum(), (s * y).sum()]) / s.sum() - 32
+        img = g.drawImage(nx=101, ny=101, scale=0.03, method="no_pixel")
+        c_img = np.array(
+            [
+                (img.array * np.mgrid[:101, :101][1]).sum() / img.array.sum() - 50,
+                (img.array * np.mgrid[:101, :101][0]).sum() / img.array.sum() - 50,
+            ]
+        )
+        np.testing.assert_allclose(c_img, c_stamp, atol=0.02)
+        np.testing.assert_allclose(g.centroid.x / 0.03, c_stamp[0], atol=0.02)
+
+
+def test_transformations_and_draw_methods(gal):
+    obj = gal.shear(g1=0.2, g2=-0.1).rotate(30 * galsim.degrees).dilate(1.2).shift(0.1, 0.0)
+    psf = galsim.Moffat(beta=3, fwhm=0.7)
+    conv = galsim.Convolve(obj, psf)
+    ref = conv.drawImage(nx=48, ny=48, scale=0.2)
+    assert ref.array.sum() == pytest.approx(gal.flux, rel=5e-3)
+    # Shear changes the shape as GalSim's shear does.
+    e0 = galsim.hsm.FindAdaptiveMom(gal.drawImage(nx=128, ny=128, scale=0.03)).observed_shape
+    e1 = galsim.hsm.FindAdaptiveMom(
+        gal.shear(g1=0.3).drawImage(nx=128, ny=128, scale=0.03)
+    ).observed_shape
+    assert e1.g1 - e0.g1 > 0.15
+    for method in ("auto", "fft", "real_space", "no_pixel"):
+        img = gal.drawImage(nx=64, ny=64, scale=0.05, method=method)
+        assert img.array.sum() == pytest.approx(gal.flux, rel=2e-3), method
+    phot = gal.drawImage(
+        nx=64, ny=64, scale=0.05, method="phot", rng=galsim.BaseDeviate(1), n_photons=200000
+    )
+    assert phot.array.sum() == pytest.approx(gal.flux, rel=0.05)
+    g2 = gal.withGSParams(folding_threshold=1e-2)
+    assert g2.gsparams.folding_threshold == 1e-2 and g2 == g2 and g2 != gal
+
+
+def test_equality_hash_repr_pickle(gal):
+    same = VAEGalaxy(gal.latent)
+    assert same == gal and hash(same) == hash(gal)
+    assert VAEGalaxy(gal.latent, flux=2.0) != gal
+    galsim.utilities.check_pickle(gal, irreprable=True)
+    again = eval(repr(gal), {"galsim_vae": galsim_vae, "galsim": galsim})
+    assert again == gal
+    _ = gal.stamp  # caches are dropped when pickled
+    state = gal.__getstate__()
+    assert "_stamp" not in state and "stamp" not in state and "_profile" not in state
+    assert pickle.loads(pickle.dumps(gal)).drawImage(nx=32, ny=32, scale=0.05) == gal.drawImage(
+        nx=32, ny=32, scale=0.05
+    )
+    assert not any("torch" in type(v).__module__ for v in gal.__dict__.values())
+
+
+def test_same_seed_same_pixels(model):
+    a = VAEGalaxy.sample(3, galsim.BaseDeviate(99), model)
+    b = VAEGalaxy.sample(3, 99, model)
+    c = VAEGalaxy.sample(3, 100, model)
+    assert a == b and a != c
+    for s in ("prior", "density"):
+        x = VAEGalaxy.sample(2, 5, model, sampling=s)[1].drawImage(nx=32, ny=32, scale=0.05)
+        y = VAEGalaxy.sample(2, 5, model, sampling=s)[1].drawImage(nx=32, ny=32, scale=0.05)
+        np.testing.assert_array_equal(x.array, y.array)
+
+
+def test_from_image_round_trip(model, gal):
+    img = galsim.Image(gal.stamp.array + 0.0, scale=0.03)
+    rec = VAEGalaxy.from_image(img, model)
+    assert len(rec.latent_sigma) == model.latent_dim
+    # Re-encoding a decoded galaxy gives back (nearly) the same galaxy.
+    d = rec.drawImage(nx=64, ny=64, scale=0.03, method="no_pixel", use_true_center=False)
+    resid = np.abs(d.array - gal.stamp.array).max() / gal.stamp.array.max()
+    assert resid < 0.15
+    with pytest.raises(galsim.GalSimValueError, match="scale"):
+        VAEGalaxy.from_image(galsim.Image(gal.stamp.array, scale=0.1), model)
+
+
+def test_psf_modes(gal):
+    dec = VAEGalaxy(gal.latent, psf_mode="deconvolve")
+    wide = galsim.Gaussian(fwhm=0.6)
+    img = reconvolve(dec, wide).drawImage(nx=40, ny=40, scale=0.2)
+    keep = galsim.Convolve(gal, wide).drawImage(nx=40, ny=40, scale=0.2)
+    assert img.array.sum() == pytest.approx(keep.array.sum(), rel=0.01)
+    # Deconvolving the HST PSF makes the reconvolved galaxy slightly smaller.
+    s_dec = galsim.hsm.FindAdaptiveMom(img).moments_sigma
+    s_keep = galsim.hsm.FindAdaptiveMom(keep).moments_sigma
+    assert s_dec < s_keep
+    with pytest.raises(galsim.GalSimRangeError, match="narrower"):
+        reconvolve(dec, galsim.Gaussian(fwhm=0.03))
+    # A kept-PSF galaxy is convolved with anything.
+    assert reconvolve(gal, galsim.Gaussian(fwhm=0.03)).flux == pytest.approx(gal.flux)
+
+
+def test_bad_inputs(model, gal):
+    with pytest.raises(galsim.GalSimValueError, match="64 values"):
+        VAEGalaxy(np.zeros(10))
+    with pytest.raises(galsim.GalSimValueError, match="NaN"):
+        VAEGalaxy(np.full(64, np.nan))
+    with pytest.raises(galsim.GalSimValueError, match="NaN"):
+        VAEGalaxy([np.inf] + [0.0] * 63)
+    with pytest.raises(TypeError):
+        VAEGalaxy("latent")
+    with pytest.raises(TypeError):
+        VAEGalaxy(1.0)
+    with pytest.raises(TypeError):
+        VAEGalaxy(np.zeros(64), model=3)
+    with pytest.raises(galsim.GalSimValueError, match="psf_mode"):
+        VAEGalaxy(np.zeros(64), psf_mode="remove")
+    with pytest.raises(galsim.GalSimIncompatibleValuesError):
+        VAEGalaxy(np.zeros(64), original_psf=galsim.Gaussian(fwhm=0.1))
+    with pytest.raises(galsim.GalSimIncompatibleValuesError):
+        VAEGalaxy(np.zeros(64), norm_min=0.0)
+    with pytest.raises(galsim.GalSimRangeError):
+        VAEGalaxy(np.zeros(64), norm_min=1.0, norm_max=0.5)
+    with pytest.raises(galsim.GalSimValueError, match="not found"):
+        VAEGalaxy(np.zeros(64), model="/nonexistent/model.safetensors")
+    with pytest.raises(galsim.GalSimValueError, match="sampling"):
+        VAEGalaxy.sample(2, 1, sampling="uniform")
+    with pytest.raises(TypeError):
+        VAEGalaxy.sample(2, rng="seed")
