@@ -155,7 +155,9 @@ def _json_dump(obj, path):
         tmp.write_text(json.dumps(obj, indent=1))
 
 
-def evaluate(model, dataset, out_dir, *, split="test", seed=0, n_show=8, n_traverse=6) -> dict:
+def evaluate(
+    model, dataset, out_dir, *, split="test", seed=0, n_show=8, n_traverse=6, sersic=False
+) -> dict:
     """Run every analysis of ``model`` on ``split`` of ``dataset``; PNGs and JSON in ``out_dir``.
 
     Args:
@@ -166,6 +168,8 @@ def evaluate(model, dataset, out_dir, *, split="test", seed=0, n_show=8, n_trave
         seed: seed of the added noise. [default: 0]
         n_show: galaxies in the reconstruction figure. [default: 8]
         n_traverse: latents in the traversal figure. [default: 6]
+        sersic: also fit a PSF-convolved Sersic profile (least squares) to every stamp, with the
+            stamp's own PSF, and compare chi2 per pixel. [default: False]
 
     Returns:
         dict: the numbers written to ``evaluate.json``.
@@ -174,7 +178,7 @@ def evaluate(model, dataset, out_dir, *, split="test", seed=0, n_show=8, n_trave
 
     if not isinstance(model, VAEModel):
         model = VAEModel(None if model in (None, "default") else model)
-    images, table, _, _ = read_dataset(dataset)
+    images, table, psfs, _ = read_dataset(dataset)
     if split == "all":
         sel = np.ones(len(table), bool)
     elif split == "passes":
@@ -234,5 +238,22 @@ def evaluate(model, dataset, out_dir, *, split="test", seed=0, n_show=8, n_trave
         "chi2_per_pixel": chi2.tolist(),
         "ident": [int(i) for i in t["ident"]],
     }
+    if sersic:
+        from .sersic import fit_sersic_lsq
+
+        if psfs is None:
+            raise GalSimValueError("the dataset has no PSFS HDU for the Sersic fits", dataset)
+        fits_ = [
+            fit_sersic_lsq(xi, psfs[int(k)], s, scale=float(sc))
+            for xi, k, s, sc in zip(x, t["psf_index"], sig, t["pixel_scale"])
+        ]
+        chi2_s = np.array([f.chi2_per_pixel for f in fits_])
+        res["sersic_median_chi2_per_pixel"] = float(np.median(chi2_s))
+        res["sersic_median_chi2_per_pixel_bright_half"] = float(np.median(chi2_s[bright]))
+        res["vae_better_than_sersic_fraction_bright_half"] = float(
+            np.mean(chi2[bright] <= chi2_s[bright])
+        )
+        res["sersic_chi2_per_pixel"] = chi2_s.tolist()
+        plots.plot_chi2_comparison(chi2, chi2_s, snr_img, out / "chi2_vae_vs_sersic.png")
     _json_dump(res, out / "evaluate.json")
     return res

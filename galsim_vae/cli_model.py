@@ -92,7 +92,9 @@ def _cmd_train(a):
 def _cmd_evaluate(a):
     from .analysis import evaluate
 
-    res = evaluate(a.model, a.dataset, a.out, split=a.split, seed=a.seed, n_show=a.n_show)
+    res = evaluate(
+        a.model, a.dataset, a.out, split=a.split, seed=a.seed, n_show=a.n_show, sersic=a.sersic
+    )
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
     return 0
 
@@ -214,6 +216,11 @@ def add_commands(sub):
     e.add_argument("--split", default="test", help="train, valid, test, passes or all")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-show", type=int, default=8)
+    e.add_argument(
+        "--sersic",
+        action="store_true",
+        help="also fit PSF-convolved Sersic profiles and compare chi2",
+    )
     e.set_defaults(func=_cmd_evaluate)
 
     d = sub.add_parser(

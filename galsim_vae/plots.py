@@ -22,6 +22,7 @@ __all__ = [
     "plot_gallery",
     "plot_scene",
     "plot_rotation_denoise",
+    "plot_chi2_comparison",
     "save",
 ]
 
@@ -254,4 +255,19 @@ def plot_rotation_denoise(rot, den, inputs, path, *, title="Rotation invariance 
     for ax, (lab, img) in zip(axes[0], cols):
         _show(ax, img, lab)
     fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def plot_chi2_comparison(chi2_vae, chi2_sersic, snr, path, *, title="Reconstruction chi2"):
+    """Chi2 per pixel of the VAE reconstruction and of the Sersic fit, against stamp SNR."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.scatter(snr, chi2_sersic, s=14, label="Sersic fit (least squares)", marker="s")
+    ax.scatter(snr, chi2_vae, s=14, label="VAE reconstruction")
+    ax.axvline(np.median(snr), color="0.6", ls=":", label="median SNR")
+    _logx(ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("stamp SNR")
+    ax.set_ylabel("chi2 per pixel")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
     return save(fig, path)
