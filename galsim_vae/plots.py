@@ -200,7 +200,9 @@ def plot_latent_histograms(mu, path, *, title="Latent means vs N(0, 1)"):
         if i >= k:
             ax.axis("off")
             continue
-        ax.hist(mu[:, i], bins=30, range=(-4, 4), density=True, color="C0", alpha=0.7)
+        v = mu[:, i][np.isfinite(mu[:, i])]
+        lo, hi = min(-4.0, v.min()), max(4.0, v.max())
+        ax.hist(v, bins=30, range=(lo, hi), density=True, color="C0", alpha=0.7)
         ax.plot(x, np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi), "k-", lw=0.8)
         ax.set_xticks([])
         ax.set_yticks([])

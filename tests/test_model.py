@@ -1,0 +1,99 @@
+import galsim
+import numpy as np
+import pytest
+import torch
+
+from galsim_vae import VAEModel, get_model
+from galsim_vae.checkpoint import save_vae
+from galsim_vae.density import LatentDensity
+from galsim_vae.model import default_model_path, density_path
+from galsim_vae.nn import build_vae
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    torch.manual_seed(0)
+    return save_vae(
+        tmp_path / "tiny.safetensors",
+        build_vae("tiny"),
+        pixel_scale=0.03,
+        loss="beta",
+        loss_param=0.01,
+        dataset={"median_norm_min": -0.01, "median_norm_max": 0.1},
+    )
+
+
+def test_shipped_model_loads_with_one_call():
+    m = VAEModel()
+    assert m.latent_dim == 64 and m.stamp_size == 64 and m.pixel_scale == 0.03
+    assert m.metadata["loss"] == "beta" and m.density is not None
+    assert default_model_path().stat().st_size <= 20e6
+    assert get_model() is get_model()
+
+
+def test_encode_decode_shapes_and_round_trip(tiny_file):
+    m = VAEModel(tiny_file)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 64, 64))
+    enc = m.encode(x)
+    assert enc["mu"].shape == (5, 8) and np.all(enc["sigma"] > 0)
+    np.testing.assert_allclose(enc["norm_min"], x.min(axis=(1, 2)))
+    d = m.decode(enc["mu"])
+    assert d.shape == (5, 64, 64) and d.min() >= 0 and d.max() <= 1
+    r = m.reconstruct(x)
+    np.testing.assert_allclose(
+        r,
+        enc["norm_min"][:, None, None] + d * (enc["norm_max"] - enc["norm_min"])[:, None, None],
+        rtol=1e-6,
+    )
+    # Batching does not change the result.
+    m.batch_size = 2
+    np.testing.assert_allclose(m.decode(enc["mu"]), d, rtol=1e-5, atol=1e-6)
+
+
+def test_sampling_is_seeded(tiny_file):
+    m = VAEModel(tiny_file)
+    a = m.sample_latents(4, galsim.BaseDeviate(3), sampling="prior")
+    b = m.sample_latents(4, 3, sampling="prior")
+    np.testing.assert_array_equal(a, b)
+    assert abs(m.sample_latents(4000, 1, sampling="prior").std() - 1) < 0.05
+    with pytest.raises(galsim.GalSimValueError, match="no latent density"):
+        m.sample_latents(2, 1)
+
+
+def test_density_fit_sample_save_load(tmp_path):
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(-3, 0.5, (300, 2)), rng.normal(3, 0.5, (300, 2))])
+    d = LatentDensity.fit(z, n_components=2, seed=0)
+    p = d.save(tmp_path / "d.npz")
+    d2 = LatentDensity.load(p)
+    np.testing.assert_allclose(d2.means, d.means)
+    s = d2.sample(2000, galsim.BaseDeviate(1))
+    assert abs(np.mean(s[:, 0] > 0) - 0.5) < 0.05 and abs(np.abs(s[:, 0]).mean() - 3) < 0.2
+    np.testing.assert_array_equal(s, d2.sample(2000, galsim.BaseDeviate(1)))
+    assert d2.log_prob([[3, 3]])[0] > d2.log_prob([[0, 0]])[0]
+    assert "sklearn_version" in d2.meta
+    with pytest.raises(galsim.GalSimValueError, match="not found"):
+        LatentDensity.load(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(galsim.GalSimValueError):
+        LatentDensity.load(tmp_path / "bad.npz")
+    assert density_path("a/m.safetensors").name == "m_density.npz"
+
+
+def test_bad_inputs(tiny_file, tmp_path):
+    m = VAEModel(tiny_file)
+    with pytest.raises(galsim.GalSimValueError, match="64x64"):
+        m.encode(np.zeros((2, 32, 32)))
+    with pytest.raises(galsim.GalSimValueError, match="64x64"):
+        m.encode(np.zeros((2, 3, 64, 64)))
+    with pytest.raises(galsim.GalSimValueError, match="NaN"):
+        m.encode(np.full((1, 64, 64), np.nan))
+    with pytest.raises(galsim.GalSimValueError, match="8 values"):
+        m.decode(np.zeros((2, 5)))
+    with pytest.raises(galsim.GalSimValueError, match="NaN"):
+        m.decode(np.full(8, np.inf))
+    with pytest.raises(galsim.GalSimValueError, match="not found"):
+        VAEModel(tmp_path / "none.safetensors")
+    with pytest.raises(galsim.GalSimValueError, match="non-negative"):
+        m.sample_latents(-1, 1, sampling="prior")
