@@ -165,6 +165,22 @@ def _cmd_draw(a):
     return 0
 
 
+def _cmd_encode(a):
+    from .encode import encode_catalog
+
+    t = encode_catalog(
+        a.catalog,
+        a.out,
+        model=None if a.model == "default" else a.model,
+        chunk_size=a.chunk_size,
+        scheduler=a.scheduler,
+        nproc=a.nproc,
+        progress=not a.quiet,
+    )
+    print(f"wrote {a.out}: {len(t)} rows, {int(t['flag'].sum())} flagged")
+    return 0
+
+
 def add_commands(sub):
     """Add the model sub-commands to the ``galsim-vae`` sub-parser ``sub``."""
     from .losses import LOSSES
@@ -242,6 +258,22 @@ def add_commands(sub):
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--gallery", type=int, default=32, help="galaxies in the gallery PNG")
     d.set_defaults(func=_cmd_draw)
+
+    n = sub.add_parser(
+        "encode",
+        help="encode a whole catalog to latents (local or Dask)",
+        description="Encode every stamp of a dataset file or COSMOS catalog to "
+        "its latent mean and sigma, with reconstruction chi2 and quality "
+        "metrics; resumable; --scheduler runs it on a Dask cluster.",
+    )
+    n.add_argument("catalog", help="dataset file, or COSMOS catalog file or folder")
+    n.add_argument("--out", required=True, help="output FITS table")
+    n.add_argument("--model", default="default")
+    n.add_argument("--chunk-size", type=int, default=2048)
+    n.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786)")
+    n.add_argument("--nproc", type=int, default=None)
+    n.add_argument("--quiet", action="store_true")
+    n.set_defaults(func=_cmd_encode)
 
     f = sub.add_parser(
         "fit-density",

@@ -1,0 +1,38 @@
+"""Throughput benchmarks: simulating training stamps, and encoding stamps with the shipped model.
+
+Run: ``python -m pytest benchmarks/bench_throughput.py --benchmark-json=bench.json``
+(``GALSIM_VAE_BENCH_N`` sets the number of stamps, default 20000). Each benchmark checks its
+result first, then reports its time; ``benchmarks/report.py`` turns the JSON into the README table.
+"""
+
+import numpy as np
+
+from galsim_vae import get_model
+from galsim_vae.simulate import simulate
+
+
+def test_simulate_throughput(benchmark, data_dir, bench_n):
+    """Target: 20,000 COSMOS-like stamps in under 3 minutes on 2 cores (both used)."""
+    images, _, rows, _ = benchmark.pedantic(
+        simulate,
+        args=(bench_n,),
+        kwargs=dict(seed=2026, data_dir=data_dir, progress=False),
+        rounds=1,
+        iterations=1,
+    )
+    assert images.shape == (bench_n, 64, 64) and np.isfinite(images).all()
+    assert len(rows) == bench_n
+    benchmark.extra_info["n"] = bench_n
+    benchmark.extra_info["per_second"] = bench_n / benchmark.stats.stats.mean
+
+
+def test_encode_throughput(benchmark, bench_n):
+    """Target: >= 1,000 galaxies/s on 2 cores for the shipped model (normalised stamps in)."""
+    model = get_model()
+    rng = np.random.default_rng(0)
+    x = rng.random((bench_n, 64, 64)).astype(np.float32)
+    model.batch_size = 512
+    mu, sigma = benchmark.pedantic(model.encode_normalized, args=(x,), rounds=3, iterations=1)
+    assert mu.shape == (bench_n, 64) and np.all(sigma > 0)
+    benchmark.extra_info["n"] = bench_n
+    benchmark.extra_info["per_second"] = bench_n / benchmark.stats.stats.mean
