@@ -18,6 +18,11 @@ START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 TARGETS = {
     "test_simulate_throughput": ("simulate COSMOS-like stamps", ">= 111/s (20,000 in 3 min)"),
     "test_encode_throughput": ("encode stamps, shipped model", ">= 1,000/s"),
+    "test_scene_vaegalaxy": ("1,000-galaxy scene, VAEGalaxy", "<= RealGalaxy"),
+    "test_scene_realgalaxy": ("1,000-galaxy scene, RealGalaxy", ""),
+    "test_encode_per_galaxy": ("VAE encoding (real stamps)", ""),
+    "test_lsq_per_galaxy": ("Sersic least squares (real stamps)", ""),
+    "test_mcmc_per_galaxy": ("Sersic emcee, 16 x 200 steps (real stamps)", ""),
 }
 
 
@@ -37,15 +42,37 @@ def table(data: dict) -> str:
         med = b["stats"]["median"]
         rate = n / med if n else float("nan")
         lines.append(f"| {name} | {n} | {med:.2f} | {rate:,.0f} | {target} |")
+    by = {b["name"]: b["stats"]["median"] for b in data["benchmarks"]}
+    if "test_scene_vaegalaxy" in by and "test_scene_realgalaxy" in by:
+        r = by["test_scene_vaegalaxy"] / by["test_scene_realgalaxy"]
+        lines += ["", f"Scene cost ratio VAEGalaxy / RealGalaxy: {r:.2f} (target <= 1)."]
+    if "test_encode_per_galaxy" in by:
+        per = {b["name"]: b["stats"]["median"] / b["extra_info"]["n"] for b in data["benchmarks"]}
+        enc = per["test_encode_per_galaxy"]
+        if "test_lsq_per_galaxy" in per:
+            lines.append(
+                f"Encoding is {per['test_lsq_per_galaxy'] / enc:,.0f} times faster per "
+                "galaxy than the least-squares Sersic fit (target >= 30)."
+            )
+        mc = [b for b in data["benchmarks"] if b["name"] == "test_mcmc_per_galaxy"]
+        if mc:
+            conv = mc[0]["extra_info"]["seconds_to_convergence_per_galaxy"]
+            lines.append(
+                f"emcee to convergence (50 autocorrelation times, tau = "
+                f"{mc[0]['extra_info']['tau_max']:.0f} steps): {conv:,.0f} s per galaxy; "
+                f"encoding is {conv / enc:,.0f} times faster (target >= 1e5)."
+            )
     return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("json")
+    p.add_argument("json", nargs="+", help="pytest-benchmark JSON files (merged)")
     p.add_argument("--readme", default=None)
     a = p.parse_args(argv)
-    t = table(json.loads(Path(a.json).read_text()))
+    runs = [json.loads(Path(f).read_text()) for f in a.json]
+    data = dict(runs[0], benchmarks=[b for r in runs for b in r["benchmarks"]])
+    t = table(data)
     if a.readme:
         text = Path(a.readme).read_text()
         block = f"{START}\n{t}\n{END}"

@@ -12,7 +12,7 @@ from .dataset import StampDataset, read_dataset, write_dataset
 from .density import LatentDensity
 from .galaxy import VAEGalaxy, hst_f814w_psf, reconvolve
 from .metrics import QualityCuts, denormalize, normalize
-from .model import VAEModel, default_model_path, get_model
+from .model import VAEModel, default_model_path, estimate_attributes, get_model
 from .simulate import COSMOSLikeSimulator, simulate
 from .stamps import real_stamps
 
@@ -24,6 +24,7 @@ __all__ = [
     "VAEGalaxy",
     "VAEModel",
     "get_model",
+    "estimate_attributes",
     "default_model_path",
     "LatentDensity",
     "hst_f814w_psf",

@@ -181,6 +181,41 @@ def _cmd_encode(a):
     return 0
 
 
+def _cmd_fit_attributes(a):
+    from .attributes import attributes_path, fit_attribute_model
+    from .model import get_model
+
+    model = None if a.model == "default" else a.model
+    am, rep = fit_attribute_model(
+        a.dataset,
+        model,
+        max_rows=a.max_rows,
+        report_dir=a.report,
+        real_dataset=a.real,
+        n_per=a.n_per,
+    )
+    out = Path(a.out) if a.out else attributes_path(get_model(model).file_name)
+    am.save(out)
+    print(json.dumps({k: v for k, v in rep.items() if not isinstance(v, list)}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_validate(a):
+    from .validation import validate
+
+    res = validate(
+        a.dataset,
+        a.out,
+        model=None if a.model == "default" else a.model,
+        seed=a.seed,
+        n_samples=a.n_samples,
+    )
+    print(json.dumps(res["statistics_closer_than_sersic"], indent=1))
+    print(f"wrote {Path(a.out) / 'validation.md'}")
+    return 0
+
+
 def add_commands(sub):
     """Add the model sub-commands to the ``galsim-vae`` sub-parser ``sub``."""
     from .losses import LOSSES
@@ -274,6 +309,35 @@ def add_commands(sub):
     n.add_argument("--nproc", type=int, default=None)
     n.add_argument("--quiet", action="store_true")
     n.set_defaults(func=_cmd_encode)
+
+    fa = sub.add_parser(
+        "fit-attributes",
+        help="fit the attribute <-> latent models",
+        description="Fit Hubble type / size / axis ratio <-> latent models on a "
+        "simulated dataset, measure them, and write them beside the model.",
+    )
+    fa.add_argument("dataset", help="a simulated dataset (true attributes)")
+    fa.add_argument("--model", default="default")
+    fa.add_argument("--out", default=None)
+    fa.add_argument("--max-rows", type=int, default=8000)
+    fa.add_argument("--n-per", type=int, default=24, help="galaxies per requested attribute")
+    fa.add_argument("--real", default=None, help="real dataset for the inverse-model check")
+    fa.add_argument("--report", default=None, help="folder for the figure and JSON")
+    fa.set_defaults(func=_cmd_fit_attributes)
+
+    v = sub.add_parser(
+        "validate",
+        help="compare real, VAE and Sersic galaxy statistics",
+        description="HSM and statmorph statistics of real galaxies, VAE "
+        "reconstructions and samples, and best-fit Sersic profiles; Markdown "
+        "report, PNG and JSON in OUT.",
+    )
+    v.add_argument("dataset", help="real dataset file (galsim-vae dataset)")
+    v.add_argument("--out", required=True)
+    v.add_argument("--model", default="default")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--n-samples", type=int, default=None)
+    v.set_defaults(func=_cmd_validate)
 
     f = sub.add_parser(
         "fit-density",

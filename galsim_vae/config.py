@@ -8,11 +8,12 @@ Input type ``vae_model``
 
 Object type ``VAEGalaxy``
     Keys are the constructor's: exactly one of ``latent`` (a list of numbers), ``index`` (a row
-    of the input's ``latent_file``) or ``sampling`` (``density`` or ``prior``; the default when
-    none of the three is given), plus ``flux``, ``norm_min``, ``norm_max``, ``psf_mode`` and
-    ``pad_factor``. Transformations (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and
-    ``gsparams`` are GalSim's own. Random latents come from the object's rng, so
-    ``image.random_seed`` fixes them.
+    of the input's ``latent_file``), ``sampling`` (``density`` or ``prior``; the default when
+    none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
+    ``axis_ratio``; any of them may be a GalSim value type), plus ``flux``, ``norm_min``,
+    ``norm_max``, ``psf_mode`` and ``pad_factor``. Transformations (``shear``, ``rotate``,
+    ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own. Random latents come from
+    the object's rng, so ``image.random_seed`` fixes them.
 """
 
 from __future__ import annotations
@@ -109,9 +110,38 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "pad_factor": float,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
+    attrs = {
+        k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
+    }
     given = [k for k in ("index", "sampling") if k in kwargs] + (["latent"] if latent else [])
+    given += ["attributes"] if attrs else []
     if len(given) > 1:
-        raise GalSimConfigError(f"VAEGalaxy takes only one of latent, index, sampling: {given}")
+        raise GalSimConfigError(
+            f"VAEGalaxy takes only one of latent, index, sampling, attributes: {given}"
+        )
+    if attrs:
+        if "hubble_type" not in attrs or "half_light_radius" not in attrs:
+            raise GalSimConfigError("VAEGalaxy attributes need hubble_type and half_light_radius")
+        ht = attrs["hubble_type"]
+        try:
+            ht = float(ht)
+        except ValueError:
+            pass
+        if gsparams:
+            kwargs["gsparams"] = galsim.GSParams(**gsparams)
+        rng = GetRNG(config, base, logger, "VAEGalaxy")
+        try:
+            gal = VAEGalaxy.from_attributes(
+                ht,
+                attrs["half_light_radius"],
+                attrs.get("axis_ratio"),
+                rng=rng,
+                model=inp.model,
+                **kwargs,
+            )
+        except galsim.GalSimError as e:
+            raise GalSimConfigValueError(f"VAEGalaxy attributes: {e}", attrs) from e
+        return gal, False
     if kwargs.get("psf_mode", "keep") not in PSF_MODES:
         raise GalSimConfigValueError(
             "Invalid psf_mode for VAEGalaxy", kwargs["psf_mode"], PSF_MODES

@@ -200,6 +200,59 @@ class VAEGalaxy(GSObject):
         return [cls(zi, m, _stamp=s, **kwargs) for zi, s in zip(z, stamps)]
 
     @classmethod
+    def from_attributes(
+        cls,
+        hubble_type,
+        half_light_radius,
+        axis_ratio=None,
+        *,
+        position_angle=0.0,
+        rng=None,
+        model=None,
+        **kwargs,
+    ):
+        """Galaxies of the given Hubble type and size, drawn from the attribute model.
+
+        Array-like attributes give one galaxy each (a batch); scalars give one galaxy. The
+        latent is drawn from the conditional distribution of the model's attribute file, so the
+        same request gives different plausible galaxies; the position angle (degrees,
+        counter-clockwise from +x) is applied as a GalSim rotation, and ``flux=`` as usual.
+
+        Parameters:
+            hubble_type: class name (E, S0, Sa, Sb, Sc, Sd, Irr) or T-type in [-5, 10].
+            half_light_radius: arcsec, inside the range the attribute model was fitted on.
+            axis_ratio: minor/major axis ratio; the training median when None. [default: None]
+            position_angle: degrees. [default: 0]
+            rng: ``galsim.BaseDeviate`` or seed. [default: None]
+            model: as for the constructor. [default: None]
+        """
+        from .attributes import ttype
+
+        m = model if isinstance(model, VAEModel) else get_model(model)
+        am = m.attributes
+        single = np.ndim(half_light_radius) == 0 and isinstance(hubble_type, (str, int, float))
+        types = [hubble_type] if isinstance(hubble_type, (str, int, float)) else hubble_type
+        t = np.array([ttype(h) for h in types], dtype=float)
+        h = np.atleast_1d(np.asarray(half_light_radius, dtype=float))
+        q = np.atleast_1d(
+            np.asarray(am.a["q_median"] if axis_ratio is None else axis_ratio, dtype=float)
+        )
+        n = max(len(t), len(h), len(q))
+        t, h, q = (np.broadcast_to(v, (n,)) for v in (t, h, q))
+        pa = np.broadcast_to(np.atleast_1d(np.asarray(position_angle, dtype=float)), (n,))
+        am.check(h, q)
+        if rng is None:
+            rng = galsim.BaseDeviate()
+        elif not isinstance(rng, galsim.BaseDeviate):
+            rng = galsim.BaseDeviate(int(rng))
+        z = am.sample(t, h, q, rng)
+        gals = [
+            g.rotate(float(p) * galsim.degrees) if p else g
+            for g, p in zip(cls.from_latents(z, m, **kwargs), pa)
+        ]
+        return gals[0] if single else gals
+
+    @classmethod
     def from_image(cls, image, model=None, **kwargs):
         """Encode a stamp (``galsim.Image`` or array at the model's scale and size) to a galaxy.
 

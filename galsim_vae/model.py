@@ -20,7 +20,14 @@ from .density import LatentDensity
 from .errors import GalSimValueError
 from .metrics import denormalize, normalize
 
-__all__ = ["DEFAULT_MODEL", "default_model_path", "density_path", "VAEModel", "get_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "default_model_path",
+    "density_path",
+    "VAEModel",
+    "get_model",
+    "estimate_attributes",
+]
 
 #: File name of the shipped model inside ``galsim_vae/data``.
 DEFAULT_MODEL = "default_vae.safetensors"
@@ -69,9 +76,28 @@ class VAEModel:
         self.norm_max = float(ds.get("median_norm_max", 1.0))
         dens = density_path(path)
         self.density = LatentDensity.load(dens) if dens.is_file() else None
+        self._attributes = None
 
     def __repr__(self):
         return f"galsim_vae.VAEModel({self.file_name!r})"
+
+    @property
+    def attributes(self):
+        """The attribute model stored beside the weights (``<stem>_attributes.npz``)."""
+        from .attributes import AttributeModel, attributes_path
+
+        if self._attributes is None:
+            p = attributes_path(self.file_name)
+            if not p.is_file():
+                raise GalSimValueError(
+                    "Model has no attribute file; run galsim-vae fit-attributes", str(p)
+                )
+            self._attributes = AttributeModel.load(p)
+        return self._attributes
+
+    def estimate_attributes(self, latents) -> dict:
+        """Hubble type (T), half-light radius (arcsec) and axis ratio of latents."""
+        return self.attributes.estimate(self._check_latents(latents))
 
     # Pickled as its file name: the receiving process loads the (checksummed) file itself, once.
     def __getstate__(self):
@@ -214,3 +240,9 @@ def get_model(file_name=None) -> VAEModel:
     if not path.is_file():
         raise GalSimValueError("Model file not found", str(path))
     return _cached(str(path), path.stat().st_mtime)
+
+
+def estimate_attributes(latents, model=None) -> dict:
+    """Hubble type (T), half-light radius (arcsec) and axis ratio of latent vectors, from the
+    attribute model of ``model`` (the shipped one when None)."""
+    return get_model(model).estimate_attributes(latents)

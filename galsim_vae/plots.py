@@ -23,6 +23,8 @@ __all__ = [
     "plot_scene",
     "plot_rotation_denoise",
     "plot_chi2_comparison",
+    "plot_attribute_report",
+    "plot_validation",
     "save",
 ]
 
@@ -272,4 +274,51 @@ def plot_chi2_comparison(chi2_vae, chi2_sersic, snr, path, *, title="Reconstruct
     ax.set_ylabel("chi2 per pixel")
     ax.legend(fontsize=7)
     ax.set_title(title)
+    return save(fig, path)
+
+
+def plot_attribute_report(rep, path):
+    """Requested vs measured size of attribute-conditioned galaxies, and Sersic n by type."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    s = np.array(rep["size_requested"])
+    a.plot(s, rep["size_measured_median"], "o-", label="median measured (Sersic fit)")
+    a.plot(s, s, "k:", label="requested")
+    a.fill_between(s, 0.9 * s, 1.1 * s, color="0.85", label="±10%")
+    a.set_xlabel('requested half-light radius ["]')
+    a.set_ylabel('measured half-light radius ["]')
+    a.legend(fontsize=7)
+    b.plot(rep["types"], rep["sersic_n_by_type"], "s-")
+    b.set_xlabel('requested Hubble type (hlr 0.3")')
+    b.set_ylabel("median Sersic n of generated galaxies")
+    fig.suptitle("Attribute-conditioned galaxies")
+    return save(fig, path)
+
+
+def plot_validation(stats, path, *, title="Real, VAE and Sersic galaxies"):
+    """Overlaid histograms of each statistic for each population."""
+    keys = list(next(iter(stats.values())))
+    nc = 4
+    nr = int(np.ceil(len(keys) / nc))
+    fig, axes = plt.subplots(nr, nc, figsize=(4 * nc, 3 * nr), squeeze=False)
+    for ax, k in zip(axes.flat, keys):
+        allv = np.concatenate([v[k][np.isfinite(v[k])] for v in stats.values()])
+        if len(allv) == 0:
+            continue
+        bins = np.linspace(*np.percentile(allv, [1, 99]), 20)
+        for name, v in stats.items():
+            vals = v[k][np.isfinite(v[k])]
+            ax.hist(
+                vals,
+                bins=bins,
+                histtype="step",
+                density=True,
+                lw=2 if name == "real" else 1,
+                color="k" if name == "real" else None,
+                label=name,
+            )
+        ax.set_xlabel(k)
+    axes.flat[0].legend(fontsize=6)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    fig.suptitle(title)
     return save(fig, path)

@@ -65,6 +65,35 @@ def test_sampling_follows_random_seed():
     assert a.latent == b.latent and a.latent != c.latent
 
 
+def test_attribute_keys():
+    obj = _build(
+        {
+            "type": "VAEGalaxy",
+            "hubble_type": "Sb",
+            "half_light_radius": {"type": "Random", "min": 0.25, "max": 0.35},
+            "axis_ratio": 0.6,
+            "flux": 10.0,
+        },
+        seed=3,
+    )
+    assert isinstance(obj, VAEGalaxy) and obj.flux == pytest.approx(10.0)
+    again = _build(
+        {
+            "type": "VAEGalaxy",
+            "hubble_type": "Sb",
+            "half_light_radius": {"type": "Random", "min": 0.25, "max": 0.35},
+            "axis_ratio": 0.6,
+            "flux": 10.0,
+        },
+        seed=3,
+    )
+    assert obj == again
+    with pytest.raises(galsim.GalSimConfigError, match="Hubble type"):
+        _build({"type": "VAEGalaxy", "hubble_type": "Sz", "half_light_radius": 0.3})
+    with pytest.raises(galsim.GalSimConfigError, match="need hubble_type"):
+        _build({"type": "VAEGalaxy", "half_light_radius": 0.3})
+
+
 def test_index_into_latent_file(tmp_path):
     z = get_model().sample_latents(4, 1)
     np.save(tmp_path / "z.npy", z)
