@@ -11,13 +11,13 @@ monotonic over ``-5 <= T <= 10``. It is a mean relation: at fixed B/T real galax
 several T-types, so the T-types here are a smooth proxy for bulge dominance, not visual classes.
 Class names map to E = -5, S0 = -2, Sa = 1, Sb = 3, Sc = 5, Sd = 7, Irr = 10.
 
-Two models, both linear least squares (scikit-learn), stored as plain arrays (npz + JSON, no
-pickle):
+Two nearest-neighbour models over training pairs of (attributes, latent), stored as plain arrays
+(npz + JSON, no pickle):
 
-- forward, :class:`AttributeModel.sample`: attributes -> a conditional Gaussian over latents, the
-  mean from a regression on polynomial features of (T, log10 hlr, q), the spread from the residual
-  covariance, so one request gives many plausible galaxies;
-- inverse, :meth:`AttributeModel.estimate`: latents -> (T, hlr, q).
+- forward, :meth:`AttributeModel.sample`: attributes -> one of the latents of the training
+  galaxies nearest to the request, jittered, so one request gives many plausible galaxies;
+- inverse, :meth:`AttributeModel.estimate`: latents -> mean (T, hlr, q) of the nearest training
+  latents.
 """
 
 from __future__ import annotations
@@ -77,49 +77,58 @@ def attributes_path(model_file) -> Path:
     return p.with_name(p.name.replace(".safetensors", "") + "_attributes.npz")
 
 
-def _features(t, lhlr, q):
-    t, lhlr, q = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (t, lhlr, q))
-    return np.stack([t, t**2, lhlr, lhlr**2, q, q**2, t * lhlr, lhlr * q, t * q], axis=1)
-
-
 class AttributeModel:
-    """Forward (attributes -> latents) and inverse (latents -> attributes) linear models."""
+    """Forward (attributes -> latents) and inverse (latents -> attributes) nearest-neighbour models.
+
+    Both are built on a training set of (attributes, latent) pairs, stored as plain arrays:
+
+    - forward: the ``k`` training galaxies nearest to the request in scaled attribute space
+      (T / std(T), log10 hlr / std, q / std); one of them is picked at random and its latent
+      jittered by ``jitter`` times the neighbours' latent spread: a conditional distribution
+      that only proposes latents of galaxies that look like the request;
+    - inverse: the mean attributes of the ``k`` nearest training latents.
+    """
 
     def __init__(self, arrays: dict, meta: dict):
         self.a = {k: np.asarray(v, dtype=float) for k, v in arrays.items()}
         self.meta = dict(meta)
-        self._chol = np.linalg.cholesky(self.a["resid_cov"])
+        self.k = int(self.meta.get("k", 16))
+        self.jitter = float(self.meta.get("jitter", 0.25))
 
     @classmethod
-    def fit(cls, latents, t, hlr, q, *, meta=None) -> AttributeModel:
-        """Fit both models on latents of canonically oriented stamps and their attributes."""
+    def fit(cls, latents, t, hlr, q, *, k=16, jitter=0.25, meta=None) -> AttributeModel:
+        """Store the training pairs (latents of canonically oriented stamps, attributes)."""
         import sklearn
-        from sklearn.linear_model import LinearRegression, Ridge
 
         z = np.asarray(latents, dtype=float)
-        lh = np.log10(np.asarray(hlr, dtype=float))
-        x = _features(t, lh, q)
-        fwd = LinearRegression().fit(x, z)
-        resid = z - fwd.predict(x)
-        cov = np.cov(resid.T) + 1e-6 * np.eye(z.shape[1])
-        inv = Ridge(alpha=1.0).fit(z, np.stack([t, lh, q], axis=1))
+        attrs = np.stack(
+            [np.asarray(t, float), np.log10(np.asarray(hlr, float)), np.asarray(q, float)], axis=1
+        )
         arrays = {
-            "fwd_coef": fwd.coef_,
-            "fwd_intercept": fwd.intercept_,
-            "resid_cov": cov,
-            "inv_coef": inv.coef_,
-            "inv_intercept": inv.intercept_,
+            "latents": z,
+            "attrs": attrs,
+            "attr_scale": attrs.std(axis=0),
             "hlr_range": np.percentile(hlr, [1, 99]),
             "q_range": np.percentile(q, [1, 99]),
             "q_median": np.median(q),
         }
-        m = {"sklearn_version": sklearn.__version__, "n_fit": int(len(z)), **(meta or {})}
+        m = {
+            "sklearn_version": sklearn.__version__,
+            "n_fit": int(len(z)),
+            "k": int(k),
+            "jitter": float(jitter),
+            **(meta or {}),
+        }
         return cls(arrays, m)
 
     def save(self, path) -> Path:
         path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(self.meta, default=str)), **self.a)
+            np.savez(
+                f,
+                meta=np.array(json.dumps(self.meta, default=str)),
+                **{k: v.astype(np.float32) for k, v in self.a.items()},
+            )
         return path
 
     @classmethod
@@ -149,24 +158,43 @@ class AttributeModel:
         if np.any(~np.isfinite(qa)) or np.any(qa <= 0) or np.any(qa > 1):
             raise GalSimRangeError("axis_ratio must be in (0, 1]", axis_ratio, 0, 1)
 
+    def _neighbours(self, t, hlr, q):
+        req = np.stack(
+            [
+                np.broadcast_to(np.asarray(v, dtype=float), np.shape(np.atleast_1d(hlr)))
+                for v in (t, np.log10(hlr), q)
+            ],
+            axis=1,
+        )
+        d = ((self.a["attrs"][None] - req[:, None]) / self.a["attr_scale"]) ** 2
+        return np.argsort(d.sum(axis=2), axis=1)[:, : self.k]
+
     def mean(self, t, hlr, q) -> np.ndarray:
-        """Mean latent of each attribute set."""
-        x = _features(t, np.log10(hlr), q)
-        return x @ self.a["fwd_coef"].T + self.a["fwd_intercept"]
+        """Mean latent of the neighbours of each attribute set."""
+        return self.a["latents"][self._neighbours(t, hlr, q)].mean(axis=1)
 
     def sample(self, t, hlr, q, rng) -> np.ndarray:
-        """One latent per attribute set, from the conditional Gaussian, with a GalSim rng."""
+        """One latent per attribute set from the conditional distribution, with a GalSim rng."""
         import galsim
 
-        mu = self.mean(t, hlr, q)
-        g = np.empty(mu.size)
+        nb = self._neighbours(t, hlr, q)
+        ud = galsim.UniformDeviate(rng)
+        u = np.empty(len(nb))
+        ud.generate(u)
+        pick = nb[np.arange(len(nb)), np.minimum((u * self.k).astype(int), self.k - 1)]
+        z = self.a["latents"]
+        spread = z[nb].std(axis=1)
+        g = np.empty(z.shape[1] * len(nb))
         galsim.GaussianDeviate(rng).generate(g)
-        return mu + g.reshape(mu.shape) @ self._chol.T
+        return z[pick] + self.jitter * spread * g.reshape(len(nb), -1)
 
     def estimate(self, latents) -> dict:
         """``hubble_type`` (T), ``half_light_radius`` (arcsec) and ``axis_ratio`` of latents."""
         z = np.atleast_2d(np.asarray(latents, dtype=float))
-        y = z @ self.a["inv_coef"].T + self.a["inv_intercept"]
+        zt = self.a["latents"]
+        d = (z**2).sum(1)[:, None] - 2 * z @ zt.T + (zt**2).sum(1)[None]
+        nb = np.argsort(d, axis=1)[:, : self.k]
+        y = self.a["attrs"][nb].mean(axis=1)
         return {
             "hubble_type": np.clip(y[:, 0], -5, 10),
             "half_light_radius": 10 ** y[:, 1],
@@ -253,7 +281,7 @@ def fit_attribute_model(
     rng = galsim.BaseDeviate(seed)
     psf = hst_f814w_psf()
     lo, hi = am.a["hlr_range"]
-    sizes = np.geomspace(max(lo, 0.08), hi, 6)
+    sizes = np.geomspace(max(lo, 0.08), hi, 5)
     qm = float(am.a["q_median"])
     med = []
     for h in sizes:

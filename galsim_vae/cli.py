@@ -150,7 +150,11 @@ def build_parser():
     """The argparse parser of ``galsim-vae``."""
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="galsim-vae", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="galsim-vae",
+        description="galsim_vae: build galaxy datasets, train and evaluate the VAE, draw its "
+        "galaxies with GalSim.",
+    )
     p.add_argument("--version", action="version", version=f"galsim_vae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import galsim
 import numpy as np
 from galsim import GSObject
@@ -382,15 +380,20 @@ class VAEGalaxy(GSObject):
     def withGSParams(self, gsparams=None, **kwargs):
         if gsparams == self.gsparams and not kwargs:
             return self
-        ret = copy.copy(self)
+        ret = self._copy()
         ret._gsparams = galsim.GSParams.check(gsparams, self.gsparams, **kwargs)
-        ret.__dict__.pop("_profile", None)
         return ret
 
     def withFlux(self, flux):
-        # A fresh VAEGalaxy (not a Transformation) keeps it a VAEGalaxy, with its decoded stamp.
-        ret = copy.copy(self)
+        # A new VAEGalaxy (not a Transformation) keeps it a VAEGalaxy, with its decoded stamp.
+        ret = self._copy()
         ret._flux_in = float(flux)
+        return ret
+
+    def _copy(self):
+        # Not copy.copy: that goes through __getstate__, which drops the decoded stamp.
+        ret = self.__class__.__new__(self.__class__)
+        ret.__dict__.update(self.__dict__)
         ret.__dict__.pop("_profile", None)
         return ret
 

@@ -20,6 +20,11 @@ def gal(model):
 
 def test_flux_convention_and_override(gal):
     assert gal.flux == pytest.approx(gal.stamp.array.sum(), rel=1e-6)
+    # withFlux keeps the decoded stamp (no second decoding).
+    assert (
+        "_stamp" in gal.withFlux(2.0).__dict__
+        and "_stamp" in gal.withGSParams(folding_threshold=1e-2).__dict__
+    )
     g2 = VAEGalaxy(gal.latent, flux=123.0)
     assert g2.flux == pytest.approx(123.0)
     assert isinstance(gal.withFlux(5.0), VAEGalaxy) and gal.withFlux(5.0).flux == pytest.approx(5)
