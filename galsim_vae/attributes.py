@@ -223,6 +223,10 @@ def _measure_hlr(stamps, psf, scale):
         ).array
     out = []
     for s in stamps:
+        # Decoded stamps carry the training stamps' sky pedestal: remove it (border median).
+        s = s - np.median(
+            np.concatenate([s[:4].ravel(), s[-4:].ravel(), s[:, :4].ravel(), s[:, -4:].ravel()])
+        )
         sig = max(float(np.std(np.concatenate([s[:4].ravel(), s[-4:].ravel()]))), 1e-3 * s.max())
         f = fit_sersic_lsq(s, psf, sig, scale=scale)
         out.append((f.params[1], f.params[2]))

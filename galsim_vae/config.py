@@ -108,6 +108,9 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "norm_max": float,
         "psf_mode": str,
         "pad_factor": float,
+        "hubble_type": str,
+        "half_light_radius": float,
+        "axis_ratio": float,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
     attrs = {

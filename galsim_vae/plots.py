@@ -304,9 +304,13 @@ def plot_validation(stats, path, *, title="Real, VAE and Sersic galaxies"):
         allv = np.concatenate([v[k][np.isfinite(v[k])] for v in stats.values()])
         if len(allv) == 0:
             continue
-        bins = np.linspace(*np.percentile(allv, [1, 99]), 20)
+        lo, hi = np.percentile(allv, [1, 99])
+        bins = np.linspace(lo, max(hi, lo + 1e-9), 20)
         for name, v in stats.items():
             vals = v[k][np.isfinite(v[k])]
+            vals = vals[(vals >= bins[0]) & (vals <= bins[-1])]
+            if len(vals) == 0:
+                continue
             ax.hist(
                 vals,
                 bins=bins,

@@ -72,16 +72,18 @@ def morphology_statistics(images, noise_sigma) -> dict:
     for a, s in zip(images, np.broadcast_to(noise_sigma, (len(images),))):
         a = np.asarray(a, dtype=float)
         vals = dict.fromkeys(keys, np.nan)
-        seg = detect_sources(a, 2 * s, n_pixels=5)
-        if seg is not None:
-            c = a.shape[0] // 2
-            lab = seg.data[c, c]
-            segmap = ((seg.data == lab) if lab else (seg.data > 0)).astype(int)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+        # statmorph and photutils warn about faint or odd sources; failures are caught by the
+        # flag below, and a stamp without a source gets NaN.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seg = detect_sources(a, 2 * s, n_pixels=5)
+            if seg is not None:
+                c = a.shape[0] // 2
+                lab = seg.data[c, c]
+                segmap = ((seg.data == lab) if lab else (seg.data > 0)).astype(int)
                 m = statmorph.source_morphology(a, segmap, weightmap=np.full_like(a, s))[0]
-            if m.flag < 2:
-                vals = {k: float(getattr(m, k)) for k in keys}
+                if m.flag < 2:
+                    vals = {k: float(getattr(m, k)) for k in keys}
         for k in keys:
             out[k].append(vals[k])
     return {k: np.array(v) for k, v in out.items()}
@@ -89,6 +91,11 @@ def morphology_statistics(images, noise_sigma) -> dict:
 
 def _stats(images, sigma, scale):
     return {**hsm_statistics(images, scale), **morphology_statistics(images, sigma)}
+
+
+def _median(v):
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else float("nan")
 
 
 def _distance(a, b):
@@ -180,7 +187,7 @@ def validate(real_dataset, out_dir, *, model=None, seed=0, n_samples=None, max_r
         "wasserstein_to_real": dist,
         "statistics_closer_than_sersic": wins,
         "n_statistics": len(STATISTICS),
-        "medians": {p: {k: float(np.nanmedian(v)) for k, v in s.items()} for p, s in stats.items()},
+        "medians": {p: {k: _median(v) for k, v in s.items()} for p, s in stats.items()},
     }
     with atomic_path(out / "validation.json") as tmp:
         tmp.write_text(json.dumps(res, indent=1))
