@@ -337,6 +337,11 @@ def add_commands(sub):
     v.add_argument("--model", default="default")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--n-samples", type=int, default=None)
+    v.add_argument(
+        "--loss-summary",
+        default=None,
+        help="summary.json of scripts/compare_losses.sh, added to the report",
+    )
     v.set_defaults(func=_cmd_validate)
 
     f = sub.add_parser(

@@ -103,7 +103,9 @@ def _distance(a, b):
     return float(wasserstein_distance(a, b)) if len(a) and len(b) else float("nan")
 
 
-def validate(real_dataset, out_dir, *, model=None, seed=0, n_samples=None, max_real=None) -> dict:
+def validate(
+    real_dataset, out_dir, *, model=None, seed=0, n_samples=None, max_real=None, loss_summary=None
+) -> dict:
     """Compare real, VAE and Sersic galaxies; write ``validation.md``, PNGs and ``.json``.
 
     Args:
@@ -114,6 +116,8 @@ def validate(real_dataset, out_dir, *, model=None, seed=0, n_samples=None, max_r
         seed: seed of the added noise and of the samples. [default: 0]
         n_samples: galaxies per sampled population; as many as real ones when None.
         max_real: use at most this many real stamps (the first ones). [default: None, all]
+        loss_summary: the ``summary.json`` of ``scripts/compare_losses.sh`` (the paper's
+            comparison of its three losses by latent SNR), added to the report. [default: None]
 
     Returns:
         dict: the numbers written to ``validation.json``.
@@ -189,6 +193,11 @@ def validate(real_dataset, out_dir, *, model=None, seed=0, n_samples=None, max_r
         "n_statistics": len(STATISTICS),
         "medians": {p: {k: _median(v) for k, v in s.items()} for p, s in stats.items()},
     }
+    if loss_summary is not None:
+        p = Path(loss_summary)
+        if not p.is_file():
+            raise GalSimValueError("loss summary file not found", str(p))
+        res["loss_comparison"] = json.loads(p.read_text())
     with atomic_path(out / "validation.json") as tmp:
         tmp.write_text(json.dumps(res, indent=1))
     with atomic_path(out / "validation.md") as tmp:
@@ -223,4 +232,20 @@ def _markdown(res):
     for p, w in res["statistics_closer_than_sersic"].items():
         lines.append(f"- {p}: {w}")
     lines += ["", "![statistics](validation_statistics.png)", ""]
+    if "loss_comparison" in res:
+        lines += [
+            "## The paper's comparison of its losses",
+            "",
+            "Same network and data, latent SNR (eq. 6) on the real galaxies "
+            "(`scripts/compare_losses.sh`):",
+            "",
+            "| loss | latents with SNR > 1 | largest latent SNR | median chi2/pixel |",
+            "|---|---|---|---|",
+        ]
+        for name, v in res["loss_comparison"].items():
+            lines.append(
+                f"| {name} | {v['n_latents_snr_gt_1']} | {v['max_latent_snr']:.3g} | "
+                f"{v['median_chi2_per_pixel']:.3g} |"
+            )
+        lines.append("")
     return "\n".join(lines)

@@ -66,27 +66,20 @@ def test_sampling_follows_random_seed():
 
 
 def test_attribute_keys():
-    obj = _build(
-        {
+    def gal():  # a fresh dict each time: GalSim's config processing edits it in place
+        return {
             "type": "VAEGalaxy",
             "hubble_type": "Sb",
             "half_light_radius": {"type": "Random", "min": 0.25, "max": 0.35},
             "axis_ratio": 0.6,
             "flux": 10.0,
-        },
-        seed=3,
-    )
+        }
+
+    obj = _build(gal(), seed=3)
     assert isinstance(obj, VAEGalaxy) and obj.flux == pytest.approx(10.0)
-    again = _build(
-        {
-            "type": "VAEGalaxy",
-            "hubble_type": "Sb",
-            "half_light_radius": {"type": "Random", "min": 0.25, "max": 0.35},
-            "axis_ratio": 0.6,
-            "flux": 10.0,
-        },
-        seed=3,
-    )
+    again = _build(gal(), seed=3)
+    other = _build(gal(), seed=4)
+    assert other != obj
     assert obj == again
     with pytest.raises(galsim.GalSimConfigError, match="Hubble type"):
         _build({"type": "VAEGalaxy", "hubble_type": "Sz", "half_light_radius": 0.3})

@@ -47,7 +47,20 @@ def test_hsm_statistics_known_shape():
 
 
 def test_validate_report(real_dataset, tmp_path):
-    res = validate(real_dataset, tmp_path, max_real=8, n_samples=8)
+    summary = tmp_path / "summary.json"
+    summary.write_text(
+        json.dumps(
+            {
+                "beta": {
+                    "n_latents_snr_gt_1": 50,
+                    "max_latent_snr": 8.0,
+                    "median_chi2_per_pixel": 2.5,
+                }
+            }
+        )
+    )
+    res = validate(real_dataset, tmp_path, max_real=8, n_samples=8, loss_summary=summary)
+    assert "| beta | 50 |" in (tmp_path / "validation.md").read_text()
     for f in ("validation.md", "validation.json", "validation_statistics.png"):
         assert (tmp_path / f).is_file()
     assert set(res["wasserstein_to_real"]["sersic"]) == set(STATISTICS)
