@@ -210,6 +210,7 @@ def _cmd_validate(a):
         model=None if a.model == "default" else a.model,
         seed=a.seed,
         n_samples=a.n_samples,
+        loss_summary=a.loss_summary,
     )
     print(json.dumps(res["statistics_closer_than_sersic"], indent=1))
     print(f"wrote {Path(a.out) / 'validation.md'}")

@@ -126,6 +126,12 @@ def validate(
     from .plots import plot_validation
     from .sersic import fit_sersic_lsq
 
+    losses = None
+    if loss_summary is not None:  # checked before any work
+        p = Path(loss_summary)
+        if not p.is_file():
+            raise GalSimValueError("loss summary file not found", str(p))
+        losses = json.loads(p.read_text())
     m = get_model(model)
     images, table, psfs, _ = read_dataset(real_dataset)
     sel = np.flatnonzero(np.asarray(table["passes"], dtype=bool))[:max_real]
@@ -193,11 +199,8 @@ def validate(
         "n_statistics": len(STATISTICS),
         "medians": {p: {k: _median(v) for k, v in s.items()} for p, s in stats.items()},
     }
-    if loss_summary is not None:
-        p = Path(loss_summary)
-        if not p.is_file():
-            raise GalSimValueError("loss summary file not found", str(p))
-        res["loss_comparison"] = json.loads(p.read_text())
+    if losses is not None:
+        res["loss_comparison"] = losses
     with atomic_path(out / "validation.json") as tmp:
         tmp.write_text(json.dumps(res, indent=1))
     with atomic_path(out / "validation.md") as tmp:
@@ -231,7 +234,15 @@ def _markdown(res):
     ]
     for p, w in res["statistics_closer_than_sersic"].items():
         lines.append(f"- {p}: {w}")
-    lines += ["", "![statistics](validation_statistics.png)", ""]
+    lines += [
+        "",
+        "![statistics](validation_statistics.png)",
+        "",
+        "Caveat: the noise added to the VAE and Sersic images is white, at each real "
+        "stamp's measured sigma, while the real COSMOS noise is correlated; asymmetry and "
+        "smoothness are the statistics most sensitive to that difference.",
+        "",
+    ]
     if "loss_comparison" in res:
         lines += [
             "## The paper's comparison of its losses",

@@ -68,5 +68,19 @@ def test_validate_report(real_dataset, tmp_path):
     assert all(0 <= w <= len(STATISTICS) for w in res["statistics_closer_than_sersic"].values())
 
 
-def test_validate_cli_errors(tmp_path):
+def test_validate_cli_errors(tmp_path, real_dataset):
     assert main(["validate", str(tmp_path / "none.fits"), "--out", str(tmp_path)]) == 2
+    # A missing loss summary is reported, not ignored.
+    assert (
+        main(
+            [
+                "validate",
+                str(real_dataset),
+                "--out",
+                str(tmp_path),
+                "--loss-summary",
+                str(tmp_path / "none.json"),
+            ]
+        )
+        == 2
+    )
