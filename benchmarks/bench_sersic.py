@@ -74,3 +74,19 @@ def test_mcmc_per_galaxy(benchmark, stamps):
         tau_max=max(taus),
         seconds_to_convergence_per_galaxy=converged,
     )
+
+
+def test_pysersic_per_galaxy(benchmark, stamps):
+    """pysersic's NUTS with its defaults (2 chains x (1000 warm-up + 1000) steps), one galaxy.
+
+    Target: encoding >= 1e4 times faster per galaxy. Skipped without the optional extra.
+    """
+    pytest.importorskip("pysersic")
+    from galsim_vae.sersic import fit_sersic_pysersic
+
+    images, psfs, sig = stamps
+    res = benchmark.pedantic(
+        fit_sersic_pysersic, args=(images[0], psfs[0], sig[0]), rounds=1, iterations=1
+    )
+    assert np.isfinite(res["n"]) and res["r_hat"] < 1.1
+    benchmark.extra_info.update(n=1, r_hat=res["r_hat"])

@@ -2,7 +2,7 @@ import galsim
 import numpy as np
 import pytest
 
-from galsim_vae.sersic import fit_sersic_lsq, fit_sersic_mcmc, sersic_model
+from galsim_vae.sersic import fit_sersic_lsq, fit_sersic_mcmc, fit_sersic_pysersic, sersic_model
 
 PSF = galsim.Moffat(beta=3, fwhm=0.1)
 TRUE = np.array([20.0, 0.2, 2.0, 0.2, -0.1, 0.01, -0.02])
@@ -43,3 +43,14 @@ def test_bad_inputs():
         fit_sersic_lsq(np.full((16, 16), np.nan), PSF, 1.0)
     with pytest.raises(galsim.GalSimValueError, match="sigma"):
         fit_sersic_lsq(np.zeros((16, 16)), PSF, 0.0)
+
+
+@pytest.mark.slow
+def test_pysersic_peer(stamp):
+    pytest.importorskip("pysersic")
+    img = PSF.drawImage(nx=48, ny=48, scale=0.03, method="no_pixel", use_true_center=False).array
+    res = fit_sersic_pysersic(stamp, img, SIGMA, num_samples=200, num_warmup=200, num_chains=1)
+    # pysersic's r_eff is in pixels along the major axis; n and flux are directly comparable.
+    assert res["n"] == pytest.approx(TRUE[2], abs=5 * res["n_err"] + 0.1)
+    assert res["flux"] == pytest.approx(TRUE[0], rel=0.05)
+    assert res["seconds"] > 0 and res["num_chains"] == 1
