@@ -8,7 +8,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["parallel_map", "item_seed", "default_nproc"]
+__all__ = ["parallel_map", "spawn_pool", "item_seed", "default_nproc"]
 
 
 def default_nproc():
@@ -43,6 +43,27 @@ def _call(chunk):
     return [func(i) for i in chunk]
 
 
+def spawn_pool(nproc, **kwargs):
+    """A ``multiprocessing`` pool of ``nproc`` single-threaded worker processes.
+
+    "spawn", not "fork": GalSim and torch start OpenMP threads, and a process forked after that can
+    deadlock. (Scripts using it need the usual ``if __name__ == "__main__":`` guard.) One thread
+    per worker: with OpenMP's default of one thread per core in every worker, the processes fight
+    over the cores and the pool is slower than one process.
+    """
+    ctx = mp.get_context("spawn")
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        return ctx.Pool(nproc, **kwargs)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def parallel_map(factory, args, indices, *, nproc=None, chunk=64, desc=None, progress=True):
     """Run ``factory(*args)(i)`` for each index, in index order, over ``nproc`` processes.
 
@@ -61,22 +82,7 @@ def parallel_map(factory, args, indices, *, nproc=None, chunk=64, desc=None, pro
                 out.extend(func(i) for i in c)
                 bar.update(len(c))
         else:
-            # "spawn", not "fork": GalSim and torch start OpenMP threads, and a process forked
-            # after that can deadlock. (Scripts calling this need the usual
-            # ``if __name__ == "__main__":`` guard.)
-            ctx = mp.get_context("spawn")
-            # One thread per worker: with OpenMP's default of one thread per core in every
-            # worker, the processes fight over the cores and the pool is slower than one process.
-            saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-            os.environ.update({k: "1" for k in _THREAD_VARS})
-            try:
-                pool = ctx.Pool(nproc, initializer=_init, initargs=(factory, args))
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+            pool = spawn_pool(nproc, initializer=_init, initargs=(factory, args))
             with pool:
                 for res in pool.imap(_call, chunks):
                     out.extend(res)

@@ -249,12 +249,9 @@ def encode_catalog(
             for fut in as_completed(futs):
                 save(futs[fut], fut.result())
         elif kind == "catalog" and (nproc or 2) > 1 and len(todo) > 1:
-            import multiprocessing as mp
+            from ._parallel import default_nproc, spawn_pool
 
-            from ._parallel import default_nproc
-
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(nproc or default_nproc()) as pool:
+            with spawn_pool(nproc or default_nproc()) as pool:
                 jobs = [(k, pool.apply_async(task(c)[0], task(c)[1])) for k, c in todo]
                 for k, j in jobs:
                     save(k, j.get())
