@@ -158,7 +158,7 @@ class AttributeModel:
         if np.any(~np.isfinite(qa)) or np.any(qa <= 0) or np.any(qa > 1):
             raise GalSimRangeError("axis_ratio must be in (0, 1]", axis_ratio, 0, 1)
 
-    def _neighbours(self, t, hlr, q):
+    def _neighbours(self, t, hlr, q, chunk=1024):
         req = np.stack(
             [
                 np.broadcast_to(np.asarray(v, dtype=float), np.shape(np.atleast_1d(hlr)))
@@ -166,8 +166,14 @@ class AttributeModel:
             ],
             axis=1,
         )
-        d = ((self.a["attrs"][None] - req[:, None]) / self.a["attr_scale"]) ** 2
-        return np.argsort(d.sum(axis=2), axis=1)[:, : self.k]
+        ref = self.a["attrs"] / self.a["attr_scale"]
+        req = req / self.a["attr_scale"]
+        # In chunks: a whole catalog at once would need an (N, n_train, 3) array.
+        out = []
+        for i in range(0, len(req), chunk):
+            d = ((ref[None] - req[i : i + chunk, None]) ** 2).sum(axis=2)
+            out.append(np.argsort(d, axis=1)[:, : self.k])
+        return np.concatenate(out)
 
     def mean(self, t, hlr, q) -> np.ndarray:
         """Mean latent of the neighbours of each attribute set."""
@@ -192,9 +198,17 @@ class AttributeModel:
         """``hubble_type`` (T), ``half_light_radius`` (arcsec) and ``axis_ratio`` of latents."""
         z = np.atleast_2d(np.asarray(latents, dtype=float))
         zt = self.a["latents"]
-        d = (z**2).sum(1)[:, None] - 2 * z @ zt.T + (zt**2).sum(1)[None]
-        nb = np.argsort(d, axis=1)[:, : self.k]
-        y = self.a["attrs"][nb].mean(axis=1)
+        zt2 = (zt**2).sum(1)[None]
+        # In chunks of 1024 latents: one (N, n_train) distance matrix for a whole catalog
+        # would not fit in memory.
+        y = np.concatenate(
+            [
+                self.a["attrs"][
+                    np.argsort((zc**2).sum(1)[:, None] - 2 * zc @ zt.T + zt2, axis=1)[:, : self.k]
+                ].mean(axis=1)
+                for zc in (z[i : i + 1024] for i in range(0, len(z), 1024))
+            ]
+        )
         return {
             "hubble_type": np.clip(y[:, 0], -5, 10),
             "half_light_radius": 10 ** y[:, 1],

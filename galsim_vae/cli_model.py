@@ -10,6 +10,11 @@ import numpy as np
 __all__ = ["add_commands", "dataset_summary"]
 
 
+def _model_arg(a):
+    """The --model option as the library takes it: None for the shipped model."""
+    return None if a.model == "default" else a.model
+
+
 def dataset_summary(path, table, split_counts) -> dict:
     """What a model records about its training data."""
     sel = np.asarray(table["split"]) == "train"
@@ -104,7 +109,7 @@ def _cmd_fit_density(a):
     from .density import LatentDensity
     from .model import VAEModel, density_path
 
-    model = VAEModel(None if a.model == "default" else a.model)
+    model = VAEModel(_model_arg(a))
     ds = StampDataset(a.dataset, a.split)
     mu, _ = model.encode_normalized(ds.images)
     dens = LatentDensity.fit(
@@ -128,7 +133,7 @@ def _cmd_draw(a):
     from .plots import plot_gallery, plot_scene
     from .scene import draw_scene
 
-    model = None if a.model == "default" else a.model
+    model = _model_arg(a)
     image, gals, _ = draw_scene(
         a.n,
         size=a.size,
@@ -171,7 +176,7 @@ def _cmd_encode(a):
     t = encode_catalog(
         a.catalog,
         a.out,
-        model=None if a.model == "default" else a.model,
+        model=_model_arg(a),
         chunk_size=a.chunk_size,
         scheduler=a.scheduler,
         nproc=a.nproc,
@@ -185,7 +190,7 @@ def _cmd_fit_attributes(a):
     from .attributes import attributes_path, fit_attribute_model
     from .model import get_model
 
-    model = None if a.model == "default" else a.model
+    model = _model_arg(a)
     am, rep = fit_attribute_model(
         a.dataset,
         model,
@@ -207,7 +212,7 @@ def _cmd_validate(a):
     res = validate(
         a.dataset,
         a.out,
-        model=None if a.model == "default" else a.model,
+        model=_model_arg(a),
         seed=a.seed,
         n_samples=a.n_samples,
         loss_summary=a.loss_summary,
