@@ -198,6 +198,9 @@ def _cmd_fit_attributes(a):
         report_dir=a.report,
         real_dataset=a.real,
         n_per=a.n_per,
+        measurements=a.measurements,
+        nproc=a.nproc,
+        progress=not a.quiet,
     )
     out = Path(a.out) if a.out else attributes_path(get_model(model).file_name)
     am.save(out)
@@ -325,8 +328,15 @@ def add_commands(sub):
     fa.add_argument("dataset", help="a simulated dataset (true attributes)")
     fa.add_argument("--model", default="default")
     fa.add_argument("--out", default=None)
-    fa.add_argument("--max-rows", type=int, default=8000)
-    fa.add_argument("--n-per", type=int, default=24, help="galaxies per requested attribute")
+    fa.add_argument("--max-rows", type=int, default=10000)
+    fa.add_argument("--n-per", type=int, default=48, help="galaxies per requested attribute")
+    fa.add_argument(
+        "--measurements",
+        default=None,
+        help="reuse the Sersic fits of the training stamps (measurements.npz of a --report folder)",
+    )
+    fa.add_argument("--nproc", type=int, default=None)
+    fa.add_argument("--quiet", action="store_true")
     fa.add_argument("--real", default=None, help="real dataset for the inverse-model check")
     fa.add_argument("--report", default=None, help="folder for the figure and JSON")
     fa.set_defaults(func=_cmd_fit_attributes)

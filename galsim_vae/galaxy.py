@@ -59,14 +59,18 @@ class VAEGalaxy(GSObject):
     """A galaxy decoded from a VAE latent vector, usable wherever GalSim takes a ``GSObject``.
 
     The decoder turns the latent vector into a stamp in [0, 1]; the stamp is returned to flux
-    units with its normalisation constants, its sky level (the median of the 4-pixel border) is
-    subtracted, and the result is wrapped in a ``galsim.InterpolatedImage`` at the model's pixel
-    scale (0.03"/px for the shipped model), with the galaxy centre (stamp pixel ``(S/2, S/2)``,
-    0-based) at the profile's origin.
+    units with its normalisation constants and wrapped in a ``galsim.InterpolatedImage`` at the
+    model's pixel scale (0.03"/px for the shipped model), with the galaxy centre (stamp pixel
+    ``(S/2, S/2)``, 0-based) at the profile's origin.
 
     Flux: by default the flux of the decoded stamp in the training catalog's units (COSMOS
     F814W counts/s for the shipped model), using ``norm_min``/``norm_max`` when given (as
-    :meth:`from_image` does) and the training set's median constants otherwise. ``flux=``
+    :meth:`from_image` does: they must be those of the stamp the latent was encoded from) and the
+    training set's median constants otherwise. Sky: with the constants of the stamp a latent came
+    from, the decoded sky is zero (the decoder learned the mean of zero-mean noise) and nothing is
+    subtracted; with the median constants it is not, and the median of the stamp's 4-pixel border
+    is subtracted (which also removes the faint outskirts of galaxies that reach the border: about
+    10% of the measured size of a galaxy with a 0.35" half-light radius). ``flux=``
     overrides it; ``withFlux`` and friends work as for any GSObject.
 
     PSF: the training stamps contain the HST PSF. ``psf_mode="keep"`` (default) leaves it in, so
@@ -191,11 +195,21 @@ class VAEGalaxy(GSObject):
 
     @classmethod
     def from_latents(cls, latents, model=None, **kwargs):
-        """One galaxy per row of ``latents``, decoded in one batch."""
+        """One galaxy per row of ``latents``, decoded in one batch.
+
+        ``norm_min``/``norm_max`` may be arrays, one value per galaxy.
+        """
         m = model if isinstance(model, VAEModel) else get_model(model)
         z = m._check_latents(latents)
         stamps = m.decode(z)
-        return [cls(zi, m, _stamp=s, **kwargs) for zi, s in zip(z, stamps)]
+        per = {}  # per-galaxy normalisation constants (arrays) from from_attributes
+        for k in ("norm_min", "norm_max"):
+            if k in kwargs and np.ndim(kwargs[k]) > 0:
+                per[k] = np.broadcast_to(np.asarray(kwargs.pop(k), dtype=float), (len(z),))
+        return [
+            cls(zi, m, _stamp=s, **{k: float(v[i]) for k, v in per.items()}, **kwargs)
+            for i, (zi, s) in enumerate(zip(z, stamps))
+        ]
 
     @classmethod
     def from_attributes(
@@ -243,11 +257,8 @@ class VAEGalaxy(GSObject):
             rng = galsim.BaseDeviate()
         elif not isinstance(rng, galsim.BaseDeviate):
             rng = galsim.BaseDeviate(int(rng))
-        z = am.sample(t, h, q, rng)
-        gals = [
-            g.rotate(float(p) * galsim.degrees) if p else g
-            for g, p in zip(cls.from_latents(z, m, **kwargs), pa)
-        ]
+        gals = cls.from_latents(am.sample(t, h, q, rng), m, **kwargs)
+        gals = [g.rotate(float(p) * galsim.degrees) if p else g for g, p in zip(gals, pa)]
         return gals[0] if single else gals
 
     @classmethod
@@ -294,13 +305,14 @@ class VAEGalaxy(GSObject):
 
     @lazy_property
     def stamp(self):
-        """The decoded stamp in flux units, sky-subtracted, as a ``galsim.Image``."""
+        """The decoded stamp in flux units, with zero sky, as a ``galsim.Image``."""
         lo, hi = self._norm if self._norm is not None else self._default_norm
         arr = lo + self._stamp * (hi - lo)
-        border = np.concatenate(
-            [arr[:4].ravel(), arr[-4:].ravel(), arr[4:-4, :4].ravel(), arr[4:-4, -4:].ravel()]
-        )
-        arr = arr - np.median(border)
+        if self._norm is None:  # median constants: the decoded sky is not zero
+            border = np.concatenate(
+                [arr[:4].ravel(), arr[-4:].ravel(), arr[4:-4, :4].ravel(), arr[4:-4, -4:].ravel()]
+            )
+            arr = arr - np.median(border)
         return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
 
     @lazy_property

@@ -7,7 +7,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = [
@@ -279,18 +280,45 @@ def plot_chi2_comparison(chi2_vae, chi2_sersic, snr, path, *, title="Reconstruct
 
 def plot_attribute_report(rep, path):
     """Requested vs measured size of attribute-conditioned galaxies, and Sersic n by type."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9.5, 3.8))
     s = np.array(rep["size_requested"])
-    a.plot(s, rep["size_measured_median"], "o-", label="median measured (Sersic fit)")
-    a.plot(s, s, "k:", label="requested")
-    a.fill_between(s, 0.9 * s, 1.1 * s, color="0.85", label="±10%")
+    a.fill_between(s, 0.9 * s, 1.1 * s, color="0.88", label="request ±10%")
+    a.plot(s, s, "k:", lw=1)
+    if "size_measured_16_84" in rep:
+        lo, hi = np.array(rep["size_measured_16_84"]).T
+        a.fill_between(s, lo, hi, color="C0", alpha=0.2, label="16-84% of generated")
+    a.plot(s, rep["size_measured_median"], "o-", color="C0", label="median of generated")
+    a.set_xscale("log")
+    a.set_yscale("log")
+    ticks = [
+        v for v in (0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0) if s.min() / 1.5 <= v <= 1.5 * s.max()
+    ]
+    for axis in (a.xaxis, a.yaxis):
+        axis.set_major_locator(mticker.FixedLocator(ticks))
+        axis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(mticker.NullFormatter())
     a.set_xlabel('requested half-light radius ["]')
-    a.set_ylabel('measured half-light radius ["]')
+    a.set_ylabel('measured half-light radius ["] (Sersic fit)')
     a.legend(fontsize=7)
-    b.plot(rep["types"], rep["sersic_n_by_type"], "s-")
-    b.set_xlabel('requested Hubble type (hlr 0.3")')
-    b.set_ylabel("median Sersic n of generated galaxies")
-    fig.suptitle("Attribute-conditioned galaxies")
+    x = np.arange(len(rep["types"]))
+    b.errorbar(
+        x,
+        rep["sersic_n_by_type"],
+        yerr=rep.get("sersic_n_by_type_error"),
+        fmt="s-",
+        capsize=3,
+        label="generated (median, bootstrap error)",
+    )
+    ref = rep.get("sersic_n_by_type_training")
+    if ref is not None:
+        r = np.array([np.nan if v is None else v for v in ref], dtype=float)
+        b.plot(x, r, "o--", color="0.5", label="training stamps of that type")
+    b.set_xticks(x, rep["types"])
+    h = rep.get("type_test_hlr")
+    b.set_xlabel("requested Hubble type" + (f' (hlr {h:.2f}")' if h else ""))
+    b.set_ylabel("Sersic n (measured)")
+    b.legend(fontsize=7)
+    fig.suptitle("Attribute-conditioned galaxies: requested vs measured on the decoded stamps")
     return save(fig, path)
 
 

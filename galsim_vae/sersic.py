@@ -102,8 +102,12 @@ def _check(image, sigma):
     return img
 
 
-def fit_sersic_lsq(image, psf, sigma, *, scale=0.03, diff_step=1e-3, max_nfev=200):
+def fit_sersic_lsq(image, psf, sigma, *, scale=0.03, diff_step=1e-3, max_nfev=200, fit_sky=False):
     """Least-squares Sersic fit of ``image`` with per-pixel noise ``sigma``.
+
+    With ``fit_sky=True`` a constant sky level is fitted too (``info["sky"]``), for stamps
+    whose background is not zero (decoded VAE stamps carry a small pedestal); ``model`` is the
+    Sersic part alone.
 
     Returns:
         SersicFit: parameters, 1-sigma errors (Jacobian), chi2 per pixel and the model stamp.
@@ -111,32 +115,38 @@ def fit_sersic_lsq(image, psf, sigma, *, scale=0.03, diff_step=1e-3, max_nfev=20
     img = _check(image, sigma)
     n = img.shape[0]
     psf_obj = _psf_object(psf, scale)
-    hi = _HI.copy()
+    lo, hi = _LO.copy(), _HI.copy()
     hi[0] = max(10 * abs(img.sum()), 1e-3)
+    p0 = np.clip(_start(img, scale), lo + 1e-6, hi - 1e-6)
+    x_scale = np.array([p0[0], 0.1, 1.0, 0.1, 0.1, 0.03, 0.03])
+    if fit_sky:
+        span = max(float(np.ptp(img)), 1e-12)
+        lo, hi = np.append(lo, -span), np.append(hi, span)
+        p0 = np.append(p0, 0.0)
+        x_scale = np.append(x_scale, max(float(sigma), 1e-3 * span))
 
     def resid(p):
         try:
-            return ((sersic_model(p, psf_obj, stamp_size=n, scale=scale) - img) / sigma).ravel()
+            m = sersic_model(p[:7], psf_obj, stamp_size=n, scale=scale)
         except (galsim.GalSimError, ValueError, RuntimeError):
             return np.full(img.size, 1e3)
+        sky = p[7] if fit_sky else 0.0
+        return ((m + sky - img) / sigma).ravel()
 
-    p0 = np.clip(_start(img, scale), _LO + 1e-6, hi - 1e-6)
     res = least_squares(
-        resid,
-        p0,
-        bounds=(_LO, hi),
-        diff_step=diff_step,
-        max_nfev=max_nfev,
-        x_scale=np.array([p0[0], 0.1, 1.0, 0.1, 0.1, 0.03, 0.03]),
+        resid, p0, bounds=(lo, hi), diff_step=diff_step, max_nfev=max_nfev, x_scale=x_scale
     )
     chi2 = float(np.mean(res.fun**2))
     try:
         cov = np.linalg.inv(res.jac.T @ res.jac) * max(chi2, 1.0)
         err = np.sqrt(np.clip(np.diag(cov), 0, None))
     except np.linalg.LinAlgError:
-        err = np.full(7, np.nan)
-    model = sersic_model(res.x, psf_obj, stamp_size=n, scale=scale)
-    return SersicFit(res.x, err, chi2, model, bool(res.success), {"nfev": int(res.nfev)})
+        err = np.full(len(p0), np.nan)
+    info = {"nfev": int(res.nfev)}
+    if fit_sky:
+        info.update(sky=float(res.x[7]), sky_err=float(err[7]))
+    model = sersic_model(res.x[:7], psf_obj, stamp_size=n, scale=scale)
+    return SersicFit(res.x[:7], err[:7], chi2, model, bool(res.success), info)
 
 
 def fit_sersic_mcmc(

@@ -7,7 +7,8 @@ real stamp's measured noise level), five populations are measured:
 - ``vae_recon``: VAE reconstructions of them (plus noise);
 - ``vae_density`` / ``vae_prior``: samples from the learned latent density / the unit Gaussian, each
   paired with a random real galaxy for its flux scale (normalisation) and noise;
-- ``vae_attributes``: galaxies generated from each real galaxy's measured size (Sersic fit) and
+- ``vae_attributes``: galaxies generated from each real galaxy's measured size and axis ratio
+  (:func:`galsim_vae.attributes.measure_sersic`, the attribute models' own size estimator) and
   type (the inverse attribute model), when the model has attribute models;
 - ``sersic``: the best-fit PSF-convolved Sersic profile of each real galaxy (plus noise).
 
@@ -169,10 +170,16 @@ def validate(
     except GalSimValueError:
         am = None
     if am is not None:
+        from .attributes import measure_sersic
+
         est = am.estimate(enc["mu"])
+        meas = measure_sersic(x, scale=scale)
         lo, hi = am.a["hlr_range"]
-        hlr = np.clip([f.params[1] for f in fits], lo, hi)
-        z = am.sample(est["hubble_type"], hlr, est["axis_ratio"], galsim.BaseDeviate(seed + 2))
+        hlr = np.clip(meas["half_light_radius"], lo, hi)
+        q = np.clip(meas["axis_ratio"], *am.a["q_range"])
+        with warnings.catch_warnings():  # real galaxies outside the training attributes
+            warnings.simplefilter("ignore", galsim.GalSimWarning)
+            z = am.sample(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
         imgs = m.decode_flux(z, enc["norm_min"], enc["norm_max"])
         pops["vae_attributes"] = (noisy(imgs, sig), sig)
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}

@@ -162,3 +162,28 @@ def test_bad_inputs(model, gal):
         VAEGalaxy.sample(2, 1, sampling="uniform")
     with pytest.raises(TypeError):
         VAEGalaxy.sample(2, rng="seed")
+
+
+def test_sky_of_decoded_stamps(model, sim_dataset):
+    from galsim_vae.dataset import read_dataset
+
+    def border(a):
+        return np.median(np.concatenate([a[:4].ravel(), a[-4:].ravel(), a[:, :4].ravel()]))
+
+    images, table, _, _ = read_dataset(sim_dataset)
+    sigma = np.asarray(table["noise_sigma"], dtype=float)
+    # With its own stamp's constants the decoded sky is already zero: nothing is subtracted, so
+    # the galaxy keeps its outskirts, and the decoded border is the data's border to well
+    # within the noise.
+    ok = np.flatnonzero(np.asarray(table["passes"], dtype=bool))[:20]
+    own = [VAEGalaxy.from_image(images[i], model).stamp.array for i in ok]
+    diff = np.array([border(a) - border(images[i]) for a, i in zip(own, ok)]) / sigma[ok]
+    assert np.median(np.abs(diff)) < 0.3
+    g0 = VAEGalaxy.from_image(images[ok[0]], model)
+    lo, hi = g0._norm
+    np.testing.assert_allclose(g0.stamp.array, lo + g0._stamp * (hi - lo))  # nothing subtracted
+    # With the median constants the decoded sky is not zero, and the border median is removed.
+    g = VAEGalaxy(VAEGalaxy.from_image(images[0], model).latent, model)
+    a = g.stamp.array
+    b = np.concatenate([a[:4].ravel(), a[-4:].ravel(), a[4:-4, :4].ravel(), a[4:-4, -4:].ravel()])
+    assert abs(np.median(b)) < 1e-12
