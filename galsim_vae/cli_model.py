@@ -333,7 +333,8 @@ def add_commands(sub):
     fa.add_argument(
         "--measurements",
         default=None,
-        help="reuse the Sersic fits of the training stamps (measurements.npz of a --report folder)",
+        help="reuse the Sersic fits of the training stamps (measurements.npz of a --report "
+        "folder; a rerun with the same --report resumes by itself)",
     )
     fa.add_argument("--nproc", type=int, default=None)
     fa.add_argument("--quiet", action="store_true")

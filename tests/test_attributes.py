@@ -98,6 +98,31 @@ def test_old_or_foreign_files_are_refused(tmp_path):
         AttributeModel.load(tmp_path / "junk.npz")
 
 
+def test_training_measurements_resume_after_interruption(tmp_path, monkeypatch):
+    import galsim_vae.attributes as attributes
+
+    calls = []
+
+    def fake_measure(stamps, **kwargs):
+        calls.append(len(stamps))
+        v = stamps.sum(axis=(1, 2)).astype(float)
+        return {k: v for k in ("half_light_radius", "sersic_n", "axis_ratio", "position_angle")}
+
+    monkeypatch.setattr(attributes, "measure_sersic", fake_measure)
+    x = np.arange(5 * 4).reshape(5, 2, 2).astype(float)
+    ident = np.array(["a", "b", "c", "d", "e"])
+    path = tmp_path / "measurements.npz"
+    first = attributes._measure_resumable(x[:3], ident[:3], path, block=2)  # "interrupted"
+    assert calls == [2, 1] and len(first["sersic_n"]) == 3
+    calls.clear()
+    out = attributes._measure_resumable(x, ident, path, block=2)
+    assert calls == [2]  # only the two stamps not yet measured
+    np.testing.assert_array_equal(out["sersic_n"], x.sum(axis=(1, 2)))
+    calls.clear()
+    attributes._measure_resumable(x, np.array(list("vwxyz")), path, block=2)  # other rows
+    assert calls == [2, 2, 1]
+
+
 @pytest.fixture(scope="module")
 def fitted(sim_dataset, tmp_path_factory):
     am, rep = fit_attribute_model(
