@@ -240,6 +240,9 @@ class VAEGalaxy(GSObject):
         """
         from .attributes import ttype
 
+        for name, value in (("hubble_type", hubble_type), ("half_light_radius", half_light_radius)):
+            if value is None:
+                raise GalSimValueError(f"from_attributes needs {name}", value)
         m = model if isinstance(model, VAEModel) else get_model(model)
         am = m.attributes
         single = np.ndim(half_light_radius) == 0 and isinstance(hubble_type, (str, int, float))
@@ -249,9 +252,17 @@ class VAEGalaxy(GSObject):
         q = np.atleast_1d(
             np.asarray(am.a["q_median"] if axis_ratio is None else axis_ratio, dtype=float)
         )
-        n = max(len(t), len(h), len(q))
-        t, h, q = (np.broadcast_to(v, (n,)) for v in (t, h, q))
-        pa = np.broadcast_to(np.atleast_1d(np.asarray(position_angle, dtype=float)), (n,))
+        pa = np.atleast_1d(np.asarray(position_angle, dtype=float))
+        n = max(len(t), len(h), len(q), len(pa))
+        if any(len(v) not in (1, n) for v in (t, h, q, pa)):
+            raise GalSimIncompatibleValuesError(
+                "from_attributes: give one value or one per galaxy for each attribute",
+                hubble_type=len(t),
+                half_light_radius=len(h),
+                axis_ratio=len(q),
+                position_angle=len(pa),
+            )
+        t, h, q, pa = (np.broadcast_to(v, (n,)) for v in (t, h, q, pa))
         am.check(h, q)
         if rng is None:
             rng = galsim.BaseDeviate()

@@ -183,6 +183,12 @@ def test_from_attributes_with_shipped_model():
     assert est["half_light_radius"].shape == (1,)
     with pytest.raises(galsim.GalSimValueError, match="Hubble type"):
         VAEGalaxy.from_attributes("Sx", 0.3, model=m)
+    with pytest.raises(galsim.GalSimValueError, match="needs half_light_radius"):
+        VAEGalaxy.from_attributes("Sb", None, model=m)
+    with pytest.raises(galsim.GalSimValueError, match="needs hubble_type"):
+        VAEGalaxy.from_attributes(None, 0.2, model=m)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="one per galaxy"):
+        VAEGalaxy.from_attributes(["E", "Sb"], [0.1, 0.2, 0.3], model=m)
     with pytest.raises(galsim.GalSimRangeError, match="half_light_radius"):
         VAEGalaxy.from_attributes("Sb", 30.0, model=m)
     # The simulated ellipticals are small: a 0.38" one is outside the training attributes.
