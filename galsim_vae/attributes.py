@@ -102,7 +102,8 @@ class AttributeModel:
       the edges of the training distribution where all neighbours lie on one side. A request far
       outside the training attributes (an elliptical larger than any in the training set, say)
       gets a ``GalSimWarning``: its galaxies are extrapolated from the nearest training galaxies
-      and may not be what was asked for;
+      and may not be what was asked for. :meth:`sample_with_norm` adds normalisation constants
+      that put each latent's decoded sky (predicted by a third perceptron) at zero;
     - inverse, :meth:`estimate`: a multi-layer perceptron (scikit-learn ``MLPRegressor``, two
       hidden layers of 128 ReLU units) from the standardised latents of the stamps as they are
       (any orientation) to the standardised (T, log10 hlr, q). On held-out simulated stamps its
@@ -128,6 +129,7 @@ class AttributeModel:
         q,
         *,
         inverse_latents=None,
+        sky=None,
         k=16,
         jitter=0.25,
         size_weight=2.0,
@@ -141,6 +143,8 @@ class AttributeModel:
             t, hlr, q: T-type, half-light radius (arcsec) and axis ratio of each.
             inverse_latents: latents of the same stamps as they are (inverse); ``latents`` when
                 None. [default: None]
+            sky: normalised sky level of each training stamp (``-norm_min / (norm_max -
+                norm_min)``), for :meth:`sample_with_norm`. [default: None]
             k: neighbours. [default: 16]
             jitter: latent jitter, in units of the neighbours' latent spread. [default: 0.25]
             size_weight: weight of the size axis in the forward search. [default: 2]
@@ -168,6 +172,9 @@ class AttributeModel:
         dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(attrs * metric).kneighbors()
         inverse, n_inv = _fit_mlp(zi, attrs, hidden, "inv_")
         forward, n_fwd = _fit_mlp(attrs, z, hidden, "fwd_")
+        if sky is not None:
+            sky_arrays, _ = _fit_mlp(z, np.asarray(sky, dtype=float).reshape(-1, 1), hidden, "sky_")
+            forward.update(sky_arrays)
         arrays = {
             "latents": z,
             **inverse,
@@ -292,6 +299,26 @@ class AttributeModel:
         galsim.GaussianDeviate(rng).generate(g)
         return z[pick] + shift + self.jitter * spread * g.reshape(len(nb), -1)
 
+    def sample_with_norm(self, t, hlr, q, rng, norm_min, norm_max):
+        """Latents as :meth:`sample`, with normalisation constants that put their sky at zero.
+
+        A latent drawn from attributes has no stamp of its own. Decoded with the median
+        constants ``(norm_min, norm_max)`` its sky is not zero; the model predicts the decoded
+        sky level from the latent (a perceptron fitted on the training stamps' normalised sky),
+        and the constants are shifted by it. Subtracting the border median instead trims the
+        outskirts of galaxies that reach the stamp border (docs/attributes.md).
+
+        Returns:
+            tuple: ``(latents, norm_min, norm_max)``, the constants one per latent.
+        """
+        z = self.sample(t, hlr, q, rng)
+        lo = np.full(len(z), float(norm_min))
+        hi = np.full(len(z), float(norm_max))
+        if "sky_W0" not in self.a:
+            return z, lo, hi
+        sky = lo + _apply_mlp(self.a, "sky_", z)[:, 0] * (hi - lo)
+        return z, lo - sky, hi - sky
+
     def estimate(self, latents) -> dict:
         """``hubble_type`` (T), ``half_light_radius`` (arcsec) and ``axis_ratio`` of latents.
 
@@ -403,7 +430,8 @@ def _fit_mlp(x, y, hidden, prefix):
     )
     with warnings.catch_warnings():  # small training sets stop on max_iter: still usable
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp.fit((x - xm) / xs, (y - ym) / ys)
+        yn = (y - ym) / ys
+        mlp.fit((x - xm) / xs, yn[:, 0] if yn.shape[1] == 1 else yn)
     arrays = {f"{prefix}x_mean": xm, f"{prefix}x_scale": xs, f"{prefix}y_mean": ym}
     arrays[f"{prefix}y_scale"] = ys
     for i, (w, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_)):
@@ -522,7 +550,8 @@ def fit_attribute_model(
     hlr, q = meas["half_light_radius"], meas["axis_ratio"]
     xc = np.array([rotate_stamps(a[None], -b)[0] for a, b in zip(x, meas["position_angle"])])
     z, _ = m.encode_normalized(normalize(x)[0])
-    zc, _ = m.encode_normalized(normalize(xc)[0])
+    xcn, lo_c, hi_c = normalize(xc)
+    zc, _ = m.encode_normalized(xcn)
     tr = np.asarray(table["split"])[sel] == "train"
     am = AttributeModel.fit(
         zc[tr],
@@ -530,6 +559,7 @@ def fit_attribute_model(
         hlr[tr],
         q[tr],
         inverse_latents=z[tr],
+        sky=(-lo_c / (hi_c - lo_c))[tr],
         meta={
             "dataset": Path(dataset).name,
             "model_sha256": m.metadata["sha256"],
@@ -552,10 +582,11 @@ def fit_attribute_model(
     ht, tt, qt = hlr[tr], t[tr], q[tr]
 
     def measured(tq, hq, qq):
-        # The galaxies as users get them: VAEGalaxy stamps (sky-subtracted, in flux units).
+        # The galaxies as users get them (as from_attributes makes them): VAEGalaxy stamps.
         from .galaxy import VAEGalaxy
 
-        gals = VAEGalaxy.from_latents(am.sample(tq, hq, qq, rng), m)
+        zz, lo, hi = am.sample_with_norm(tq, hq, qq, rng, m.norm_min, m.norm_max)
+        gals = VAEGalaxy.from_latents(zz, m, norm_min=lo, norm_max=hi)
         stamps = np.array([g.stamp.array for g in gals])
         return measure_sersic(stamps, scale=m.pixel_scale, nproc=nproc)
 

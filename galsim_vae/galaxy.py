@@ -227,7 +227,10 @@ class VAEGalaxy(GSObject):
 
         Array-like attributes give one galaxy each (a batch); scalars give one galaxy. The
         latent is drawn from the conditional distribution of the model's attribute file, so the
-        same request gives different plausible galaxies; the position angle (degrees,
+        same request gives different plausible galaxies, with the training set's median flux
+        scale and their sky set to zero by the attribute model's sky predictor (the
+        normalisation constants are shifted; see ``AttributeModel.sample_with_norm``); the
+        position angle (degrees,
         counter-clockwise from +x) is applied as a GalSim rotation, and ``flux=`` as usual.
 
         Parameters:
@@ -268,7 +271,11 @@ class VAEGalaxy(GSObject):
             rng = galsim.BaseDeviate()
         elif not isinstance(rng, galsim.BaseDeviate):
             rng = galsim.BaseDeviate(int(rng))
-        gals = cls.from_latents(am.sample(t, h, q, rng), m, **kwargs)
+        z, lo, hi = am.sample_with_norm(t, h, q, rng, m.norm_min, m.norm_max)
+        if "norm_min" in kwargs or "norm_max" in kwargs:
+            gals = cls.from_latents(z, m, **kwargs)
+        else:
+            gals = cls.from_latents(z, m, norm_min=lo, norm_max=hi, **kwargs)
         gals = [g.rotate(float(p) * galsim.degrees) if p else g for g, p in zip(gals, pa)]
         return gals[0] if single else gals
 

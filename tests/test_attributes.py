@@ -60,7 +60,9 @@ def _toy_model(n=2000, seed=1):
     q = r.uniform(0.2, 1.0, n)
     z = r.normal(scale=0.05, size=(n, 8))
     z[:, 0], z[:, 1] = 10 * logh, t / 5
-    return AttributeModel.fit(z, t, 10**logh, q, inverse_latents=z), z, t, 10**logh
+    # The normalised sky of each toy stamp: carried by latent 2.
+    sky = 0.1 + 0.5 * z[:, 2]
+    return AttributeModel.fit(z, t, 10**logh, q, inverse_latents=z, sky=sky), z, t, 10**logh
 
 
 def test_forward_model_is_a_conditional_distribution_on_size():
@@ -76,6 +78,17 @@ def test_forward_model_is_a_conditional_distribution_on_size():
     ratio = est["half_light_radius"] / h[:200]
     assert abs(np.median(ratio) - 1) < 0.05 and np.std(np.log(ratio)) < 0.1
     assert np.sqrt(np.mean((est["hubble_type"] - z_train[:200, 1] * 5) ** 2)) < 1.0
+
+
+def test_sample_with_norm_puts_the_predicted_sky_at_zero():
+    am, *_ = _toy_model()
+    z, lo, hi = am.sample_with_norm(
+        np.zeros(50), np.full(50, 0.1), np.full(50, 0.6), galsim.BaseDeviate(4), -0.01, 0.1
+    )
+    assert lo.shape == hi.shape == (50,)
+    np.testing.assert_allclose(hi - lo, 0.11)  # the flux scale is kept
+    # In flux units the sky of a decoded stamp is lo + sky_normalised * (hi - lo): zero.
+    np.testing.assert_allclose(lo + (0.1 + 0.5 * z[:, 2]) * (hi - lo), 0.0, atol=0.11 * 0.02)
 
 
 def test_request_outside_the_training_attributes_warns():
