@@ -340,13 +340,11 @@ class _SersicWorker:
         self.stamps, self.psf, self.scale, self.fit_sky = stamps, psf_image, scale, fit_sky
 
     def __call__(self, i):
+        from .metrics import border_pixels
         from .sersic import fit_sersic_lsq
 
         s = np.asarray(self.stamps[i], dtype=float)
-        b = np.concatenate(
-            [s[:4].ravel(), s[-4:].ravel(), s[4:-4, :4].ravel(), s[4:-4, -4:].ravel()]
-        )
-        sig = max(float(np.std(b)), 1e-3 * float(np.ptp(s)), 1e-12)
+        sig = max(float(np.std(border_pixels(s))), 1e-3 * float(np.ptp(s)), 1e-12)
         f = fit_sersic_lsq(s, self.psf, sig, scale=self.scale, fit_sky=self.fit_sky)
         return f.params[1], f.params[2], f.params[3], f.params[4]
 

@@ -8,6 +8,7 @@ from galsim import GSObject
 from galsim.utilities import lazy_property
 
 from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
+from .metrics import border_pixels
 from .model import VAEModel, default_model_path, get_model
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "hst_f814w_psf", "reconvolve"]
@@ -327,10 +328,7 @@ class VAEGalaxy(GSObject):
         lo, hi = self._norm if self._norm is not None else self._default_norm
         arr = lo + self._stamp * (hi - lo)
         if self._norm is None:  # median constants: the decoded sky is not zero
-            border = np.concatenate(
-                [arr[:4].ravel(), arr[-4:].ravel(), arr[4:-4, :4].ravel(), arr[4:-4, -4:].ravel()]
-            )
-            arr = arr - np.median(border)
+            arr = arr - np.median(border_pixels(arr))
         return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
 
     @lazy_property

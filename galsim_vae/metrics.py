@@ -25,6 +25,7 @@ from scipy.optimize import curve_fit
 from .errors import GalSimRangeError, GalSimValueError
 
 __all__ = [
+    "border_pixels",
     "noise_sigma",
     "snr",
     "gaussian_width",
@@ -61,6 +62,15 @@ def _check_stamp(image, block):
 def _blocks(arr, block):
     n = arr.shape[0] // block
     return arr.reshape(n, block, n, block).swapaxes(1, 2)  # (n, n, block, block)
+
+
+def border_pixels(image, width=4):
+    """The pixels of the ``width``-pixel frame around a stamp, as one flat array."""
+    a = np.asarray(image)
+    w = int(width)
+    return np.concatenate(
+        [a[:w].ravel(), a[-w:].ravel(), a[w:-w, :w].ravel(), a[w:-w, -w:].ravel()]
+    )
 
 
 def noise_sigma(image, *, block=NOISE_BLOCK):
