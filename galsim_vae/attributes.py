@@ -9,12 +9,15 @@ with the mean relation of Simien & de Vaucouleurs (1986, ApJ 302, 564),
 ``Delta m = -2.5 log10(B/T) = 0.324 x - 0.054 x^2 + 0.0047 x^3`` with ``x = T + 5``, which is
 monotonic over ``-5 <= T <= 10``. It is a mean relation: at fixed B/T real galaxies spread over
 several T-types, so the T-types here are a smooth proxy for bulge dominance, not visual classes.
-Class names map to E = -5, S0 = -2, Sa = 1, Sb = 3, Sc = 5, Sd = 7, Irr = 10.
+Class names map to E = -5, S0 = -2, Sa = 1, Sb = 3, Sc = 5, Sd = 7, Irr = 10. Past Sd the bulge
+no longer tells types apart, and simulated galaxies get their T-type from how clumpy their disk
+is (:func:`simulated_ttype`).
 
 Half-light radius and axis ratio are those of the best-fit PSF-convolved Sersic profile
 (:func:`measure_sersic`), measured on the training stamps and, to check the models, on the
 generated ones: one estimator for both, so a requested size means the size the galaxy will be
-measured to have. T-types come from the simulation's true bulge-to-total ratio.
+measured to have. T-types come from the simulation's true bulge-to-total ratio and knot
+fraction.
 
 Two models over training pairs of (attributes, latent), stored as plain arrays (npz + JSON, no
 pickle):
@@ -42,6 +45,7 @@ __all__ = [
     "ttype",
     "bt_to_ttype",
     "ttype_to_bt",
+    "simulated_ttype",
     "AttributeModel",
     "attributes_path",
     "measure_sersic",
@@ -50,6 +54,8 @@ __all__ = [
 
 HUBBLE_TYPES = {"E": -5.0, "S0": -2.0, "Sa": 1.0, "Sb": 3.0, "Sc": 5.0, "Sd": 7.0, "Irr": 10.0}
 _C = (0.324, -0.054, 0.0047)
+# The support of the training attributes is measured at the 16th neighbour, whatever k is.
+_SUPPORT_K = 16
 
 
 def ttype(hubble_type) -> float:
@@ -80,6 +86,29 @@ def bt_to_ttype(bt):
     return np.interp(-2.5 * np.log10(bt), dm_grid, grid)
 
 
+def simulated_ttype(bulge_fraction, knot_fraction, max_knot_fraction):
+    """T-type of a simulated bulge + disk + knots galaxy.
+
+    Down to Sd (B/T >= 0.020) the T-type is that of the bulge-to-total ratio
+    (:func:`bt_to_ttype`). Below, the bulge no longer tells late spirals from irregulars: the
+    relation puts T = 7 to 10 between B/T = 0.020 and 0.0004, a bulge that changes neither the
+    look nor the concentration of the galaxy. What does is how clumpy the disk is, so for these
+    galaxies T rises from 7 (smooth disk) to 10 (the simulation's largest share of the disk light
+    in star-forming knots): ``T = 7 + 3 knot_fraction / max_knot_fraction``.
+
+    Parameters:
+        bulge_fraction: true bulge-to-total flux ratio.
+        knot_fraction: share of the disk light in knots (``galsim.RandomKnots``).
+        max_knot_fraction: the simulation's largest knot fraction.
+    """
+    bt = np.asarray(bulge_fraction, dtype=float)
+    kf = np.asarray(knot_fraction, dtype=float)
+    if not max_knot_fraction > 0:
+        raise GalSimRangeError("max_knot_fraction must be positive", max_knot_fraction, 0)
+    late = HUBBLE_TYPES["Sd"] + (10 - HUBBLE_TYPES["Sd"]) * np.clip(kf / max_knot_fraction, 0, 1)
+    return np.where(bt >= ttype_to_bt(HUBBLE_TYPES["Sd"]), bt_to_ttype(bt), late)
+
+
 def attributes_path(model_file) -> Path:
     """Where a model's attribute models live: ``<stem>_attributes.npz`` beside it."""
     p = Path(model_file)
@@ -92,18 +121,19 @@ class AttributeModel:
     Both are built on training pairs of (attributes, latent) and stored as plain arrays:
 
     - forward, :meth:`sample`: the ``k`` training galaxies nearest to the request in scaled
-      attribute space (T, log10 hlr, q, each divided by its spread; the size axis is weighted
-      ``size_weight`` times more, so that neighbours match the requested size closely and differ
-      in type and axis ratio first). One of them is picked at random; its latent (of the stamp
-      turned so that its major axis lies along x) is moved by a regressor's change of mean latent
-      between the neighbour's attributes and the requested ones (a perceptron from attributes to
-      latents, :meth:`mean`), then jittered by ``jitter`` times the neighbours' latent spread: a
-      conditional distribution of latents of galaxies that look like the request, with no bias at
-      the edges of the training distribution where all neighbours lie on one side. A request far
-      outside the training attributes (an elliptical larger than any in the training set, say)
-      gets a ``GalSimWarning``: its galaxies are extrapolated from the nearest training galaxies
-      and may not be what was asked for. :meth:`sample_with_norm` adds normalisation constants
-      that put each latent's decoded sky (predicted by a third perceptron) at zero;
+      attribute space (T, log10 hlr, q, each divided by its spread; the size and type axes are
+      weighted ``size_weight`` and ``type_weight`` times more, so that neighbours match the
+      requested size and type closely and differ in axis ratio first). One of them is picked at
+      random; its latent (of the stamp turned so that its major axis lies along x) is moved by a
+      regressor's change of mean latent between the neighbour's attributes and the requested
+      ones (a perceptron from attributes to latents, :meth:`mean`), then jittered by ``jitter``
+      times the neighbours' latent spread: a conditional distribution of latents of galaxies
+      that look like the request, with no bias at the edges of the training distribution where
+      all neighbours lie on one side. A request far outside the training attributes (an
+      elliptical larger than any in the training set, say) gets a ``GalSimWarning``: its
+      galaxies are extrapolated from the nearest training galaxies and may not be what was asked
+      for. :meth:`sample_with_norm` adds normalisation constants that put each latent's decoded
+      sky (:meth:`decoded_sky`, a third perceptron) at zero;
     - inverse, :meth:`estimate`: a multi-layer perceptron (scikit-learn ``MLPRegressor``, two
       hidden layers of 128 ReLU units) from the standardised latents of the stamps as they are
       (any orientation) to the standardised (T, log10 hlr, q). On held-out simulated stamps its
@@ -130,9 +160,11 @@ class AttributeModel:
         *,
         inverse_latents=None,
         sky=None,
-        k=16,
+        inverse_sky=None,
+        k=64,
         jitter=0.25,
         size_weight=2.0,
+        type_weight=2.0,
         hidden=(128, 128),
         meta=None,
     ) -> AttributeModel:
@@ -144,10 +176,14 @@ class AttributeModel:
             inverse_latents: latents of the same stamps as they are (inverse); ``latents`` when
                 None. [default: None]
             sky: normalised sky level of each training stamp (``-norm_min / (norm_max -
-                norm_min)``), for :meth:`sample_with_norm`. [default: None]
-            k: neighbours. [default: 16]
+                norm_min)``), for :meth:`decoded_sky`. [default: None]
+            inverse_sky: the same for the stamps as they are (``inverse_latents``); the sky
+                predictor is then fitted on both, so that it serves latents of any orientation
+                (as :meth:`VAEModel.sample_latents` draws them). [default: None]
+            k: neighbours. [default: 64]
             jitter: latent jitter, in units of the neighbours' latent spread. [default: 0.25]
             size_weight: weight of the size axis in the forward search. [default: 2]
+            type_weight: weight of the T-type axis in the forward search. [default: 2]
             hidden: hidden layer sizes of the two perceptrons. [default: (128, 128)]
             meta: extra metadata to store. [default: None]
         """
@@ -167,13 +203,19 @@ class AttributeModel:
         if len(attrs) != len(z) or len(z) <= k:
             raise GalSimValueError(f"need more than k={k} training pairs of equal length", len(z))
         metric = 1.0 / attrs.std(axis=0)
+        metric[0] *= type_weight
         metric[1] *= size_weight
-        # Support: how far the k-th neighbour of a training galaxy typically is.
-        dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(attrs * metric).kneighbors()
+        # Support: how far the 16th (or k-th, if fewer) neighbour of a training galaxy is.
+        ks = min(_SUPPORT_K, k)
+        dist, _ = NearestNeighbors(n_neighbors=ks + 1).fit(attrs * metric).kneighbors()
         inverse, n_inv = _fit_mlp(zi, attrs, hidden, "inv_")
         forward, n_fwd = _fit_mlp(attrs, z, hidden, "fwd_")
         if sky is not None:
-            sky_arrays, _ = _fit_mlp(z, np.asarray(sky, dtype=float).reshape(-1, 1), hidden, "sky_")
+            zs, ys = z, np.asarray(sky, dtype=float)
+            if inverse_sky is not None:
+                zs = np.concatenate([z, zi])
+                ys = np.concatenate([ys, np.asarray(inverse_sky, dtype=float)])
+            sky_arrays, _ = _fit_mlp(zs, ys.reshape(-1, 1), hidden, "sky_")
             forward.update(sky_arrays)
         arrays = {
             "latents": z,
@@ -192,6 +234,8 @@ class AttributeModel:
             "k": int(k),
             "jitter": float(jitter),
             "size_weight": float(size_weight),
+            "type_weight": float(type_weight),
+            "support_k": int(ks),
             "hidden": [int(h) for h in hidden],
             "inverse_iterations": int(n_inv),
             "forward_iterations": int(n_fwd),
@@ -264,7 +308,8 @@ class AttributeModel:
     def _neighbours(self, t, hlr, q):
         req = self._request(t, hlr, q)
         dist, idx = self._search().kneighbors(req * self.a["metric"])
-        far = dist[:, -1] > 2 * float(self.a["support_radius"])
+        ks = int(self.meta.get("support_k", self.k))
+        far = dist[:, ks - 1] > 2 * float(self.a["support_radius"])
         if np.any(far):
             i = int(np.flatnonzero(far)[0])
             near = self.a["attrs"][idx[i]]
@@ -299,14 +344,24 @@ class AttributeModel:
         galsim.GaussianDeviate(rng).generate(g)
         return z[pick] + shift + self.jitter * spread * g.reshape(len(nb), -1)
 
+    def decoded_sky(self, latents):
+        """Sky level of each latent's decoded stamp, in normalised units; None without a predictor.
+
+        A latent with no stamp of its own (drawn from the latent density or from attributes)
+        decoded with the median normalisation constants has a sky that is not zero. A perceptron
+        fitted on the training stamps' normalised sky ``-norm_min / (norm_max - norm_min)``
+        predicts it; in flux units it is ``norm_min + sky * (norm_max - norm_min)``.
+        """
+        if "sky_W0" not in self.a:
+            return None
+        return _apply_mlp(self.a, "sky_", np.asarray(latents, dtype=float))[:, 0]
+
     def sample_with_norm(self, t, hlr, q, rng, norm_min, norm_max):
         """Latents as :meth:`sample`, with normalisation constants that put their sky at zero.
 
-        A latent drawn from attributes has no stamp of its own. Decoded with the median
-        constants ``(norm_min, norm_max)`` its sky is not zero; the model predicts the decoded
-        sky level from the latent (a perceptron fitted on the training stamps' normalised sky),
-        and the constants are shifted by it. Subtracting the border median instead trims the
-        outskirts of galaxies that reach the stamp border (docs/attributes.md).
+        The constants ``(norm_min, norm_max)`` are shifted by each latent's
+        :meth:`decoded_sky`. Subtracting the border median instead trims the outskirts of
+        galaxies that reach the stamp border (docs/attributes.md).
 
         Returns:
             tuple: ``(latents, norm_min, norm_max)``, the constants one per latent.
@@ -314,9 +369,10 @@ class AttributeModel:
         z = self.sample(t, hlr, q, rng)
         lo = np.full(len(z), float(norm_min))
         hi = np.full(len(z), float(norm_max))
-        if "sky_W0" not in self.a:
+        sky = self.decoded_sky(z)
+        if sky is None:
             return z, lo, hi
-        sky = lo + _apply_mlp(self.a, "sky_", z)[:, 0] * (hi - lo)
+        sky = lo + sky * (hi - lo)
         return z, lo - sky, hi - sky
 
     def estimate(self, latents) -> dict:
@@ -448,9 +504,12 @@ def _apply_mlp(a, prefix, x):
     return h * a[f"{prefix}y_scale"] + a[f"{prefix}y_mean"]
 
 
-def _ttype_of(table):
-    """T-type of simulated rows, from their true bulge-to-total ratio."""
-    return bt_to_ttype(np.asarray(table["bulge_fraction"], dtype=float))
+def _ttype_of(table, max_knot_fraction):
+    """T-type of simulated rows (:func:`simulated_ttype`)."""
+    bt = np.asarray(table["bulge_fraction"], dtype=float)
+    if "knot_fraction" not in table.colnames:
+        return bt_to_ttype(bt)
+    return simulated_ttype(bt, table["knot_fraction"], max_knot_fraction)
 
 
 def _measure_resumable(x, ident, path, *, block=1000, **kwargs):
@@ -491,6 +550,7 @@ def fit_attribute_model(
     *,
     max_rows=10000,
     n_per=48,
+    k=64,
     seed=0,
     real_dataset=None,
     report_dir=None,
@@ -501,8 +561,9 @@ def fit_attribute_model(
     """Fit the attribute models on a simulated dataset, and measure how well they work.
 
     Attributes of the training stamps: the T-type from the simulation's true bulge-to-total
-    ratio; half-light radius, axis ratio and orientation measured on the stamp with
-    :func:`measure_sersic` (the same estimator the checks below apply to generated galaxies).
+    ratio and knot fraction (:func:`simulated_ttype`); half-light radius, axis ratio and
+    orientation measured on the stamp with :func:`measure_sersic` (the same estimator the checks
+    below apply to generated galaxies).
 
     Checks (the report): the inverse model on the held-out rows (and on ``real_dataset``, against
     the same Sersic measurement); the forward model by measuring generated galaxies: at sizes
@@ -514,6 +575,9 @@ def fit_attribute_model(
     with ``report_dir`` they are saved there (``measurements.npz``) every 1,000 stamps, and a
     rerun with the same ``report_dir`` goes on from where an interrupted one stopped;
     ``measurements=`` reuses such a file from elsewhere (same dataset rows).
+
+    ``k`` is the forward model's number of neighbours (:meth:`AttributeModel.fit`); ``n_per``
+    the number of galaxies generated per checked request.
 
     Returns:
         tuple: ``(AttributeModel, report dict)``.
@@ -533,7 +597,10 @@ def fit_attribute_model(
         )
     sel = np.flatnonzero(np.asarray(table["passes"], dtype=bool))[:max_rows]
     x = images[sel]
-    t = _ttype_of(table[sel])
+    # The simulator's max_knot_fraction is not stored with the dataset; the largest knot
+    # fraction among its rows stands for it.
+    kmax = float(np.max(table["knot_fraction"])) if "knot_fraction" in table.colnames else 1.0
+    t = _ttype_of(table[sel], kmax)
     ident = np.asarray(table["ident"][sel]).astype(str)
     if measurements:
         meas = _load_measurements(measurements, ident)
@@ -547,7 +614,8 @@ def fit_attribute_model(
         )
     hlr, q = meas["half_light_radius"], meas["axis_ratio"]
     xc = np.array([rotate_stamps(a[None], -b)[0] for a, b in zip(x, meas["position_angle"])])
-    z, _ = m.encode_normalized(normalize(x)[0])
+    xn, lo_u, hi_u = normalize(x)
+    z, _ = m.encode_normalized(xn)
     xcn, lo_c, hi_c = normalize(xc)
     zc, _ = m.encode_normalized(xcn)
     tr = np.asarray(table["split"])[sel] == "train"
@@ -556,8 +624,10 @@ def fit_attribute_model(
         t[tr],
         hlr[tr],
         q[tr],
+        k=k,
         inverse_latents=z[tr],
         sky=(-lo_c / (hi_c - lo_c))[tr],
+        inverse_sky=(-lo_u / (hi_u - lo_u))[tr],
         meta={
             "dataset": Path(dataset).name,
             "model_sha256": m.metadata["sha256"],
@@ -620,14 +690,17 @@ def fit_attribute_model(
     boot = np.random.default_rng(seed)
     for name in types:
         tv = HUBBLE_TYPES[name]
-        got = measured(np.full(n_per, tv), np.full(n_per, h_type), np.full(n_per, np.median(qt)))
-        n_got = got["sersic_n"]
+        # Axis ratios of training galaxies of this type and about this size (they differ by type,
+        # and one repeated request would draw on one set of neighbours only).
+        near = (np.abs(tt - tv) <= 1.5) & (np.abs(np.log(ht / h_type)) < 0.2)
+        pool = qt[near] if near.any() else qt
+        qq = pool[(np.array([ud() for _ in range(n_per)]) * len(pool)).astype(int)]
+        n_got = measured(np.full(n_per, tv), np.full(n_per, h_type), qq)["sersic_n"]
         ns.append(float(np.median(n_got)))
         # Bootstrap error of the median, to judge the steps between types.
         ns_err.append(
             float(np.std([np.median(boot.choice(n_got, len(n_got))) for _ in range(200)]))
         )
-        near = (np.abs(tt - tv) <= 1.5) & (np.abs(np.log(ht / h_type)) < 0.2)
         ns_train.append(float(np.median(meas["sersic_n"][tr][near])) if near.any() else None)
     rep["types"] = types
     rep["type_test_hlr"] = h_type
@@ -635,6 +708,10 @@ def fit_attribute_model(
     rep["sersic_n_by_type_error"] = ns_err
     rep["sersic_n_by_type_training"] = ns_train
     rep["sersic_n_monotonic"] = _is_monotonic(ns)
+    # Each step from one type to the next later one, in units of its bootstrap error.
+    rep["sersic_n_step_sigma"] = (
+        (np.array(ns[:-1]) - ns[1:]) / np.hypot(ns_err[:-1], ns_err[1:])
+    ).tolist()
 
     if real_dataset is not None:
         ri, rt, _, _ = read_dataset(real_dataset)

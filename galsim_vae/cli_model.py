@@ -198,6 +198,7 @@ def _cmd_fit_attributes(a):
         report_dir=a.report,
         real_dataset=a.real,
         n_per=a.n_per,
+        k=a.neighbours,
         measurements=a.measurements,
         nproc=a.nproc,
         progress=not a.quiet,
@@ -330,6 +331,9 @@ def add_commands(sub):
     fa.add_argument("--out", default=None)
     fa.add_argument("--max-rows", type=int, default=10000)
     fa.add_argument("--n-per", type=int, default=48, help="galaxies per requested attribute")
+    fa.add_argument(
+        "--neighbours", type=int, default=64, help="training galaxies a request draws from"
+    )
     fa.add_argument(
         "--measurements",
         default=None,

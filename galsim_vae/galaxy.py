@@ -69,10 +69,13 @@ class VAEGalaxy(GSObject):
     :meth:`from_image` does: they must be those of the stamp the latent was encoded from) and the
     training set's median constants otherwise. Sky: with the constants of the stamp a latent came
     from, the decoded sky is zero (the decoder learned the mean of zero-mean noise) and nothing is
-    subtracted; with the median constants it is not, and the median of the stamp's 4-pixel border
-    is subtracted (which also removes the faint outskirts of galaxies that reach the border: about
-    10% of the measured size of a galaxy with a 0.35" half-light radius). ``flux=``
-    overrides it; ``withFlux`` and friends work as for any GSObject.
+    subtracted; with the median constants it is not, and the sky the model's attribute file
+    predicts for the latent (:meth:`AttributeModel.decoded_sky
+    <galsim_vae.attributes.AttributeModel.decoded_sky>`) is subtracted. A model without an
+    attribute file falls back to the median of the stamp's 4-pixel border, which also removes
+    the faint outskirts of galaxies that reach the border (about 10% of the measured size of a
+    galaxy with a 0.35" half-light radius). ``flux=`` overrides the flux; ``withFlux`` and
+    friends work as for any GSObject.
 
     PSF: the training stamps contain the HST PSF. ``psf_mode="keep"`` (default) leaves it in, so
     the object is the galaxy as HST saw it; convolved with another PSF it carries the HST PSF
@@ -328,8 +331,19 @@ class VAEGalaxy(GSObject):
         lo, hi = self._norm if self._norm is not None else self._default_norm
         arr = lo + self._stamp * (hi - lo)
         if self._norm is None:  # median constants: the decoded sky is not zero
-            arr = arr - np.median(border_pixels(arr))
+            arr = arr - self._median_norm_sky(arr, lo, hi)
         return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
+
+    def _median_norm_sky(self, arr, lo, hi):
+        """Sky of a stamp decoded with the median constants: predicted, else the border median."""
+        from .attributes import attributes_path
+
+        m = get_model(self._model_file)
+        if attributes_path(m.file_name).is_file():
+            sky = m.attributes.decoded_sky(np.array(self.latent)[None])
+            if sky is not None:
+                return lo + float(sky[0]) * (hi - lo)
+        return float(np.median(border_pixels(arr)))
 
     @lazy_property
     def _profile(self):

@@ -6,7 +6,8 @@ real stamp's measured noise level), five populations are measured:
 - ``real``: the real stamps that pass the cuts (held out: never trained on);
 - ``vae_recon``: VAE reconstructions of them (plus noise);
 - ``vae_density`` / ``vae_prior``: samples from the learned latent density / the unit Gaussian, each
-  paired with a random real galaxy for its flux scale (normalisation) and noise;
+  paired with a random real galaxy for its flux scale (normalisation) and noise, their decoded sky
+  removed as :class:`VAEGalaxy` removes it (the attribute file's sky predictor);
 - ``vae_attributes``: galaxies generated from each real galaxy's measured size and axis ratio
   (:func:`galsim_vae.attributes.measure_sersic`, the attribute models' own size estimator) and
   type (the inverse attribute model), when the model has attribute models;
@@ -154,21 +155,29 @@ def validate(
     enc = m.encode(x)
     rec = m.decode_flux(enc["mu"], enc["norm_min"], enc["norm_max"])
     pops["vae_recon"] = (noisy(rec, sig), sig)
+    try:
+        am = m.attributes
+    except GalSimValueError:
+        am = None
+
+    def decode_zero_sky(z, lo, hi):
+        # A latent with another stamp's constants: its decoded sky, as VAEGalaxy removes it.
+        if am is not None:
+            sky = lo + am.decoded_sky(z) * (hi - lo)
+            lo, hi = lo - sky, hi - sky
+        return m.decode_flux(z, lo, hi)
+
     pair = rng.integers(0, len(x), n)
     for mode in ("density", "prior"):
         if mode == "density" and m.density is None:
             continue
         z = m.sample_latents(n, galsim.BaseDeviate(seed + 1), sampling=mode)
-        imgs = m.decode_flux(z, enc["norm_min"][pair], enc["norm_max"][pair])
+        imgs = decode_zero_sky(z, enc["norm_min"][pair], enc["norm_max"][pair])
         pops[f"vae_{mode}"] = (noisy(imgs, sig[pair]), sig[pair])
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
     pops["sersic"] = (noisy(np.array([f.model for f in fits]), sig), sig)
-    try:
-        am = m.attributes
-    except GalSimValueError:
-        am = None
     if am is not None:
         from .attributes import measure_sersic
 
@@ -180,7 +189,7 @@ def validate(
         with warnings.catch_warnings():  # real galaxies outside the training attributes
             warnings.simplefilter("ignore", galsim.GalSimWarning)
             z = am.sample(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
-        imgs = m.decode_flux(z, enc["norm_min"], enc["norm_max"])
+        imgs = decode_zero_sky(z, enc["norm_min"], enc["norm_max"])
         pops["vae_attributes"] = (noisy(imgs, sig), sig)
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
     dist = {

@@ -11,6 +11,7 @@ from galsim_vae.attributes import (
     bt_to_ttype,
     fit_attribute_model,
     measure_sersic,
+    simulated_ttype,
     ttype,
     ttype_to_bt,
 )
@@ -24,6 +25,21 @@ def test_simien_de_vaucouleurs_relation():
     np.testing.assert_allclose(bt_to_ttype(ttype_to_bt(t)), t, atol=0.02)
     assert np.all(np.diff(ttype_to_bt(t)) < 0)
     assert ttype("sb") == 3.0 and ttype("Irr") == 10.0 and ttype(2) == 2.0
+
+
+def test_simulated_ttype_reads_knots_past_sd():
+    bt = np.array([1.0, 0.24, 0.05, 0.02, 0.01, 0.0, 0.0, 0.0])
+    kf = np.array([0.1, 0.1, 0.1, 0.0, 0.0, 0.0, 0.15, 0.3])
+    t = simulated_ttype(bt, kf, 0.3)
+    # Bulge fraction down to Sd (B/T 0.020): knots do not matter there.
+    np.testing.assert_allclose(t[:3], bt_to_ttype(bt[:3]))
+    np.testing.assert_allclose(simulated_ttype(bt[:3], np.zeros(3), 0.3), t[:3])
+    # Past Sd (B/T 0.020, T = 7 either way) the bulge no longer counts: smooth disks are Sd, the
+    # clumpiest Irr.
+    np.testing.assert_allclose(t[3:], [7.0, 7.0, 7.0, 8.5, 10.0], atol=0.02)
+    assert np.all(np.diff(t[:5]) >= 0)
+    with pytest.raises(galsim.GalSimRangeError, match="max_knot_fraction"):
+        simulated_ttype(bt, kf, 0.0)
 
 
 def test_bad_types():
@@ -139,7 +155,7 @@ def test_training_measurements_resume_after_interruption(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def fitted(sim_dataset, tmp_path_factory):
     am, rep = fit_attribute_model(
-        sim_dataset, None, max_rows=100, n_per=3, report_dir=tmp_path_factory.mktemp("attr")
+        sim_dataset, None, max_rows=100, n_per=3, k=8, report_dir=tmp_path_factory.mktemp("attr")
     )
     return am, rep
 

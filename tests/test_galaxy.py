@@ -182,8 +182,23 @@ def test_sky_of_decoded_stamps(model, sim_dataset):
     g0 = VAEGalaxy.from_image(images[ok[0]], model)
     lo, hi = g0._norm
     np.testing.assert_allclose(g0.stamp.array, lo + g0._stamp * (hi - lo))  # nothing subtracted
-    # With the median constants the decoded sky is not zero, and the border median is removed.
-    g = VAEGalaxy(VAEGalaxy.from_image(images[0], model).latent, model)
+    # With the median constants the decoded sky is not zero: the sky the attribute file predicts
+    # for the latent is removed, and it leaves the border of the decoded stamps near zero.
+    lo, hi = model.norm_min, model.norm_max
+    for i in ok[:8]:
+        g = VAEGalaxy(VAEGalaxy.from_image(images[i], model).latent, model)
+        pred = model.attributes.decoded_sky(np.array(g.latent)[None])[0]
+        np.testing.assert_allclose(g.stamp.array, (g._stamp - pred) * (hi - lo), atol=1e-12)
+        assert abs(border(g.stamp.array)) < 0.01 * (hi - lo)
+
+
+def test_sky_without_an_attribute_file(model, tmp_path):
+    # A model with no attribute file beside it: the border median is removed instead.
+    import shutil
+
+    p = tmp_path / "bare.safetensors"
+    shutil.copy(model.file_name, p)
+    g = VAEGalaxy(VAEGalaxy.sample(1, 3, model)[0].latent, str(p))
     a = g.stamp.array
     b = np.concatenate([a[:4].ravel(), a[-4:].ravel(), a[4:-4, :4].ravel(), a[4:-4, -4:].ravel()])
     assert abs(np.median(b)) < 1e-12
