@@ -507,8 +507,8 @@ def _apply_mlp(a, prefix, x):
 def _ttype_of(table, max_knot_fraction):
     """T-type of simulated rows (:func:`simulated_ttype`)."""
     bt = np.asarray(table["bulge_fraction"], dtype=float)
-    if "knot_fraction" not in table.colnames:
-        return bt_to_ttype(bt)
+    if "knot_fraction" not in table.colnames or not max_knot_fraction > 0:
+        return bt_to_ttype(bt)  # no knots: B/T is all there is
     return simulated_ttype(bt, table["knot_fraction"], max_knot_fraction)
 
 
@@ -599,7 +599,7 @@ def fit_attribute_model(
     x = images[sel]
     # The simulator's max_knot_fraction is not stored with the dataset; the largest knot
     # fraction among its rows stands for it.
-    kmax = float(np.max(table["knot_fraction"])) if "knot_fraction" in table.colnames else 1.0
+    kmax = float(np.max(table["knot_fraction"])) if "knot_fraction" in table.colnames else 0.0
     t = _ttype_of(table[sel], kmax)
     ident = np.asarray(table["ident"][sel]).astype(str)
     if measurements:
