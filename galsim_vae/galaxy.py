@@ -336,13 +336,9 @@ class VAEGalaxy(GSObject):
 
     def _median_norm_sky(self, arr, lo, hi):
         """Sky of a stamp decoded with the median constants: predicted, else the border median."""
-        from .attributes import attributes_path
-
-        m = get_model(self._model_file)
-        if attributes_path(m.file_name).is_file():
-            sky = m.attributes.decoded_sky(np.array(self.latent)[None])
-            if sky is not None:
-                return lo + float(sky[0]) * (hi - lo)
+        sky = get_model(self._model_file).decoded_sky(np.array(self.latent)[None])
+        if sky is not None:
+            return lo + float(sky[0]) * (hi - lo)
         return float(np.median(border_pixels(arr)))
 
     @lazy_property

@@ -95,6 +95,19 @@ class VAEModel:
             self._attributes = AttributeModel.load(p)
         return self._attributes
 
+    def decoded_sky(self, latents):
+        """Normalised sky of latents decoded with the median constants; None without a predictor.
+
+        The attribute file's sky predictor (:meth:`AttributeModel.decoded_sky
+        <galsim_vae.attributes.AttributeModel.decoded_sky>`); None when the model has no
+        attribute file or the file has no predictor.
+        """
+        from .attributes import attributes_path
+
+        if self._attributes is None and not attributes_path(self.file_name).is_file():
+            return None
+        return self.attributes.decoded_sky(self._check_latents(latents))
+
     def estimate_attributes(self, latents) -> dict:
         """Hubble type (T), half-light radius (arcsec) and axis ratio of latents."""
         return self.attributes.estimate(self._check_latents(latents))
