@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from galsim_vae import get_model
-from galsim_vae.sersic import fit_sersic_lsq, fit_sersic_mcmc
-from galsim_vae.stamps import real_stamps
+from galsim_vae.pipeline.stamps import real_stamps
+from galsim_vae.studies.sersic import fit_sersic_lsq, fit_sersic_mcmc
 
 N_LSQ = 8
 N_MCMC = 2
@@ -82,7 +82,7 @@ def test_pysersic_per_galaxy(benchmark, stamps):
     Target: encoding >= 1e4 times faster per galaxy. Skipped without the optional extra.
     """
     pytest.importorskip("pysersic")
-    from galsim_vae.sersic import fit_sersic_pysersic
+    from galsim_vae.studies.sersic import fit_sersic_pysersic
 
     images, psfs, sig = stamps
     res = benchmark.pedantic(

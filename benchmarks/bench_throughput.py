@@ -8,7 +8,7 @@ result first, then reports its time; ``benchmarks/report.py`` turns the JSON int
 import numpy as np
 
 from galsim_vae import get_model
-from galsim_vae.simulate import simulate
+from galsim_vae.pipeline.simulator import simulate
 
 
 def test_simulate_throughput(benchmark, data_dir, bench_n):

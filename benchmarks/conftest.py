@@ -3,7 +3,7 @@ import os
 import pytest
 
 from galsim_vae.errors import GalSimValueError
-from galsim_vae.simulate import find_shared_data
+from galsim_vae.pipeline.simulator import find_shared_data
 
 
 @pytest.fixture(scope="session")

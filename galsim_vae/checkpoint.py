@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_path
+from ._utils import atomic_path
 from ._version import __version__
 from .errors import GalSimValueError
 from .nn import VAE, VAEConfig
@@ -134,7 +134,7 @@ def load_state_dict(path, *, verify: bool = True) -> tuple[dict, dict]:
 def load_vae(path, *, config: VAEConfig | None = None) -> tuple[VAE, dict]:
     """Rebuild the network stored in ``path`` and load its weights (eval mode).
 
-    Args:
+    Parameters:
         path: a file written by :func:`save_vae`.
         config: when given, the architecture the caller expects; a file of another architecture
             raises. [default: None]

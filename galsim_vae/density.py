@@ -9,12 +9,11 @@ sampled with a GalSim random deviate.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path
+from ._utils import check_count, load_arrays, save_arrays
 from .errors import GalSimValueError
 
 __all__ = ["LatentDensity"]
@@ -23,7 +22,7 @@ __all__ = ["LatentDensity"]
 class LatentDensity:
     """A Gaussian mixture over latents.
 
-    Args:
+    Parameters:
         weights: ``(K,)`` component weights (summing to 1).
         means: ``(K, D)`` component means.
         covariances: ``(K, D, D)`` full covariances.
@@ -73,6 +72,7 @@ class LatentDensity:
         """``n`` latents drawn with the ``galsim.BaseDeviate`` ``rng``."""
         import galsim
 
+        n = check_count(n)
         ud = galsim.UniformDeviate(rng)
         u = np.empty(n)
         ud.generate(u)
@@ -96,26 +96,14 @@ class LatentDensity:
 
     def save(self, path) -> Path:
         """Write ``path`` (``.npz``, no pickled objects) atomically."""
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    weights=self.weights,
-                    means=self.means,
-                    covariances=self.covariances,
-                    meta=np.array(json.dumps(self.meta, default=str)),
-                )
-        return path
+        arrays = {"weights": self.weights, "means": self.means, "covariances": self.covariances}
+        return save_arrays(path, arrays, self.meta)
 
     @classmethod
     def load(cls, path) -> LatentDensity:
         """Read a file written by :meth:`save` (``allow_pickle=False``)."""
-        p = Path(path)
-        if not p.is_file():
-            raise GalSimValueError("Latent density file not found", str(p))
+        a, meta = load_arrays(path, "latent density", ("weights", "means", "covariances"))
         try:
-            with np.load(p, allow_pickle=False) as d:
-                return cls(d["weights"], d["means"], d["covariances"], json.loads(str(d["meta"])))
-        except (OSError, KeyError, ValueError) as e:
-            raise GalSimValueError(f"Not a latent density file ({e})", str(p)) from e
+            return cls(a["weights"], a["means"], a["covariances"], meta)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            raise GalSimValueError(f"Not a valid latent density file ({e})", str(path)) from e

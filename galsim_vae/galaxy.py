@@ -7,44 +7,49 @@ import numpy as np
 from galsim import GSObject
 from galsim.utilities import lazy_property
 
+from ._utils import as_deviate
+from .attributes import ttype
 from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
-from .metrics import border_pixels
 from .model import VAEModel, default_model_path, get_model
+from .psf import hst_f814w_psf, psf_sigma
 
-__all__ = ["VAEGalaxy", "PSF_MODES", "hst_f814w_psf", "reconvolve"]
+__all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
 
 PSF_MODES = ("keep", "deconvolve")
 
 
-def hst_f814w_psf(gsparams=None):
-    """An analytic stand-in for the HST/ACS F814W effective PSF of the training stamps.
-
-    An Airy pattern of the 2.4 m, 33%-obscured HST mirror at 814 nm convolved with the 0.05"
-    ACS/WFC pixel that the drizzled COSMOS images inherit: FWHM 0.098", within a few percent of
-    the COSMOS TinyTim and empirical PSFs (0.096"-0.100"). Pass a better one (for example an
-    ``InterpolatedImage`` of a measured PSF) as ``original_psf`` when you have it.
-    """
-    airy = galsim.Airy(
-        lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec, gsparams=gsparams
-    )
-    return galsim.Convolve(airy, galsim.Pixel(0.05, gsparams=gsparams), gsparams=gsparams)
-
-
-def _psf_sigma(psf):
-    img = psf.drawImage(nx=256, ny=256, scale=0.005, method="no_pixel")
-    return galsim.hsm.FindAdaptiveMom(img).moments_sigma * 0.005
+def _deconvolved(gal):
+    """The VAEGalaxy in deconvolve mode inside ``gal`` (through transformations), and its
+    original PSF transformed as it was; ``(None, None)`` for anything else."""
+    jacs = []
+    while isinstance(gal, galsim.Transformation):
+        jacs.append(gal.jac)
+        gal = gal.original
+    if not (isinstance(gal, VAEGalaxy) and gal.psf_mode == "deconvolve"):
+        return None, None
+    psf = gal.original_psf
+    for jac in reversed(jacs):
+        psf = galsim.Transformation(psf, jac=jac)
+    return gal, psf
 
 
 def reconvolve(gal, psf, *, gsparams=None):
     """``galsim.Convolve(gal, psf)``, refusing a target PSF narrower than the galaxy's own.
 
-    For a :class:`VAEGalaxy` with ``psf_mode="deconvolve"`` the result is only valid when the
-    target PSF is at least as wide as the deconvolved original PSF (as for ``RealGalaxy``); a
+    For a :class:`VAEGalaxy` with ``psf_mode="deconvolve"`` (or a transformation of one: sheared,
+    rotated, magnified, shifted) the result is only valid when the target PSF is at least as wide
+    as the deconvolved original PSF, transformed as the galaxy was (as for ``RealGalaxy``); a
     narrower one would amplify the model's high-frequency errors without bound. Any other object
     is convolved as it is.
+
+    Parameters:
+        gal: the galaxy profile.
+        psf: the target PSF profile.
+        gsparams: a ``galsim.GSParams`` for the convolution. [default: None]
     """
-    if isinstance(gal, VAEGalaxy) and gal.psf_mode == "deconvolve":
-        s_t, s_o = _psf_sigma(psf), _psf_sigma(gal.original_psf)
+    _, original = _deconvolved(gal)
+    if original is not None:
+        s_t, s_o = psf_sigma(psf), psf_sigma(original)
         if s_t < s_o:
             raise GalSimRangeError(
                 f"Target PSF (sigma {s_t:.4f} arcsec) is narrower than the galaxy's original PSF "
@@ -69,13 +74,11 @@ class VAEGalaxy(GSObject):
     :meth:`from_image` does: they must be those of the stamp the latent was encoded from) and the
     training set's median constants otherwise. Sky: with the constants of the stamp a latent came
     from, the decoded sky is zero (the decoder learned the mean of zero-mean noise) and nothing is
-    subtracted; with the median constants it is not, and the sky the model's attribute file
-    predicts for the latent (:meth:`AttributeModel.decoded_sky
-    <galsim_vae.attributes.AttributeModel.decoded_sky>`) is subtracted. A model without an
-    attribute file falls back to the median of the stamp's 4-pixel border, which also removes
-    the faint outskirts of galaxies that reach the border (about 10% of the measured size of a
-    galaxy with a 0.35" half-light radius). ``flux=`` overrides the flux; ``withFlux`` and
-    friends work as for any GSObject.
+    subtracted; with the median constants it is not, and it is removed by
+    :meth:`VAEModel.sky_free_constants <galsim_vae.VAEModel.sky_free_constants>` (the model's
+    sky predictor; without one, the median of the stamp's 4-pixel border, which also removes
+    the faint outskirts of galaxies that reach the border). ``flux=`` overrides the flux;
+    ``withFlux`` and friends work as for any GSObject.
 
     PSF: the training stamps contain the HST PSF. ``psf_mode="keep"`` (default) leaves it in, so
     the object is the galaxy as HST saw it; convolved with another PSF it carries the HST PSF
@@ -172,7 +175,6 @@ class VAEGalaxy(GSObject):
         self._pad_factor = pad_factor
         self._gsparams = galsim.GSParams.check(gsparams)
         self._pixel_scale = m.pixel_scale
-        self._default_norm = (m.norm_min, m.norm_max)
         if _stamp is not None:
             self.__dict__["_stamp"] = np.asarray(_stamp, dtype=float)
 
@@ -181,7 +183,7 @@ class VAEGalaxy(GSObject):
     def sample(cls, n, rng=None, model=None, *, sampling="density", **kwargs):
         """``n`` galaxies with latents drawn from the model, decoded in one batch.
 
-        Args:
+        Parameters:
             n: number of galaxies.
             rng: a ``galsim.BaseDeviate`` (or int seed): same seed, same galaxies.
                 [default: None]
@@ -232,8 +234,8 @@ class VAEGalaxy(GSObject):
         Array-like attributes give one galaxy each (a batch); scalars give one galaxy. The
         latent is drawn from the conditional distribution of the model's attribute file, so the
         same request gives different plausible galaxies, with the training set's median flux
-        scale and their sky set to zero by the attribute model's sky predictor (the
-        normalisation constants are shifted; see ``AttributeModel.sample_with_norm``); the
+        scale and their sky set to zero (the normalisation constants are shifted by
+        :meth:`VAEModel.sky_free_constants <galsim_vae.VAEModel.sky_free_constants>`); the
         position angle (degrees,
         counter-clockwise from +x) is applied as a GalSim rotation, and ``flux=`` as usual.
 
@@ -245,8 +247,6 @@ class VAEGalaxy(GSObject):
             rng: ``galsim.BaseDeviate`` or seed. [default: None]
             model: as for the constructor. [default: None]
         """
-        from .attributes import ttype
-
         for name, value in (("hubble_type", hubble_type), ("half_light_radius", half_light_radius)):
             if value is None:
                 raise GalSimValueError(f"from_attributes needs {name}", value)
@@ -271,14 +271,11 @@ class VAEGalaxy(GSObject):
             )
         t, h, q, pa = (np.broadcast_to(v, (n,)) for v in (t, h, q, pa))
         am.check(h, q)
-        if rng is None:
-            rng = galsim.BaseDeviate()
-        elif not isinstance(rng, galsim.BaseDeviate):
-            rng = galsim.BaseDeviate(int(rng))
-        z, lo, hi = am.sample_with_norm(t, h, q, rng, m.norm_min, m.norm_max)
+        z = am.sample(t, h, q, as_deviate(rng))
         if "norm_min" in kwargs or "norm_max" in kwargs:
             gals = cls.from_latents(z, m, **kwargs)
         else:
+            lo, hi = m.sky_free_constants(z)
             gals = cls.from_latents(z, m, norm_min=lo, norm_max=hi, **kwargs)
         gals = [g.rotate(float(p) * galsim.degrees) if p else g for g, p in zip(gals, pa)]
         return gals[0] if single else gals
@@ -328,18 +325,15 @@ class VAEGalaxy(GSObject):
     @lazy_property
     def stamp(self):
         """The decoded stamp in flux units, with zero sky, as a ``galsim.Image``."""
-        lo, hi = self._norm if self._norm is not None else self._default_norm
+        if self._norm is not None:
+            lo, hi = self._norm
+        else:  # the median constants: the decoded sky is not zero
+            m = get_model(self._model_file)
+            (lo,), (hi,) = m.sky_free_constants(
+                np.array(self.latent)[None], decoded=self._stamp[None]
+            )
         arr = lo + self._stamp * (hi - lo)
-        if self._norm is None:  # median constants: the decoded sky is not zero
-            arr = arr - self._median_norm_sky(arr, lo, hi)
         return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
-
-    def _median_norm_sky(self, arr, lo, hi):
-        """Sky of a stamp decoded with the median constants: predicted, else the border median."""
-        sky = get_model(self._model_file).decoded_sky(np.array(self.latent)[None])
-        if sky is not None:
-            return lo + float(sky[0]) * (hi - lo)
-        return float(np.median(border_pixels(arr)))
 
     @lazy_property
     def _profile(self):

@@ -2,8 +2,13 @@
 
 This is the object the rest of the package (and users) hold: it owns the torch network, knows the
 stamp size, pixel scale and normalisation the network was trained with, and does all batching.
-``VAEModel()`` with no argument loads the model shipped with the package; :func:`get_model`
-returns one shared instance per file and process.
+
+How to get one: :func:`get_model` (``get_model()`` for the shipped model, ``get_model(file)`` for
+another), which loads each file once per process and hands every caller the same instance, as
+GalSim config runs, ``VAEGalaxy`` and the CLI do. Build ``VAEModel(file)`` directly only when you
+need an instance of your own: another ``batch_size``, or a model object you will change. Whatever
+a model does is a method of it: ``get_model().estimate_attributes(latents)`` estimates the
+attributes of latents, ``get_model().attributes`` is its :class:`~galsim_vae.AttributeModel`.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._utils import as_deviate, check_count
+from .attributes import AttributeModel, attributes_path
 from .checkpoint import load_vae
 from .density import LatentDensity
 from .errors import GalSimValueError
-from .metrics import denormalize, normalize
+from .stamp import border_pixels, check_stamps, denormalize, normalize
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -26,7 +33,6 @@ __all__ = [
     "density_path",
     "VAEModel",
     "get_model",
-    "estimate_attributes",
 ]
 
 #: File name of the shipped model inside ``galsim_vae/data``.
@@ -47,7 +53,10 @@ def default_model_path() -> Path:
 class VAEModel:
     """A trained galaxy VAE with numpy input and output.
 
-    Args:
+    Users get the shared instance of a file with :func:`get_model`; build one directly only for an
+    instance of your own (another ``batch_size``).
+
+    Parameters:
         file_name: a weights file written by :func:`galsim_vae.checkpoint.save_vae`; the shipped
             default model when None. [default: None]
         batch_size: images per forward pass. [default: 512]
@@ -82,10 +91,8 @@ class VAEModel:
         return f"galsim_vae.VAEModel({self.file_name!r})"
 
     @property
-    def attributes(self):
+    def attributes(self) -> AttributeModel:
         """The attribute model stored beside the weights (``<stem>_attributes.npz``)."""
-        from .attributes import AttributeModel, attributes_path
-
         if self._attributes is None:
             p = attributes_path(self.file_name)
             if not p.is_file():
@@ -95,21 +102,49 @@ class VAEModel:
             self._attributes = AttributeModel.load(p)
         return self._attributes
 
-    def decoded_sky(self, latents):
-        """Normalised sky of latents decoded with the median constants; None without a predictor.
+    def sky_free_constants(self, latents, norm_min=None, norm_max=None, *, decoded=None):
+        """Normalisation constants that put the decoded sky of each latent at zero.
 
-        The attribute file's sky predictor (:meth:`AttributeModel.decoded_sky
-        <galsim_vae.attributes.AttributeModel.decoded_sky>`); None when the model has no
-        attribute file or the file has no predictor.
+        A latent decoded with the constants of the stamp it was encoded from has zero sky (the
+        decoder learned the mean of zero-mean noise); decoded with any other constants (the
+        training set's medians, for a latent drawn from the density or from attributes) it
+        has not. Both constants are shifted by the sky of the decoded stamp: the one the
+        attribute file's sky predictor gives (:meth:`AttributeModel.decoded_sky
+        <galsim_vae.AttributeModel.decoded_sky>`) or, for a model without one, the median of
+        the stamp's 4-pixel border (which also removes the faint outskirts of galaxies that
+        reach the border).
+
+        Parameters:
+            latents: ``(N, latent_dim)`` latents.
+            norm_min, norm_max: the constants to shift, scalars or one per latent.
+                [default: None, the training set's medians]
+            decoded: the latents' decoded stamps in [0, 1], if already at hand (for the border
+                median). [default: None]
+
+        Returns:
+            tuple: ``(norm_min, norm_max)``, arrays of one value per latent.
         """
-        from .attributes import attributes_path
-
-        if self._attributes is None and not attributes_path(self.file_name).is_file():
-            return None
-        return self.attributes.decoded_sky(self._check_latents(latents))
+        z = self._check_latents(latents)
+        lo, hi = (
+            np.broadcast_to(np.asarray(default if v is None else v, dtype=float), (len(z),))
+            for v, default in ((norm_min, self.norm_min), (norm_max, self.norm_max))
+        )
+        sky = None
+        if self._attributes is not None or attributes_path(self.file_name).is_file():
+            sky = self.attributes.decoded_sky(z)
+        if sky is None:
+            d = self.decode(z) if decoded is None else np.asarray(decoded, dtype=float)
+            sky = np.array([np.median(border_pixels(di)) for di in d])
+        shift = lo + sky * (hi - lo)  # the decoded sky in flux units
+        return lo - shift, hi - shift
 
     def estimate_attributes(self, latents) -> dict:
-        """Hubble type (T), half-light radius (arcsec) and axis ratio of latents."""
+        """Hubble type (T), half-light radius (arcsec) and axis ratio of latents.
+
+        The inverse attribute model (:meth:`AttributeModel.estimate
+        <galsim_vae.AttributeModel.estimate>`) of the model's attribute file; the latents are
+        those of stamps as they are (any orientation), as :meth:`encode` gives them.
+        """
         return self.attributes.estimate(self._check_latents(latents))
 
     # Pickled as its file name: the receiving process loads the (checksummed) file itself, once.
@@ -136,19 +171,7 @@ class VAEModel:
         return z
 
     def _check_stamps(self, images) -> np.ndarray:
-        x = np.asarray(images, dtype=np.float64)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim == 4 and x.shape[1] == 1:
-            x = x[:, 0]
-        s = self.stamp_size
-        if x.ndim != 3 or x.shape[1:] != (s, s):
-            raise GalSimValueError(f"stamps must be {s}x{s} (one channel)", x.shape)
-        if not np.all(np.isfinite(x)):
-            raise GalSimValueError(
-                "stamps contain NaN or infinite pixels", int(np.sum(~np.isfinite(x)))
-            )
-        return x
+        return check_stamps(images, size=self.stamp_size)
 
     # -- the network ----------------------------------------------------------------------
     @torch.no_grad()
@@ -207,7 +230,7 @@ class VAEModel:
     def sample_latents(self, n: int, rng=None, *, sampling: str = "density") -> np.ndarray:
         """``n`` latents drawn with a ``galsim.BaseDeviate`` (or an int seed).
 
-        Args:
+        Parameters:
             n: number of latents.
             rng: ``galsim.BaseDeviate`` or int seed; a fresh deviate when None. [default: None]
             sampling: ``"prior"`` (unit Gaussian) or ``"density"`` (the latent density shipped
@@ -216,14 +239,8 @@ class VAEModel:
         """
         import galsim
 
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise GalSimValueError("n must be a non-negative integer", n)
-        if rng is None:
-            rng = galsim.BaseDeviate()
-        elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-            rng = galsim.BaseDeviate(int(rng))
-        elif not isinstance(rng, galsim.BaseDeviate):
-            raise TypeError(f"rng must be a galsim.BaseDeviate or an int seed, got {rng!r}")
+        n = check_count(n)
+        rng = as_deviate(rng)
         if sampling == "density":
             if self.density is None:
                 raise GalSimValueError(
@@ -246,16 +263,13 @@ def _cached(path: str, mtime: float) -> VAEModel:
 def get_model(file_name=None) -> VAEModel:
     """The shared :class:`VAEModel` of ``file_name`` (default model when None) in this process.
 
-    Loaded once per file and process (reloaded if the file changes), so GalSim config runs and
-    sampling loops do not read the weights again for every galaxy.
+    This is how to get a model. Loaded once per file and process (reloaded if the file changes),
+    so GalSim config runs and sampling loops do not read the weights again for every galaxy.
+
+    Parameters:
+        file_name: a weights file. [default: None, the shipped model]
     """
     path = (default_model_path() if file_name is None else Path(file_name)).resolve()
     if not path.is_file():
         raise GalSimValueError("Model file not found", str(path))
     return _cached(str(path), path.stat().st_mtime)
-
-
-def estimate_attributes(latents, model=None) -> dict:
-    """Hubble type (T), half-light radius (arcsec) and axis ratio of latent vectors, from the
-    attribute model of ``model`` (the shipped one when None)."""
-    return get_model(model).estimate_attributes(latents)

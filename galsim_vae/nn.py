@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .errors import GalSimRangeError, GalSimValueError
+
 __all__ = ["VAEConfig", "PRESETS", "Encoder", "Decoder", "VAE", "build_vae"]
 
 
@@ -61,15 +63,19 @@ class VAEConfig:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         s = self.stamp_size
         if not isinstance(s, int) or s < 8 or s & (s - 1):
-            raise ValueError(f"stamp_size must be a power of two >= 8, got {s!r}")
+            raise GalSimValueError("stamp_size must be a power of two >= 8", s)
         n = int(math.log2(s // 4))
         if len(self.channels) != n:
-            raise ValueError(
-                f"stamp_size {s} needs {n} encoder widths, got {len(self.channels)}: "
-                f"{self.channels}"
+            raise GalSimValueError(
+                f"stamp_size {s} needs {n} encoder widths, got {len(self.channels)}",
+                self.channels,
             )
         if self.latent_dim < 1 or self.bottleneck < 1 or min(self.channels) < 1:
-            raise ValueError(f"sizes must be positive: {self}")
+            raise GalSimRangeError(
+                "latent_dim, bottleneck and channels must be positive",
+                (self.latent_dim, self.bottleneck, min(self.channels)),
+                1,
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -192,7 +198,7 @@ def build_vae(config: VAEConfig | str = "compact") -> VAE:
     """A freshly initialised :class:`VAE` from a config or a preset name."""
     if isinstance(config, str):
         if config not in PRESETS:
-            raise ValueError(f"unknown preset {config!r}; choose from {sorted(PRESETS)}")
+            raise GalSimValueError("Unknown preset", config, sorted(PRESETS))
         config = PRESETS[config]
     if not isinstance(config, VAEConfig):
         raise TypeError(f"config must be a VAEConfig or a preset name, got {type(config)}")

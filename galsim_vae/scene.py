@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import galsim
-import numpy as np
 
+from ._utils import as_deviate, check_count
 from .errors import GalSimRangeError, GalSimValueError
 from .galaxy import VAEGalaxy, reconvolve
 from .model import get_model
@@ -47,7 +47,7 @@ def draw_scene(
 ):
     """Draw ``n`` sampled galaxies at random positions, orientations and fluxes.
 
-    Args:
+    Parameters:
         n: number of galaxies.
         size: image side in pixels. [default: 512]
         pixel_scale: arcsec/pixel. [default: 0.2]
@@ -55,7 +55,8 @@ def draw_scene(
         noise_sigma: Gaussian noise per pixel (image units). [default: 0]
         flux_range: galaxies' fluxes are log-uniform in this range (image units).
             [default: (2e3, 2e4)]
-        seed: seed of everything random: same seed, same image. [default: 1]
+        seed: seed (int or ``galsim.BaseDeviate``) of everything random: same seed, same
+            image. [default: 1]
         model: a model file or VAEModel; the shipped one when None. [default: None]
         sampling: ``"density"`` or ``"prior"``. [default: "density"]
         shear: constant reduced shear (g1, g2) applied to every galaxy. [default: (0, 0)]
@@ -63,14 +64,13 @@ def draw_scene(
     Returns:
         tuple: ``(image, galaxies, positions)``.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise GalSimValueError("n must be a positive integer", n)
+    n = check_count(n)
     if not size >= 16:
         raise GalSimRangeError("size must be at least 16 pixels", size, 16)
     lo, hi = flux_range
     if not 0 < lo <= hi:
         raise GalSimRangeError("flux_range must be 0 < min <= max", flux_range, 0)
-    rng = galsim.BaseDeviate(seed)
+    rng = as_deviate(seed)
     ud = galsim.UniformDeviate(rng)
     m = get_model(model) if not hasattr(model, "decode") else model
     gals = VAEGalaxy.sample(n, rng, m, sampling=sampling)

@@ -15,8 +15,9 @@ import galsim
 import numpy as np
 
 from galsim_vae import VAEGalaxy
-from galsim_vae.attributes import HUBBLE_TYPES, AttributeModel, measure_sersic
+from galsim_vae.attributes import HUBBLE_TYPES, AttributeModel
 from galsim_vae.model import get_model
+from galsim_vae.studies.attribute_fit import measure_sersic
 
 
 def main():
@@ -40,9 +41,8 @@ def main():
     for name, tv in HUBBLE_TYPES.items():
         qq = pool[(np.array([ud() for _ in range(a.n_per)]) * len(pool)).astype(int)]
         n = len(qq)
-        z, lo, hi = am.sample_with_norm(
-            np.full(n, tv), np.full(n, a.hlr), qq, rng, m.norm_min, m.norm_max
-        )
+        z = am.sample(np.full(n, tv), np.full(n, a.hlr), qq, rng)
+        lo, hi = m.sky_free_constants(z)  # the sky predictor of the model's attribute file
         gals = VAEGalaxy.from_latents(z, m, norm_min=lo, norm_max=hi)
         stamps = np.array([g.stamp.array for g in gals])
         sn = measure_sersic(stamps, scale=m.pixel_scale, nproc=a.nproc)["sersic_n"]

@@ -25,7 +25,7 @@ done
 python3 - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
-from galsim_vae.plots import plot_latent_snr
+from galsim_vae.studies.plots import plot_latent_snr
 work = Path(sys.argv[1])
 names = ["original", "beta", "flow"]
 res = {n: json.loads((work / f"eval_{n}" / "evaluate.json").read_text()) for n in names}

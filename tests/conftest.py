@@ -52,9 +52,9 @@ def real_dataset(tmp_path_factory, btk_dir):
 @pytest.fixture(scope="session")
 def sim_dataset(tmp_path_factory, data_dir):
     """A small simulated dataset with loose cuts, for training tiny models."""
-    from galsim_vae.dataset import write_dataset
-    from galsim_vae.metrics import QualityCuts
-    from galsim_vae.simulate import simulate
+    from galsim_vae.pipeline.dataset import write_dataset
+    from galsim_vae.pipeline.metrics import QualityCuts
+    from galsim_vae.pipeline.simulator import simulate
 
     images, psfs, rows, _ = simulate(160, seed=7, data_dir=data_dir, nproc=1, progress=False)
     out = tmp_path_factory.mktemp("sim") / "sim.fits"

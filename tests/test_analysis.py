@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from galsim_vae.analysis import chi2_per_pixel, evaluate, latent_snr, rotate_stamps
 from galsim_vae.cli import main
 from galsim_vae.errors import GalSimValueError
+from galsim_vae.studies.analysis import chi2_per_pixel, evaluate, latent_snr, rotate_stamps
 
 
 def test_latent_snr_eq6():

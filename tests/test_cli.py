@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from galsim_vae.cli import main
-from galsim_vae.dataset import read_dataset
+from galsim_vae.pipeline.dataset import read_dataset
 
 
 def test_dataset_command_writes_every_column_and_figure(real_dataset):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from galsim_vae import dataset
-from galsim_vae.metrics import QualityCuts
+from galsim_vae.pipeline import dataset
+from galsim_vae.pipeline.metrics import QualityCuts
 
 
 def _rows(n, rng):

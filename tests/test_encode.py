@@ -4,12 +4,12 @@ import pytest
 from astropy.table import Table
 
 from galsim_vae.cli import main
-from galsim_vae.encode import encode_catalog, encode_stamps
+from galsim_vae.pipeline.encode import encode_catalog, encode_stamps
 
 
 def test_encode_dataset_matches_model(sim_dataset, tmp_path):
     from galsim_vae import get_model
-    from galsim_vae.dataset import read_dataset
+    from galsim_vae.pipeline.dataset import read_dataset
 
     out = tmp_path / "z.fits"
     t = encode_catalog(sim_dataset, out, chunk_size=50, progress=False)
@@ -25,7 +25,7 @@ def test_encode_dataset_matches_model(sim_dataset, tmp_path):
 
 
 def test_resume_after_interruption(sim_dataset, tmp_path, monkeypatch):
-    import galsim_vae.encode as enc
+    import galsim_vae.pipeline.encode as enc
 
     full = encode_catalog(sim_dataset, tmp_path / "a.fits", chunk_size=40, progress=False)
     calls = {"n": 0}

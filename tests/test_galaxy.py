@@ -18,13 +18,21 @@ def gal(model):
     return VAEGalaxy.sample(1, galsim.BaseDeviate(11), model)[0]
 
 
-def test_flux_convention_and_override(gal):
+def test_flux_convention_and_override(gal, monkeypatch):
     assert gal.flux == pytest.approx(gal.stamp.array.sum(), rel=1e-6)
-    # withFlux keeps the decoded stamp (no second decoding).
-    assert (
-        "_stamp" in gal.withFlux(2.0).__dict__
-        and "_stamp" in gal.withGSParams(folding_threshold=1e-2).__dict__
-    )
+    # withFlux and withGSParams keep the decoded stamp: with the decoder out of reach, the copies
+    # still draw, and draw the same light.
+    ref = gal.drawImage(nx=32, ny=32, scale=0.05)
+
+    def no_decoding(self, latents):
+        raise AssertionError("decoded a second time")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(galsim_vae.VAEModel, "decode", no_decoding)
+        scaled = gal.withFlux(2 * gal.flux).drawImage(nx=32, ny=32, scale=0.05)
+        other = gal.withGSParams(folding_threshold=1e-2).drawImage(nx=32, ny=32, scale=0.05)
+    np.testing.assert_allclose(scaled.array, 2 * ref.array, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(other.array, ref.array, rtol=1e-3, atol=1e-6 * ref.array.max())
     g2 = VAEGalaxy(gal.latent, flux=123.0)
     assert g2.flux == pytest.approx(123.0)
     assert isinstance(gal.withFlux(5.0), VAEGalaxy) and gal.withFlux(5.0).flux == pytest.approx(5)
@@ -77,7 +85,8 @@ def test_transformations_and_draw_methods(gal):
     )
     assert phot.array.sum() == pytest.approx(gal.flux, rel=0.05)
     g2 = gal.withGSParams(folding_threshold=1e-2)
-    assert g2.gsparams.folding_threshold == 1e-2 and g2 == g2 and g2 != gal
+    assert g2.gsparams.folding_threshold == 1e-2 and g2 != gal
+    assert g2 == gal.withGSParams(galsim.GSParams(folding_threshold=1e-2))
 
 
 def test_equality_hash_repr_pickle(gal):
@@ -135,6 +144,22 @@ def test_psf_modes(gal):
     assert reconvolve(gal, galsim.Gaussian(fwhm=0.03)).flux == pytest.approx(gal.flux)
 
 
+def test_reconvolve_checks_transformed_galaxies(gal):
+    # Scenes pass reconvolve a galaxy already rotated, sheared and scaled: the check must see
+    # through the transformations, with the original PSF transformed as the galaxy was.
+    dec = VAEGalaxy(gal.latent, psf_mode="deconvolve")
+    moved = dec.withFlux(50.0).rotate(20 * galsim.degrees).shear(g1=0.05).shift(0.1, 0.2)
+    with pytest.raises(galsim.GalSimRangeError, match="narrower"):
+        reconvolve(moved, galsim.Gaussian(fwhm=0.03))
+    assert reconvolve(moved, galsim.Gaussian(fwhm=0.6)).flux == pytest.approx(50.0, rel=1e-3)
+    # A 0.12" Gaussian (HSM sigma 0.051") is wider than the HST PSF (0.031"); magnified 4 times
+    # the galaxy's PSF is twice as wide (0.062"), and the same target is narrower than it.
+    near = galsim.Gaussian(fwhm=0.12)
+    reconvolve(dec, near)
+    with pytest.raises(galsim.GalSimRangeError, match="narrower"):
+        reconvolve(dec.magnify(4.0), near)
+
+
 def test_bad_inputs(model, gal):
     with pytest.raises(galsim.GalSimValueError, match="64 values"):
         VAEGalaxy(np.zeros(10))
@@ -160,12 +185,14 @@ def test_bad_inputs(model, gal):
         VAEGalaxy(np.zeros(64), model="/nonexistent/model.safetensors")
     with pytest.raises(galsim.GalSimValueError, match="sampling"):
         VAEGalaxy.sample(2, 1, sampling="uniform")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="BaseDeviate"):
         VAEGalaxy.sample(2, rng="seed")
+    with pytest.raises(TypeError, match="BaseDeviate"):
+        VAEGalaxy.from_attributes("Sb", 0.2, rng="seed")
 
 
 def test_sky_of_decoded_stamps(model, sim_dataset):
-    from galsim_vae.dataset import read_dataset
+    from galsim_vae.pipeline.dataset import read_dataset
 
     def border(a):
         return np.median(np.concatenate([a[:4].ravel(), a[-4:].ravel(), a[:, :4].ravel()]))
@@ -179,17 +206,22 @@ def test_sky_of_decoded_stamps(model, sim_dataset):
     own = [VAEGalaxy.from_image(images[i], model).stamp.array for i in ok]
     diff = np.array([border(a) - border(images[i]) for a, i in zip(own, ok)]) / sigma[ok]
     assert np.median(np.abs(diff)) < 0.3
+    # ... and the galaxy is the model's reconstruction of the stamp, nothing subtracted.
     g0 = VAEGalaxy.from_image(images[ok[0]], model)
-    lo, hi = g0._norm
-    np.testing.assert_allclose(g0.stamp.array, lo + g0._stamp * (hi - lo))  # nothing subtracted
-    # With the median constants the decoded sky is not zero: the sky the attribute file predicts
-    # for the latent is removed, and it leaves the border of the decoded stamps near zero.
-    lo, hi = model.norm_min, model.norm_max
+    np.testing.assert_allclose(g0.stamp.array, model.reconstruct(images[ok[0]])[0], rtol=1e-6)
+    # With the median constants the decoded sky is not zero (the raw decoding has a pedestal);
+    # the galaxy removes it: the border of its stamp is near zero, its shape is the raw one.
+    span = model.norm_max - model.norm_min
+    raw_borders = []
     for i in ok[:8]:
-        g = VAEGalaxy(VAEGalaxy.from_image(images[i], model).latent, model)
-        pred = model.attributes.decoded_sky(np.array(g.latent)[None])[0]
-        np.testing.assert_allclose(g.stamp.array, (g._stamp - pred) * (hi - lo), atol=1e-12)
-        assert abs(border(g.stamp.array)) < 0.01 * (hi - lo)
+        z = VAEGalaxy.from_image(images[i], model).latent
+        g = VAEGalaxy(z, model)
+        raw = model.decode_flux(np.array(z))[0]
+        raw_borders.append(abs(border(raw)))
+        assert abs(border(g.stamp.array)) < 0.01 * span
+        d = raw - g.stamp.array  # a constant: the sky, nothing else
+        np.testing.assert_allclose(d, d.mean(), atol=1e-9 * span)
+    assert max(raw_borders) > 0.02 * span  # the test would see a pedestal left in
 
 
 def test_sky_without_an_attribute_file(model, tmp_path):
@@ -198,7 +230,15 @@ def test_sky_without_an_attribute_file(model, tmp_path):
 
     p = tmp_path / "bare.safetensors"
     shutil.copy(model.file_name, p)
-    g = VAEGalaxy(VAEGalaxy.sample(1, 3, model)[0].latent, str(p))
+    bare = galsim_vae.get_model(str(p))
+    z = VAEGalaxy.sample(1, 3, model)[0].latent
+    g = VAEGalaxy(z, bare)
     a = g.stamp.array
     b = np.concatenate([a[:4].ravel(), a[-4:].ravel(), a[4:-4, :4].ravel(), a[4:-4, -4:].ravel()])
     assert abs(np.median(b)) < 1e-12
+    raw = bare.decode_flux(np.array(z))[0]
+    rb = np.concatenate(
+        [raw[:4].ravel(), raw[-4:].ravel(), raw[4:-4, :4].ravel(), raw[4:-4, -4:].ravel()]
+    )
+    assert abs(np.median(rb)) > 1e-3 * (bare.norm_max - bare.norm_min)  # there was a sky
+    np.testing.assert_allclose(raw - a, np.median(rb), rtol=1e-9)  # ... and only it went

@@ -2,8 +2,9 @@ import math
 
 import pytest
 import torch
+from galsim.errors import GalSimRangeError, GalSimValueError
 
-from galsim_vae.losses import VAELoss, bce_per_image, kl_per_image
+from galsim_vae.training.losses import VAELoss, bce_per_image, kl_per_image
 
 
 def _tiny():
@@ -56,7 +57,8 @@ def test_flow_clip_stops_kl_gradient():
 
 
 def test_bad_losses():
-    with pytest.raises(ValueError, match="unknown loss"):
+    # GalSim's error classes, as everywhere in the package.
+    with pytest.raises(GalSimValueError, match="Unknown loss"):
         VAELoss("mse")
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(GalSimRangeError, match=">= 0"):
         VAELoss("beta", -1.0)

@@ -2,7 +2,7 @@ import galsim
 import numpy as np
 import pytest
 
-from galsim_vae import metrics
+from galsim_vae.pipeline import metrics
 
 
 def test_noise_sigma_is_min_border_block_std():
@@ -60,18 +60,6 @@ def test_gaussian_width_recovers_major_axis(sigma, q, beta):
         assert abs(d) < 1e-4
 
 
-def test_normalisation_round_trip():
-    rng = np.random.default_rng(3)
-    stack = rng.normal(0.01, 0.003, (5, 64, 64))
-    norm, vmin, vmax = metrics.normalize(stack)
-    assert norm.min() == 0.0 and norm.max() == 1.0
-    np.testing.assert_allclose(norm.min(axis=(1, 2)), 0)
-    np.testing.assert_allclose(norm.max(axis=(1, 2)), 1)
-    np.testing.assert_allclose(metrics.denormalize(norm, vmin, vmax), stack, rtol=0, atol=1e-15)
-    one, a, b = metrics.normalize(stack[2])
-    np.testing.assert_allclose(metrics.denormalize(one, a, b), stack[2], atol=1e-15)
-
-
 def test_stamp_metrics_keys_and_values():
     rng = np.random.default_rng(5)
     img = galsim.Gaussian(sigma=0.1, flux=10).drawImage(nx=64, ny=64, scale=0.03).array
@@ -105,11 +93,7 @@ def test_bad_stamps(bad, match):
         metrics.noise_sigma(bad)
 
 
-def test_bad_normalisation_and_cuts():
-    with pytest.raises(galsim.GalSimValueError, match="constant"):
-        metrics.normalize(np.ones((2, 8, 8)))
-    with pytest.raises(galsim.GalSimValueError, match="NaN"):
-        metrics.normalize(np.full((8, 8), np.inf))
+def test_bad_cuts():
     with pytest.raises(galsim.GalSimRangeError, match="min_snr"):
         metrics.QualityCuts(min_snr=10, max_snr=5)
     with pytest.raises(galsim.GalSimRangeError, match="min_flux_fraction"):

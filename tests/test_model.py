@@ -95,5 +95,12 @@ def test_bad_inputs(tiny_file, tmp_path):
         m.decode(np.full(8, np.inf))
     with pytest.raises(galsim.GalSimValueError, match="not found"):
         VAEModel(tmp_path / "none.safetensors")
-    with pytest.raises(galsim.GalSimValueError, match="non-negative"):
+    with pytest.raises(galsim.GalSimValueError, match="positive integer"):
         m.sample_latents(-1, 1, sampling="prior")
+    with pytest.raises(galsim.GalSimValueError, match="positive integer"):
+        m.sample_latents(0, 1, sampling="prior")
+    with pytest.raises(TypeError, match="integer"):
+        m.sample_latents(2.5, 1, sampling="prior")
+    # One rule for rng everywhere: a string is a TypeError, here and in from_attributes.
+    with pytest.raises(TypeError, match="BaseDeviate"):
+        m.sample_latents(2, "7", sampling="prior")

@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+from galsim.errors import GalSimRangeError, GalSimValueError
 from torch import nn
 
 from galsim_vae.nn import PRESETS, VAEConfig, build_vae
@@ -108,11 +109,13 @@ def test_gradients_reach_every_parameter(gen):
 def test_config_json_round_trip_and_bad_configs():
     cfg = PRESETS["compact"]
     assert VAEConfig.from_json(cfg.to_json()) == cfg
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(GalSimValueError, match="power of two"):
         VAEConfig(stamp_size=48)
-    with pytest.raises(ValueError, match="needs 3 encoder widths"):
+    with pytest.raises(GalSimValueError, match="needs 3 encoder widths"):
         VAEConfig(stamp_size=32)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(GalSimRangeError, match="positive"):
+        VAEConfig(latent_dim=0)
+    with pytest.raises(GalSimValueError, match="Unknown preset"):
         build_vae("huge")
     with pytest.raises(TypeError):
         build_vae(3)

@@ -2,7 +2,12 @@ import galsim
 import numpy as np
 import pytest
 
-from galsim_vae.sersic import fit_sersic_lsq, fit_sersic_mcmc, fit_sersic_pysersic, sersic_model
+from galsim_vae.studies.sersic import (
+    fit_sersic_lsq,
+    fit_sersic_mcmc,
+    fit_sersic_pysersic,
+    sersic_model,
+)
 
 PSF = galsim.Moffat(beta=3, fwhm=0.1)
 TRUE = np.array([20.0, 0.2, 2.0, 0.2, -0.1, 0.01, -0.02])

@@ -4,7 +4,7 @@ import galsim
 import numpy as np
 import pytest
 
-sim_mod = importlib.import_module("galsim_vae.simulate")
+sim_mod = importlib.import_module("galsim_vae.pipeline.simulator")
 
 
 def test_same_seed_same_set_any_nproc(data_dir):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from galsim_vae import stamps
+from galsim_vae.pipeline import stamps
 
 
 def test_find_catalog_from_folder_file_and_env(btk_dir, monkeypatch):

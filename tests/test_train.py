@@ -6,11 +6,11 @@ import torch
 
 from galsim_vae.checkpoint import load_vae
 from galsim_vae.cli import main
-from galsim_vae.dataset import StampDataset
 from galsim_vae.errors import GalSimValueError
-from galsim_vae.losses import VAELoss
 from galsim_vae.nn import build_vae
-from galsim_vae.train import TrainConfig, augment_batch, check_images, train
+from galsim_vae.pipeline.dataset import StampDataset
+from galsim_vae.training.loop import TrainConfig, augment_batch, check_images, train
+from galsim_vae.training.losses import VAELoss
 
 
 @pytest.fixture

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from galsim_vae.cli import main
-from galsim_vae.validation import STATISTICS, hsm_statistics, morphology_statistics, validate
+from galsim_vae.studies.validation import (
+    STATISTICS,
+    hsm_statistics,
+    morphology_statistics,
+    validate,
+)
 
 
 def _sersic_stamps(n, hlr=0.15):

@@ -29,29 +29,69 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from ._io import atomic_path
-from ._version import __version__
-from .errors import GalSimRangeError, GalSimValueError
-from .metrics import QualityCuts, normalize
+from .._utils import atomic_path
+from .._version import __version__
+from ..errors import GalSimRangeError, GalSimValueError
+from ..stamp import normalize
+from .metrics import QualityCuts
 
 __all__ = [
     "FORMAT_VERSION",
+    "SPLITS",
+    "SELECTIONS",
     "StampDataset",
     "assign_splits",
+    "select_split",
+    "dataset_summary",
     "write_dataset",
     "read_dataset",
-    "atomic_path",
 ]
 
 #: Version of the dataset file layout; bumped when it changes incompatibly.
 FORMAT_VERSION = 1
+#: The split labels of the ``split`` column.
 SPLITS = ("train", "valid", "test")
+#: What :func:`select_split` takes: a split, every row passing the cuts, or every row.
+SELECTIONS = SPLITS + ("passes", "all")
+
+
+def select_split(table, split):
+    """Boolean mask of the rows of ``table`` in ``split`` (one of :data:`SELECTIONS`).
+
+    ``train``, ``valid`` and ``test`` are the labels of the ``split`` column; ``passes`` is every
+    row inside the quality cuts, ``all`` every row.
+    """
+    if split not in SELECTIONS:
+        raise GalSimValueError("Unknown split", split, SELECTIONS)
+    if split == "all":
+        return np.ones(len(table), dtype=bool)
+    if split == "passes":
+        return np.asarray(table["passes"], dtype=bool)
+    return np.asarray(table["split"]) == split
+
+
+def dataset_summary(path, table) -> dict:
+    """What a model records about its training data: file, sources, split sizes, the median
+    pixel scale, normalisation constants and noise of the training rows."""
+    sel = select_split(table, "train")
+    if not sel.any():
+        raise GalSimValueError("The dataset has no training rows", str(path))
+    return {
+        "file": Path(path).name,
+        "sources": sorted(set(np.asarray(table["source"])[sel])),
+        "n_train": int(sel.sum()),
+        "n_valid": int(select_split(table, "valid").sum()),
+        "pixel_scale": float(np.median(table["pixel_scale"][sel])),
+        "median_norm_min": float(np.median(table["norm_min"][sel])),
+        "median_norm_max": float(np.median(table["norm_max"][sel])),
+        "median_noise_sigma": float(np.median(table["noise_sigma"][sel])),
+    }
 
 
 def assign_splits(passes, *, seed=1234, valid=0.1, test=0.1, multiple=1):
     """Deterministic train/valid/test labels for the rows that pass the cuts.
 
-    Args:
+    Parameters:
         passes: boolean mask of usable rows.
         seed: seed of the shuffle. [default: 1234]
         valid: validation size, a fraction (< 1) or a number of rows. [default: 0.1]
@@ -98,7 +138,7 @@ def write_dataset(
 ):
     """Apply the quality cuts, split, and write a dataset file atomically.
 
-    Args:
+    Parameters:
         path: output FITS file.
         images: ``(N, S, S)`` stamps in flux units.
         rows: list of dicts (one per stamp) or a mapping of columns.
@@ -187,27 +227,22 @@ class StampDataset:
     """A split of a dataset file as a ``torch.utils.data.Dataset`` of normalised stamps.
 
     Items are ``float32`` tensors of shape ``(1, S, S)`` in [0, 1] (see
-    :func:`galsim_vae.metrics.normalize`).
+    :func:`galsim_vae.normalize`).
 
-    Args:
+    Parameters:
         path: dataset file (or a tuple ``(images, table)`` already in memory).
         split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``.
             [default: "train"]
     """
 
     def __init__(self, path, split="train"):
-        if split not in SPLITS + ("passes", "all"):
-            raise GalSimValueError("Unknown split", split, SPLITS + ("passes", "all"))
+        if split not in SELECTIONS:  # before reading the file
+            raise GalSimValueError("Unknown split", split, SELECTIONS)
         if isinstance(path, tuple):
             images, table = path[0], path[1]
         else:
             images, table, _, _ = read_dataset(path)
-        if split == "all":
-            sel = np.ones(len(table), dtype=bool)
-        elif split == "passes":
-            sel = np.asarray(table["passes"], dtype=bool)
-        else:
-            sel = np.asarray(table["split"]) == split
+        sel = select_split(table, split)
         if not sel.any():
             raise GalSimValueError("The split is empty", split)
         self.table = table[sel]

@@ -9,8 +9,8 @@ real stamp's measured noise level), five populations are measured:
   paired with a random real galaxy for its flux scale (normalisation) and noise, their decoded sky
   removed as :class:`VAEGalaxy` removes it (the attribute file's sky predictor);
 - ``vae_attributes``: galaxies generated from each real galaxy's measured size and axis ratio
-  (:func:`galsim_vae.attributes.measure_sersic`, the attribute models' own size estimator) and
-  type (the inverse attribute model), when the model has attribute models;
+  (:func:`galsim_vae.studies.attribute_fit.measure_sersic`, the attribute models' own size
+  estimator) and type (the inverse attribute model), when the model has attribute models;
 - ``sersic``: the best-fit PSF-convolved Sersic profile of each real galaxy (plus noise).
 
 Statistics: HSM adaptive-moment size and ellipticity (``galsim.hsm``), and Gini, M20,
@@ -28,9 +28,13 @@ import galsim
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from ._io import atomic_path
-from .dataset import read_dataset
-from .errors import GalSimValueError
+from .._utils import atomic_path, write_json
+from ..errors import GalSimValueError
+from ..model import get_model
+from ..pipeline.dataset import read_dataset
+from .attribute_fit import measure_sersic
+from .plots import plot_validation
+from .sersic import fit_sersic_lsq
 
 __all__ = ["STATISTICS", "hsm_statistics", "morphology_statistics", "validate"]
 
@@ -110,7 +114,7 @@ def validate(
 ) -> dict:
     """Compare real, VAE and Sersic galaxies; write ``validation.md``, PNGs and ``.json``.
 
-    Args:
+    Parameters:
         real_dataset: dataset file of real galaxies (e.g. from ``cosmos_btk100``); its passing
             rows are used.
         out_dir: output folder.
@@ -124,10 +128,6 @@ def validate(
     Returns:
         dict: the numbers written to ``validation.json``.
     """
-    from .model import get_model
-    from .plots import plot_validation
-    from .sersic import fit_sersic_lsq
-
     losses = None
     if loss_summary is not None:  # checked before any work
         p = Path(loss_summary)
@@ -161,11 +161,8 @@ def validate(
         am = None
 
     def decode_zero_sky(z, lo, hi):
-        # A latent with another stamp's constants: its decoded sky, as VAEGalaxy removes it.
-        if am is not None:
-            sky = lo + am.decoded_sky(z) * (hi - lo)
-            lo, hi = lo - sky, hi - sky
-        return m.decode_flux(z, lo, hi)
+        # A latent with another stamp's constants: its decoded sky removed as VAEGalaxy does.
+        return m.decode_flux(z, *m.sky_free_constants(z, lo, hi))
 
     pair = rng.integers(0, len(x), n)
     for mode in ("density", "prior"):
@@ -179,8 +176,6 @@ def validate(
     ]
     pops["sersic"] = (noisy(np.array([f.model for f in fits]), sig), sig)
     if am is not None:
-        from .attributes import measure_sersic
-
         est = am.estimate(enc["mu"])
         meas = measure_sersic(x, scale=scale)
         lo, hi = am.a["hlr_range"]
@@ -217,8 +212,7 @@ def validate(
     }
     if losses is not None:
         res["loss_comparison"] = losses
-    with atomic_path(out / "validation.json") as tmp:
-        tmp.write_text(json.dumps(res, indent=1))
+    write_json(out / "validation.json", res)
     with atomic_path(out / "validation.md") as tmp:
         tmp.write_text(_markdown(res))
     return res

@@ -1,68 +1,24 @@
-"""The ``galsim-vae`` command line: one sub-command per job.
-
-``main(argv)`` is what the console script and ``python -m galsim_vae`` call; tests call it
-directly. Every sub-command has ``--help``.
-"""
+"""``galsim-vae dataset``, ``simulate`` and ``encode``: the data pipeline's commands."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from ..pipeline.dataset import read_dataset, write_dataset
+from ..pipeline.encode import encode_catalog
+from ..pipeline.simulator import simulate
+from ..pipeline.stamps import real_stamps
+from ..studies.plots import plot_metric_comparison, plot_metrics
+from ._common import add_cuts, add_model_option, cuts, model_arg
 
-from .errors import GalSimError
-
-__all__ = ["main", "build_parser"]
-
-
-def _add_cuts(p):
-    from .metrics import QualityCuts
-
-    d = QualityCuts()
-    g = p.add_argument_group("quality cuts")
-    g.add_argument("--min-snr", type=float, default=d.min_snr)
-    g.add_argument("--max-snr", type=float, default=d.max_snr)
-    g.add_argument("--min-width", type=float, default=d.min_width, help="pixels")
-    g.add_argument("--max-width", type=float, default=d.max_width, help="pixels")
-    g.add_argument("--min-nonuniformity", type=float, default=d.min_nonuniformity)
-    g.add_argument("--max-nonuniformity", type=float, default=d.max_nonuniformity)
-    g.add_argument("--min-flux-fraction", type=float, default=d.min_flux_fraction)
-    g = p.add_argument_group("splits")
-    g.add_argument("--split-seed", type=int, default=1234)
-    g.add_argument("--valid", type=float, default=0.1, help="fraction (<1) or count")
-    g.add_argument("--test", type=float, default=0.1, help="fraction (<1) or count")
-    g.add_argument(
-        "--multiple",
-        type=int,
-        default=1,
-        help="round split sizes down to a multiple of this (e.g. the batch size)",
-    )
-
-
-def _cuts(a):
-    from .metrics import QualityCuts
-
-    return QualityCuts(
-        min_snr=a.min_snr,
-        max_snr=a.max_snr,
-        min_width=a.min_width,
-        max_width=a.max_width,
-        min_nonuniformity=a.min_nonuniformity,
-        max_nonuniformity=a.max_nonuniformity,
-        min_flux_fraction=a.min_flux_fraction,
-    )
+__all__ = ["add_commands"]
 
 
 def _cmd_dataset(a):
-    from .dataset import write_dataset
-    from .plots import plot_metrics
-    from .stamps import real_stamps
 
-    cuts = _cuts(a)
+    qc = cuts(a)
     images, psfs, rows, errors = real_stamps(
         a.catalog,
         stamp_size=a.stamp_size,
@@ -81,7 +37,7 @@ def _cmd_dataset(a):
         images,
         rows,
         psfs=psfs,
-        cuts=cuts,
+        cuts=qc,
         seed=a.split_seed,
         valid=a.valid,
         test=a.test,
@@ -102,9 +58,6 @@ def _cmd_dataset(a):
 
 
 def _cmd_simulate(a):
-    from .dataset import read_dataset, write_dataset
-    from .plots import plot_metric_comparison, plot_metrics
-    from .simulate import simulate
 
     t0 = time.perf_counter()
     images, psfs, rows, sim = simulate(
@@ -123,7 +76,7 @@ def _cmd_simulate(a):
         images,
         rows,
         psfs=psfs,
-        cuts=_cuts(a),
+        cuts=cuts(a),
         seed=a.split_seed,
         valid=a.valid,
         test=a.test,
@@ -146,18 +99,23 @@ def _cmd_simulate(a):
     return 0
 
 
-def build_parser():
-    """The argparse parser of ``galsim-vae``."""
-    from . import __version__
+def _cmd_encode(a):
 
-    p = argparse.ArgumentParser(
-        prog="galsim-vae",
-        description="galsim_vae: build galaxy datasets, train and evaluate the VAE, draw its "
-        "galaxies with GalSim.",
+    t = encode_catalog(
+        a.catalog,
+        a.out,
+        model=model_arg(a),
+        chunk_size=a.chunk_size,
+        scheduler=a.scheduler,
+        nproc=a.nproc,
+        progress=not a.quiet,
     )
-    p.add_argument("--version", action="version", version=f"galsim_vae {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    print(f"wrote {a.out}: {len(t)} rows, {int(t['flag'].sum())} flagged")
+    return 0
 
+
+def add_commands(sub):
+    """Add the data commands to the ``galsim-vae`` sub-parser ``sub``."""
     d = sub.add_parser(
         "dataset",
         help="stamps and metrics from a COSMOS RealGalaxyCatalog",
@@ -179,7 +137,7 @@ def build_parser():
     d.add_argument("--seed", type=int, default=1234, help="seed of the noise padding")
     d.add_argument("--nproc", type=int, default=None)
     d.add_argument("--quiet", action="store_true")
-    _add_cuts(d)
+    add_cuts(d)
     d.set_defaults(func=_cmd_dataset)
 
     s = sub.add_parser(
@@ -197,26 +155,21 @@ def build_parser():
     s.add_argument("--nproc", type=int, default=None)
     s.add_argument("--compare", default=None, help="a real dataset to overlay the metrics with")
     s.add_argument("--quiet", action="store_true")
-    _add_cuts(s)
+    add_cuts(s)
     s.set_defaults(func=_cmd_simulate)
 
-    from . import cli_model
-
-    cli_model.add_commands(sub)
-    return p
-
-
-def main(argv=None):
-    """Run ``galsim-vae`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except GalSimError as e:
-        print(f"galsim-vae {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _json(obj, path):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=2, default=lambda o: np.asarray(o).tolist()))
+    n = sub.add_parser(
+        "encode",
+        help="encode a whole catalog to latents (local or Dask)",
+        description="Encode every stamp of a dataset file or COSMOS catalog to "
+        "its latent mean and sigma, with reconstruction chi2 and quality "
+        "metrics; resumable; --scheduler runs it on a Dask cluster.",
+    )
+    n.add_argument("catalog", help="dataset file, or COSMOS catalog file or folder")
+    n.add_argument("--out", required=True, help="output FITS table")
+    add_model_option(n)
+    n.add_argument("--chunk-size", type=int, default=2048)
+    n.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786)")
+    n.add_argument("--nproc", type=int, default=None)
+    n.add_argument("--quiet", action="store_true")
+    n.set_defaults(func=_cmd_encode)

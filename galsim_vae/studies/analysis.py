@@ -15,17 +15,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import galsim
 import numpy as np
 
-from ._io import atomic_path
-from .dataset import read_dataset
-from .errors import GalSimValueError
-from .metrics import SNR_BLOCK, normalize
-from .model import VAEModel
+from .._utils import write_json
+from ..errors import GalSimValueError
+from ..model import VAEModel, get_model
+from ..pipeline.dataset import read_dataset, select_split
+from ..pipeline.metrics import SNR_BLOCK
+from ..stamp import normalize
+from . import plots
+from .sersic import fit_sersic_lsq
 
 __all__ = [
     "latent_snr",
@@ -150,17 +152,12 @@ def denoising(model: VAEModel, images, noise_sigma, *, snrs=(60, 40, 20), seed=0
     return out
 
 
-def _json_dump(obj, path):
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1))
-
-
 def evaluate(
     model, dataset, out_dir, *, split="test", seed=0, n_show=8, n_traverse=6, sersic=False
 ) -> dict:
     """Run every analysis of ``model`` on ``split`` of ``dataset``; PNGs and JSON in ``out_dir``.
 
-    Args:
+    Parameters:
         model: a :class:`VAEModel`, a weights file, or ``"default"``.
         dataset: a dataset file.
         out_dir: output folder.
@@ -174,17 +171,10 @@ def evaluate(
     Returns:
         dict: the numbers written to ``evaluate.json``.
     """
-    from . import plots
-
     if not isinstance(model, VAEModel):
-        model = VAEModel(None if model in (None, "default") else model)
+        model = get_model(None if model in (None, "default") else model)
     images, table, psfs, _ = read_dataset(dataset)
-    if split == "all":
-        sel = np.ones(len(table), bool)
-    elif split == "passes":
-        sel = np.asarray(table["passes"], bool)
-    else:
-        sel = np.asarray(table["split"]) == split
+    sel = select_split(table, split)
     if sel.sum() < 2:
         raise GalSimValueError("evaluate needs at least 2 stamps in the split", split)
     x = images[sel].astype(float)
@@ -239,8 +229,6 @@ def evaluate(
         "ident": [int(i) for i in t["ident"]],
     }
     if sersic:
-        from .sersic import fit_sersic_lsq
-
         if psfs is None:
             raise GalSimValueError("the dataset has no PSFS HDU for the Sersic fits", dataset)
         fits_ = [
@@ -255,5 +243,5 @@ def evaluate(
         )
         res["sersic_chi2_per_pixel"] = chi2_s.tolist()
         plots.plot_chi2_comparison(chi2, chi2_s, snr_img, out / "chi2_vae_vs_sersic.png")
-    _json_dump(res, out / "evaluate.json")
+    write_json(out / "evaluate.json", res)
     return res

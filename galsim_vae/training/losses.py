@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import GalSimRangeError, GalSimValueError
+
 __all__ = ["bce_per_image", "kl_per_image", "VAELoss", "LOSSES"]
 
 LOSSES = ("original", "beta", "flow")
@@ -56,11 +58,11 @@ class VAELoss:
 
     def __post_init__(self):
         if self.kind not in LOSSES:
-            raise ValueError(f"unknown loss {self.kind!r}; choose from {LOSSES}")
+            raise GalSimValueError("Unknown loss", self.kind, LOSSES)
         if self.param is None:
             object.__setattr__(self, "param", _DEFAULT_PARAM[self.kind])
         if not self.param >= 0:
-            raise ValueError(f"loss parameter must be >= 0, got {self.param!r}")
+            raise GalSimRangeError("loss parameter must be >= 0", self.param, 0)
 
     def terms(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor) -> dict:
         """The loss and its parts, batch means per pixel: ``loss``, ``bce``, ``kl``."""

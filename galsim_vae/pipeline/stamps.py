@@ -31,8 +31,9 @@ import galsim
 import numpy as np
 from astropy.io import fits
 
+from ..errors import GalSimRangeError, GalSimValueError
+from ..psf import psf_from_image
 from ._parallel import item_seed, parallel_map
-from .errors import GalSimRangeError, GalSimValueError
 from .metrics import stamp_metrics
 
 __all__ = [
@@ -68,7 +69,7 @@ _REQUIRED_COLUMNS = (
 def find_catalog(path=None):
     """Path of a ``RealGalaxyCatalog`` file.
 
-    Args:
+    Parameters:
         path: the catalog file, or a folder holding exactly one ``real_galaxy_catalog_*.fits``
             (not ``*_fits.fits`` or ``*_selection.fits``). When None, the ``GALSIM_VAE_COSMOS``
             environment variable is used. [default: None]
@@ -166,7 +167,7 @@ def _draw(profile, stamp_size, scale, native_scale):
 
 def psf_stamp(psf_image, *, stamp_size=64, scale=HST_PIXEL_SCALE):
     """An effective-PSF image redrawn at ``scale``, centred like the galaxy stamps, unit flux."""
-    psf = galsim.InterpolatedImage(psf_image, x_interpolant="quintic", flux=1.0)
+    psf = psf_from_image(psf_image)
     return _draw(psf, stamp_size, scale, psf_image.scale).array.astype(np.float32)
 
 
@@ -179,7 +180,7 @@ def real_stamp(
     grid; where the stamp extends past the original, it is padded with the catalog's own
     correlated noise (``InterpolatedImage(noise_pad=...)``).
 
-    Args:
+    Parameters:
         rgc: a ``galsim.RealGalaxyCatalog``.
         index: row in the catalog.
         stamp_size: side of the stamp in pixels. [default: 64]

@@ -11,8 +11,8 @@ Definitions, for a square stamp ``I`` of side ``N`` pixels (N divisible by 8 and
   stamp. Fitting a rotated Gaussian is equivalent to the paper's "rotate the galaxy so that its
   long axis is horizontal, then fit": the major-axis sigma is the largest sigma any rotation gives.
 - NonUniformity: ``max(I) / mean(I)``.
-- normalisation: ``(I - min(I)) / (max(I) - min(I))``; ``min`` and ``max`` are kept per stamp so
-  that :func:`denormalize` returns a stamp (or a decoded one) to flux units exactly.
+
+The [0, 1] normalisation the networks see is part of the core: :func:`galsim_vae.normalize`.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
-from .errors import GalSimRangeError, GalSimValueError
+from ..errors import GalSimRangeError
+from ..stamp import check_stamps
 
 __all__ = [
-    "border_pixels",
     "noise_sigma",
     "snr",
     "gaussian_width",
     "nonuniformity",
     "stamp_metrics",
-    "normalize",
-    "denormalize",
     "QualityCuts",
     "NOISE_BLOCK",
     "SNR_BLOCK",
@@ -45,18 +43,7 @@ SNR_BLOCK = 4
 
 
 def _check_stamp(image, block):
-    arr = np.asarray(image, dtype=float)
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
-        raise GalSimValueError("A stamp must be a square 2-D array", getattr(arr, "shape", None))
-    if arr.shape[0] % block or arr.shape[0] < 2 * block:
-        raise GalSimValueError(
-            f"Stamp side must be a multiple of {block} and at least {2 * block} pixels", arr.shape
-        )
-    if not np.all(np.isfinite(arr)):
-        raise GalSimValueError(
-            "Stamp contains NaN or infinite pixels", int(np.sum(~np.isfinite(arr)))
-        )
-    return arr
+    return check_stamps(image, multiple=block, min_size=2 * block, single=True)[0]
 
 
 def _blocks(arr, block):
@@ -64,19 +51,10 @@ def _blocks(arr, block):
     return arr.reshape(n, block, n, block).swapaxes(1, 2)  # (n, n, block, block)
 
 
-def border_pixels(image, width=4):
-    """The pixels of the ``width``-pixel frame around a stamp, as one flat array."""
-    a = np.asarray(image)
-    w = int(width)
-    return np.concatenate(
-        [a[:w].ravel(), a[-w:].ravel(), a[w:-w, :w].ravel(), a[w:-w, -w:].ravel()]
-    )
-
-
 def noise_sigma(image, *, block=NOISE_BLOCK):
     """Noise standard deviation from the border of a stamp.
 
-    Args:
+    Parameters:
         image: square 2-D array (or ``galsim.Image``), side a multiple of ``block``.
         block: side of the border blocks in pixels. [default: 8]
 
@@ -94,7 +72,7 @@ def noise_sigma(image, *, block=NOISE_BLOCK):
 def snr(image, *, sigma=None, block=SNR_BLOCK):
     """Signal-to-noise ratio of a stamp: peak of the 4x4-block-averaged image over the noise.
 
-    Args:
+    Parameters:
         image: square 2-D array (or ``galsim.Image``).
         sigma: noise standard deviation; measured with :func:`noise_sigma` when None.
             [default: None]
@@ -112,11 +90,7 @@ def snr(image, *, sigma=None, block=SNR_BLOCK):
 
 def nonuniformity(image):
     """``max(I) / mean(I)`` of a stamp (``inf`` when the mean is not positive)."""
-    arr = np.asarray(getattr(image, "array", image), dtype=float)
-    if not np.all(np.isfinite(arr)):
-        raise GalSimValueError(
-            "Stamp contains NaN or infinite pixels", int(np.sum(~np.isfinite(arr)))
-        )
+    arr = check_stamps(image, single=True)[0]
     mean = arr.mean()
     return float(arr.max() / mean) if mean > 0 else float("inf")
 
@@ -135,7 +109,7 @@ def gaussian_width(image):
     The fit is ``scipy.optimize.curve_fit`` (Levenberg-Marquardt) of amplitude, centre, two
     sigmas and a position angle, started from the stamp's second moments.
 
-    Args:
+    Parameters:
         image: 2-D array (or ``galsim.Image``) in any units.
 
     Returns:
@@ -194,47 +168,6 @@ def stamp_metrics(image):
             norm_max=float(arr.max()),
         )
     )
-
-
-def normalize(images):
-    """Scale each stamp to [0, 1] by ``(I - min) / (max - min)``.
-
-    Args:
-        images: one stamp ``(N, N)`` or a stack ``(B, N, N)``.
-
-    Returns:
-        tuple: ``(normalized, vmin, vmax)``; ``vmin`` and ``vmax`` have one value per stamp.
-    """
-    arr = np.asarray(images, dtype=np.float64)
-    single = arr.ndim == 2
-    if single:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise GalSimValueError("normalize takes a stamp or a stack of stamps", arr.shape)
-    if not np.all(np.isfinite(arr)):
-        raise GalSimValueError(
-            "Stamps contain NaN or infinite pixels", int(np.sum(~np.isfinite(arr)))
-        )
-    vmin = arr.min(axis=(1, 2))
-    vmax = arr.max(axis=(1, 2))
-    span = vmax - vmin
-    if np.any(span <= 0):
-        raise GalSimValueError("Cannot normalise a constant stamp", np.flatnonzero(span <= 0))
-    out = (arr - vmin[:, None, None]) / span[:, None, None]
-    if single:
-        return out[0], float(vmin[0]), float(vmax[0])
-    return out, vmin, vmax
-
-
-def denormalize(normalized, vmin, vmax):
-    """Undo :func:`normalize`: ``I = vmin + normalized * (vmax - vmin)``, per stamp."""
-    arr = np.asarray(normalized, dtype=np.float64)
-    vmin = np.asarray(vmin, dtype=np.float64)
-    vmax = np.asarray(vmax, dtype=np.float64)
-    if arr.ndim == 3:
-        vmin = vmin.reshape(-1, 1, 1)
-        vmax = vmax.reshape(-1, 1, 1)
-    return vmin + arr * (vmax - vmin)
 
 
 @dataclass(frozen=True)

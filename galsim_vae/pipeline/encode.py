@@ -21,11 +21,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import galsim
 import numpy as np
+from astropy.io import fits
+from astropy.table import Table
 from tqdm.auto import tqdm
 
-from ._io import atomic_path
-from .errors import GalSimValueError
+from .._utils import atomic_path
+from ..errors import GalSimValueError
+from ..model import get_model
+from ._parallel import default_nproc, item_seed, spawn_pool
+from .metrics import stamp_metrics
+from .stamps import open_catalog, real_stamp
 
 __all__ = ["encode_stamps", "encode_catalog"]
 
@@ -39,9 +46,6 @@ def encode_stamps(images, model_file=None, *, idents=None, rows=None, metrics=No
     Bad stamps (wrong shape, NaN or infinite pixels, constant) are flagged, not raised.
     ``metrics`` (a dict of arrays, one value per stamp) is used instead of measuring them.
     """
-    from .metrics import stamp_metrics
-    from .model import get_model
-
     model = get_model(model_file)
     n = len(images)
     k, s = model.latent_dim, model.stamp_size
@@ -94,11 +98,6 @@ def encode_stamps(images, model_file=None, *, idents=None, rows=None, metrics=No
 
 def _catalog_chunk(catalog_file, indices, stamp_size, pixel_scale, seed, model_file):
     """Draw and encode one chunk of a RealGalaxyCatalog (runs in a worker)."""
-    import galsim
-
-    from ._parallel import item_seed
-    from .stamps import real_stamp
-
     rgc = _open_rgc(catalog_file)
     images, idents = [], []
     mets = {c: [] for c in _METRICS}
@@ -127,16 +126,12 @@ _rgc_cache = {}
 
 
 def _open_rgc(path):
-    import galsim
-
     if path not in _rgc_cache:
         _rgc_cache[path] = galsim.RealGalaxyCatalog(str(path))
     return _rgc_cache[path]
 
 
 def _dataset_chunk(path, indices, model_file):
-    from astropy.io import fits
-
     with fits.open(path, memmap=True) as h:
         sl = slice(indices[0], indices[-1] + 1)
         imgs = np.asarray(h["STAMPS"].section[sl], dtype=float)
@@ -148,8 +143,6 @@ def _dataset_chunk(path, indices, model_file):
 
 def _source(path):
     """('dataset', path, n) or ('catalog', catalog_file, n)."""
-    from astropy.io import fits
-
     p = Path(path)
     if p.is_file():
         try:
@@ -158,8 +151,6 @@ def _source(path):
                     return "dataset", str(p), int(h["STAMPS"].header["NAXIS3"])
         except OSError as e:
             raise GalSimValueError(f"Cannot read {p} ({e})", str(p)) from e
-    from .stamps import open_catalog
-
     rgc = open_catalog(path)
     return "catalog", str(rgc.file_name), int(rgc.nobjects)
 
@@ -195,7 +186,7 @@ def encode_catalog(
 ):
     """Encode every stamp of ``source`` and write the latents table ``out`` (FITS).
 
-    Args:
+    Parameters:
         source: a dataset file or a COSMOS catalog (file or folder).
         out: output FITS table.
         model: weights file; the shipped model when None. [default: None]
@@ -210,10 +201,6 @@ def encode_catalog(
     Returns:
         astropy.table.Table: the written table.
     """
-    from astropy.table import Table
-
-    from .model import get_model
-
     model_file = None if model is None else str(model)
     get_model(model_file)  # fail early on a bad model file
     kind, path, n = _source(source)
@@ -249,8 +236,6 @@ def encode_catalog(
             for fut in as_completed(futs):
                 save(futs[fut], fut.result())
         elif kind == "catalog" and (nproc or 2) > 1 and len(todo) > 1:
-            from ._parallel import default_nproc, spawn_pool
-
             with spawn_pool(nproc or default_nproc()) as pool:
                 jobs = [(k, pool.apply_async(task(c)[0], task(c)[1])) for k, c in todo]
                 for k, j in jobs:

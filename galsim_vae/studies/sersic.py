@@ -21,7 +21,9 @@ import galsim
 import numpy as np
 from scipy.optimize import least_squares
 
-from .errors import GalSimValueError
+from ..errors import GalSimValueError
+from ..psf import psf_from_image
+from ..stamp import check_stamps
 
 __all__ = [
     "PARAMS",
@@ -56,17 +58,6 @@ class SersicFit:
         return d
 
 
-def _psf_object(psf, scale):
-    if isinstance(psf, galsim.GSObject):
-        return psf
-    return galsim.InterpolatedImage(
-        galsim.Image(np.asarray(psf, dtype=float), scale=scale),
-        x_interpolant="quintic",
-        flux=1.0,
-        use_true_center=False,
-    )
-
-
 def sersic_model(params, psf, *, stamp_size=64, scale=0.03):
     """The PSF-convolved Sersic stamp of ``params`` (see :data:`PARAMS`), centred like a stamp.
 
@@ -75,7 +66,7 @@ def sersic_model(params, psf, *, stamp_size=64, scale=0.03):
     flux, hlr, n, g1, g2, x0, y0 = params
     gal = galsim.Sersic(n=float(n), half_light_radius=float(hlr), flux=float(flux), gsparams=_GSP)
     gal = gal.shear(g1=float(g1), g2=float(g2)).shift(float(x0), float(y0))
-    conv = galsim.Convolve(gal, _psf_object(psf, scale), gsparams=_GSP)
+    conv = galsim.Convolve(gal, psf_from_image(psf, scale, use_true_center=False), gsparams=_GSP)
     return conv.drawImage(
         nx=stamp_size, ny=stamp_size, scale=scale, method="no_pixel", use_true_center=False
     ).array
@@ -92,11 +83,7 @@ def _start(image, scale):
 
 
 def _check(image, sigma):
-    img = np.asarray(getattr(image, "array", image), dtype=float)
-    if img.ndim != 2 or img.shape[0] != img.shape[1]:
-        raise GalSimValueError("image must be a square stamp", img.shape)
-    if not np.all(np.isfinite(img)):
-        raise GalSimValueError("image has NaN or infinite pixels", int(np.sum(~np.isfinite(img))))
+    img = check_stamps(image, single=True)[0]
     if not sigma > 0:
         raise GalSimValueError("noise sigma must be positive", sigma)
     return img
@@ -114,7 +101,7 @@ def fit_sersic_lsq(image, psf, sigma, *, scale=0.03, diff_step=1e-3, max_nfev=20
     """
     img = _check(image, sigma)
     n = img.shape[0]
-    psf_obj = _psf_object(psf, scale)
+    psf_obj = psf_from_image(psf, scale, use_true_center=False)
     lo, hi = _LO.copy(), _HI.copy()
     hi[0] = max(10 * abs(img.sum()), 1e-3)
     p0 = np.clip(_start(img, scale), lo + 1e-6, hi - 1e-6)
@@ -154,7 +141,7 @@ def fit_sersic_mcmc(
 ):
     """Sample the Sersic posterior with emcee (flat priors inside the bounds).
 
-    Args:
+    Parameters:
         image, psf, sigma, scale: as :func:`fit_sersic_lsq`.
         nwalkers: number of walkers (>= 14). [default: 16]
         nsteps: steps per walker. [default: 300]
@@ -171,7 +158,7 @@ def fit_sersic_mcmc(
 
     img = _check(image, sigma)
     n = img.shape[0]
-    psf_obj = _psf_object(psf, scale)
+    psf_obj = psf_from_image(psf, scale, use_true_center=False)
     if start is None:
         start = fit_sersic_lsq(img, psf_obj, sigma, scale=scale)
     hi = _HI.copy()

@@ -1,15 +1,17 @@
-"""Every figure galsim_vae writes, as PNG files (matplotlib, non-interactive backend)."""
+"""Every figure galsim_vae writes, as PNG files.
+
+Figures are built as ``matplotlib.figure.Figure`` objects and written with their own canvas, not
+through ``pyplot``: nothing here selects or changes matplotlib's backend, so a notebook that
+imports galsim_vae keeps its own, and no figure is left open.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import matplotlib.ticker as mticker  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.ticker as mticker
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -43,8 +45,13 @@ def save(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
+
+
+def _subplots(nrows=1, ncols=1, *, figsize=None, **kwargs):
+    """``pyplot.subplots`` without pyplot: a free-standing Figure and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _show(ax, img, title=None):
@@ -72,7 +79,7 @@ def _bins(values, log):
 
 def plot_metrics(images, table, path, *, title="Quality metrics"):
     """The paper's Fig. 2: per metric, its histogram and the stamps of lowest and highest value."""
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         len(METRIC_COLUMNS),
         7,
         figsize=(13, 2.1 * len(METRIC_COLUMNS)),
@@ -107,7 +114,7 @@ def plot_metrics(images, table, path, *, title="Quality metrics"):
 
 def plot_metric_comparison(tables, labels, path, *, title="Simulated vs real stamps"):
     """Overlaid, normalised histograms of each metric for several datasets."""
-    fig, axes = plt.subplots(1, len(METRIC_COLUMNS), figsize=(4 * len(METRIC_COLUMNS), 3.2))
+    fig, axes = _subplots(1, len(METRIC_COLUMNS), figsize=(4 * len(METRIC_COLUMNS), 3.2))
     for ax, (col, label, log) in zip(axes, METRIC_COLUMNS, strict=False):
         allv = np.concatenate([np.asarray(t[col], dtype=float) for t in tables])
         bins = _bins(allv, log)
@@ -131,7 +138,7 @@ def plot_metric_comparison(tables, labels, path, *, title="Simulated vs real sta
 
 def plot_learning_curve(history, path, *, title="Learning curve"):
     """Train and validation loss per epoch (the paper's Figs. 4 and 8)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _subplots(figsize=(5, 3.5))
     ep = [h["epoch"] for h in history]
     ax.plot(ep, [h["train_loss"] for h in history], "o-", ms=3, label="train")
     ax.plot(ep, [h["valid_loss"] for h in history], "s-", ms=3, label="validation")
@@ -145,7 +152,7 @@ def plot_learning_curve(history, path, *, title="Learning curve"):
 def plot_reconstructions(inputs, recons, path, *, n=8, title="Reconstructions", sigma=None):
     """Rows of input, reconstruction and residual (the paper's Fig. 6)."""
     n = min(n, len(inputs))
-    fig, axes = plt.subplots(3, n, figsize=(1.4 * n, 4.4), squeeze=False)
+    fig, axes = _subplots(3, n, figsize=(1.4 * n, 4.4), squeeze=False)
     for j in range(n):
         lo, hi = np.percentile(inputs[j], [1, 99.8])
         for i, img in enumerate([inputs[j], recons[j]]):
@@ -165,7 +172,7 @@ def plot_reconstructions(inputs, recons, path, *, n=8, title="Reconstructions", 
 
 def plot_latent_snr(snrs, labels, path, *, title="Latent SNR (eq. 6)"):
     """Sorted latent SNR of one or more models (the paper's Figs. 5, 9, 11)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _subplots(figsize=(6, 3.5))
     for s, lab in zip(snrs, labels, strict=False):
         ax.semilogy(np.sort(np.asarray(s))[::-1], "o-", ms=3, label=lab)
     ax.axhline(1, color="0.5", ls=":")
@@ -179,7 +186,7 @@ def plot_latent_snr(snrs, labels, path, *, title="Latent SNR (eq. 6)"):
 def plot_traversals(grid, steps, latents, path, *, title="Latent traversals"):
     """Decoded images for each latent (rows) stepped from -3 to +3 std (columns)."""
     nr, nc = grid.shape[:2]
-    fig, axes = plt.subplots(nr, nc, figsize=(1.2 * nc, 1.2 * nr), squeeze=False)
+    fig, axes = _subplots(nr, nc, figsize=(1.2 * nc, 1.2 * nr), squeeze=False)
     for i in range(nr):
         for j in range(nc):
             axes[i, j].imshow(grid[i, j], origin="lower", cmap="magma")
@@ -197,7 +204,7 @@ def plot_latent_histograms(mu, path, *, title="Latent means vs N(0, 1)"):
     k = mu.shape[1]
     nc = 8
     nr = int(np.ceil(k / nc))
-    fig, axes = plt.subplots(nr, nc, figsize=(1.6 * nc, 1.2 * nr), squeeze=False)
+    fig, axes = _subplots(nr, nc, figsize=(1.6 * nc, 1.2 * nr), squeeze=False)
     x = np.linspace(-4, 4, 100)
     for i, ax in enumerate(axes.flat):
         if i >= k:
@@ -218,7 +225,7 @@ def plot_gallery(images, path, *, ncol=8, title="Samples", scale=None):
     """A grid of stamps."""
     n = len(images)
     nr = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nr, ncol, figsize=(1.3 * ncol, 1.3 * nr), squeeze=False)
+    fig, axes = _subplots(nr, ncol, figsize=(1.3 * ncol, 1.3 * nr), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -236,7 +243,7 @@ def plot_scene(image, path, *, title="Scene"):
     """A drawn scene with an asinh stretch."""
     arr = np.asarray(image)
     sig = np.std(arr[arr < np.percentile(arr, 60)]) or 1.0
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig, ax = _subplots(figsize=(7, 7))
     ax.imshow(np.arcsinh(arr / (2 * sig)), origin="lower", cmap="gray_r")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -256,7 +263,7 @@ def plot_rotation_denoise(rot, den, inputs, path, *, title="Rotation invariance 
     ]
     for snr, (_idx, noisy, rec) in zip(den["snr"], den["examples"]):
         cols += [(f"SNR {snr}", noisy), (f"recon SNR {snr}", rec)]
-    fig, axes = plt.subplots(1, len(cols), figsize=(1.6 * len(cols), 2.0), squeeze=False)
+    fig, axes = _subplots(1, len(cols), figsize=(1.6 * len(cols), 2.0), squeeze=False)
     for ax, (lab, img) in zip(axes[0], cols):
         _show(ax, img, lab)
     fig.suptitle(title, fontsize=9)
@@ -265,7 +272,7 @@ def plot_rotation_denoise(rot, den, inputs, path, *, title="Rotation invariance 
 
 def plot_chi2_comparison(chi2_vae, chi2_sersic, snr, path, *, title="Reconstruction chi2"):
     """Chi2 per pixel of the VAE reconstruction and of the Sersic fit, against stamp SNR."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = _subplots(figsize=(5.5, 3.8))
     ax.scatter(snr, chi2_sersic, s=14, label="Sersic fit (least squares)", marker="s")
     ax.scatter(snr, chi2_vae, s=14, label="VAE reconstruction")
     ax.axvline(np.median(snr), color="0.6", ls=":", label="median SNR")
@@ -280,7 +287,7 @@ def plot_chi2_comparison(chi2_vae, chi2_sersic, snr, path, *, title="Reconstruct
 
 def plot_attribute_report(rep, path):
     """Requested vs measured size of attribute-conditioned galaxies, and Sersic n by type."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    fig, (a, b) = _subplots(1, 2, figsize=(9.5, 3.8))
     s = np.array(rep["size_requested"])
     a.fill_between(s, 0.9 * s, 1.1 * s, color="0.88", label="request ±10%")
     a.plot(s, s, "k:", lw=1)
@@ -327,7 +334,7 @@ def plot_validation(stats, path, *, title="Real, VAE and Sersic galaxies"):
     keys = list(next(iter(stats.values())))
     nc = 4
     nr = int(np.ceil(len(keys) / nc))
-    fig, axes = plt.subplots(nr, nc, figsize=(4 * nc, 3 * nr), squeeze=False)
+    fig, axes = _subplots(nr, nc, figsize=(4 * nc, 3 * nr), squeeze=False)
     for ax, k in zip(axes.flat, keys):
         allv = np.concatenate([v[k][np.isfinite(v[k])] for v in stats.values()])
         if len(allv) == 0:

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ._io import atomic_path
-from .checkpoint import load_state_dict, load_training_state, save_training_state, save_vae
-from .errors import GalSimValueError
+from .._utils import write_json
+from ..checkpoint import load_state_dict, load_training_state, save_training_state, save_vae
+from ..errors import GalSimValueError
+from ..nn import VAE
 from .losses import VAELoss
-from .nn import VAE
 
 __all__ = ["TrainConfig", "augment_batch", "check_images", "evaluate_loss", "train"]
 
@@ -142,7 +142,7 @@ def train(
 ) -> list[dict]:
     """Train ``model`` and checkpoint every epoch in ``out_dir``.
 
-    Args:
+    Parameters:
         model: a :class:`~galsim_vae.nn.VAE` (fresh, or any state: ``resume`` replaces it).
         train_images, valid_images: normalised stamps ``(N, 1, S, S)`` in [0, 1].
         loss: the :class:`~galsim_vae.losses.VAELoss`.
@@ -271,8 +271,7 @@ def train(
             },
         )
         model.to(dev)
-        with atomic_path(out / "history.json") as tmp:
-            tmp.write_text(json.dumps(history, indent=1))
+        write_json(out / "history.json", history)
         if progress:
             h = history[-1]
             tqdm.write(

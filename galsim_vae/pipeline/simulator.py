@@ -32,8 +32,10 @@ import galsim
 import numpy as np
 from astropy.io import fits
 
+from .._utils import check_count
+from ..errors import GalSimRangeError, GalSimValueError
+from ..psf import psf_from_image
 from ._parallel import item_seed, parallel_map
-from .errors import GalSimRangeError, GalSimValueError
 from .metrics import stamp_metrics
 from .stamps import HST_PIXEL_SCALE, check_stamp_geometry
 
@@ -178,11 +180,12 @@ def _psf_library(data_dir, stamp_scale, size=48):
         raise GalSimValueError("No HST PSF images found", str(data_dir))
     out = []
     for im in imgs:
-        ii = galsim.InterpolatedImage(im, x_interpolant="quintic", flux=1.0)
         out.append(
-            ii.drawImage(
+            psf_from_image(im)
+            .drawImage(
                 nx=size, ny=size, scale=stamp_scale, method="no_pixel", use_true_center=False
-            ).array
+            )
+            .array
         )
     return np.array(out, dtype=np.float32)
 
@@ -204,7 +207,7 @@ def _noise_variances(data_dir):
 class COSMOSLikeSimulator:
     """Draws COSMOS-like HST F814W stamps (see the module docstring for what goes in).
 
-    Args:
+    Parameters:
         data_dir: folder of the real data; found with :func:`find_shared_data` when None.
             [default: None]
         stamp_size: side of the stamps in pixels. [default: 64]
@@ -242,13 +245,7 @@ class COSMOSLikeSimulator:
         self.psfs = _psf_library(self.data_dir, self.pixel_scale)
         self.variances = _noise_variances(self.data_dir)
         self._psf_objs = [
-            galsim.InterpolatedImage(
-                galsim.Image(p.astype(float), scale=self.pixel_scale),
-                x_interpolant="quintic",
-                flux=1.0,
-                use_true_center=False,
-            )
-            for p in self.psfs
+            psf_from_image(p, self.pixel_scale, use_true_center=False) for p in self.psfs
         ]
         cf = self.data_dir / "cosmos_btk100" / "acs_I_unrot_sci_20_cf.fits"
         if not cf.is_file():
@@ -374,7 +371,7 @@ class _SimWorker:
 def simulate(n, *, seed=1234, data_dir=None, nproc=None, progress=True, start=0, **kwargs):
     """``n`` simulated stamps seeded by ``seed``.
 
-    Args:
+    Parameters:
         n: number of stamps.
         seed: the set's seed; stamp ``i`` depends only on ``(seed, i)``. [default: 1234]
         data_dir: real data folder (see :func:`find_shared_data`). [default: None]
@@ -387,8 +384,7 @@ def simulate(n, *, seed=1234, data_dir=None, nproc=None, progress=True, start=0,
         tuple: ``(images, psfs, rows, simulator)``; ``images`` is ``(n, S, S)`` float32, ``psfs``
         the PSF library (rows refer to it by ``psf_index``).
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise GalSimValueError("n must be a positive integer", n)
+    n = check_count(n)
     sim = COSMOSLikeSimulator(data_dir, **kwargs)
     kw = dict(kwargs, data_dir=sim.data_dir)
     res = parallel_map(

@@ -1,0 +1,131 @@
+"""Small helpers every layer uses (private): atomic writes, array files, argument checks.
+
+Nothing here imports more than numpy and galsim, so the core and the jobs alike can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GalSimValueError
+
+__all__ = [
+    "atomic_path",
+    "write_json",
+    "save_arrays",
+    "load_arrays",
+    "as_deviate",
+    "check_count",
+]
+
+
+class atomic_path:
+    """Context manager giving a temporary path that is renamed to ``path`` on success.
+
+    On an exception (``KeyboardInterrupt`` included) the temporary file is removed, so an
+    interrupted write never leaves a file that looks complete.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+        return False
+
+
+def _to_json(o):
+    if isinstance(o, (np.generic, np.ndarray)):
+        return o.tolist()
+    return str(o)
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON to ``path``, atomically (numpy values become lists)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=_to_json))
+    return path
+
+
+def save_arrays(path, arrays: dict, meta: dict, *, dtype=None) -> Path:
+    """Write named arrays and a JSON header ``meta`` to one ``.npz`` file, atomically.
+
+    The file holds no pickled objects: :func:`load_arrays` reads it with ``allow_pickle=False``.
+
+    Parameters:
+        path: output file.
+        arrays: name -> array.
+        meta: JSON-serialisable dict, stored as the array ``meta``.
+        dtype: cast every array to this dtype. [default: None, as they are]
+    """
+    path = Path(path)
+    if "meta" in arrays:
+        raise GalSimValueError("'meta' is reserved for the header", sorted(arrays))
+    out = {
+        k: np.asarray(v) if dtype is None else np.asarray(v, dtype=dtype) for k, v in arrays.items()
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta, default=_to_json)), **out)
+    return path
+
+
+def load_arrays(path, what: str, required=()) -> tuple[dict, dict]:
+    """Read a file of :func:`save_arrays`: ``(arrays, meta)``.
+
+    Parameters:
+        path: the ``.npz`` file.
+        what: what the file is, for the error messages ("latent density").
+        required: array names the file must hold. [default: ()]
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise GalSimValueError(f"{what} file not found", str(p))
+    try:
+        with np.load(p, allow_pickle=False) as d:
+            arrays = {k: d[k] for k in d.files if k != "meta"}
+            meta = json.loads(str(d["meta"]))
+    except (OSError, KeyError, ValueError, EOFError) as e:
+        raise GalSimValueError(f"Not a {what} file ({e})", str(p)) from e
+    missing = sorted(set(required) - set(arrays))
+    if missing:
+        raise GalSimValueError(f"{what} file lacks {missing}", str(p))
+    return arrays, meta
+
+
+def as_deviate(rng):
+    """``rng`` as a ``galsim.BaseDeviate``: a deviate as it is, an int as a seed, None fresh.
+
+    Raises ``TypeError`` for anything else (a string, a float, a numpy Generator).
+    """
+    import galsim
+
+    if rng is None:
+        return galsim.BaseDeviate()
+    if isinstance(rng, galsim.BaseDeviate):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return galsim.BaseDeviate(int(rng))
+    raise TypeError(f"rng must be a galsim.BaseDeviate, an int seed or None, got {rng!r}")
+
+
+def check_count(n, name: str = "n", *, minimum: int = 1) -> int:
+    """``n`` as an int, refusing a non-integer (``TypeError``) or one below ``minimum``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {n!r}")
+    if n < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise GalSimValueError(f"{name} must be {what}", n)
+    return int(n)

@@ -1,0 +1,55 @@
+"""Options and helpers shared by the ``galsim-vae`` sub-commands (private)."""
+
+from __future__ import annotations
+
+from ..pipeline.metrics import QualityCuts
+
+__all__ = ["add_model_option", "model_arg", "add_cuts", "cuts"]
+
+
+def add_model_option(p, help="weights file, or 'default' for the shipped model"):
+    """The ``--model`` option (``default``: the shipped model)."""
+    p.add_argument("--model", default="default", help=help)
+
+
+def model_arg(a):
+    """The --model option as the library takes it: None for the shipped model."""
+    return None if a.model == "default" else a.model
+
+
+def add_cuts(p):
+    """The quality-cut and split options of the commands that write datasets."""
+
+    d = QualityCuts()
+    g = p.add_argument_group("quality cuts")
+    g.add_argument("--min-snr", type=float, default=d.min_snr)
+    g.add_argument("--max-snr", type=float, default=d.max_snr)
+    g.add_argument("--min-width", type=float, default=d.min_width, help="pixels")
+    g.add_argument("--max-width", type=float, default=d.max_width, help="pixels")
+    g.add_argument("--min-nonuniformity", type=float, default=d.min_nonuniformity)
+    g.add_argument("--max-nonuniformity", type=float, default=d.max_nonuniformity)
+    g.add_argument("--min-flux-fraction", type=float, default=d.min_flux_fraction)
+    g = p.add_argument_group("splits")
+    g.add_argument("--split-seed", type=int, default=1234)
+    g.add_argument("--valid", type=float, default=0.1, help="fraction (<1) or count")
+    g.add_argument("--test", type=float, default=0.1, help="fraction (<1) or count")
+    g.add_argument(
+        "--multiple",
+        type=int,
+        default=1,
+        help="round split sizes down to a multiple of this (e.g. the batch size)",
+    )
+
+
+def cuts(a):
+    """The :class:`QualityCuts` of the parsed options."""
+
+    return QualityCuts(
+        min_snr=a.min_snr,
+        max_snr=a.max_snr,
+        min_width=a.min_width,
+        max_width=a.max_width,
+        min_nonuniformity=a.min_nonuniformity,
+        max_nonuniformity=a.max_nonuniformity,
+        min_flux_fraction=a.min_flux_fraction,
+    )

@@ -1,0 +1,255 @@
+"""``galsim-vae train``, ``fit-density``, ``fit-attributes`` and ``draw``: make and use a model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._utils import atomic_path
+from ..attributes import attributes_path
+from ..density import LatentDensity
+from ..galaxy import VAEGalaxy
+from ..model import density_path, get_model
+from ..nn import PRESETS, build_vae
+from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset
+from ..scene import draw_scene
+from ..studies.attribute_fit import fit_attribute_model
+from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene
+from ..training.loop import TrainConfig, train
+from ..training.losses import LOSSES, VAELoss
+from ._common import add_model_option, model_arg
+
+__all__ = ["add_commands"]
+
+
+def _cmd_train(a):
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    images, table, _, _ = read_dataset(a.dataset)
+    tr = StampDataset((images, table), "train")
+    va = StampDataset((images, table), "valid")
+    if a.max_train:
+        tr.images = tr.images[: a.max_train]
+    summary = dict(dataset_summary(a.dataset, table), n_train=len(tr))
+    cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1])
+    model = build_vae(cfg)
+    tc = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        augment=not a.no_augment,
+        device=a.device,
+        lr_patience=a.lr_patience,
+        stop_patience=a.stop_patience,
+    )
+    out = Path(a.out)
+
+    def plot(history):
+        plot_learning_curve(
+            history, out / "learning_curve.png", title=f"{a.preset} VAE, {a.loss} loss"
+        )
+
+    hist = train(
+        model,
+        tr.tensor(),
+        va.tensor(),
+        loss=VAELoss(a.loss, a.loss_param),
+        out_dir=out,
+        config=tc,
+        pixel_scale=summary["pixel_scale"],
+        dataset=summary,
+        resume=not a.no_resume,
+        progress=not a.quiet,
+        on_epoch=plot,
+        max_seconds=a.max_minutes * 60 if a.max_minutes else None,
+    )
+    if hist:
+        plot(hist)
+        best = min(hist, key=lambda h: h["valid_loss"])
+        print(
+            f"trained {len(hist)} epochs; best validation loss {best['valid_loss']:.5f} at "
+            f"epoch {best['epoch']}; model {out / 'best.safetensors'}"
+        )
+    return 0
+
+
+def _cmd_fit_density(a):
+
+    model = get_model(model_arg(a))
+    ds = StampDataset(a.dataset, a.split)
+    mu, _ = model.encode_normalized(ds.images)
+    dens = LatentDensity.fit(
+        mu,
+        n_components=a.components,
+        seed=a.seed,
+        meta={
+            "dataset": Path(a.dataset).name,
+            "split": a.split,
+            "model_sha256": model.metadata["sha256"],
+        },
+    )
+    out = Path(a.out) if a.out else density_path(model.file_name)
+    dens.save(out)
+    print(f"wrote {out}: {a.components}-component mixture fitted to {len(mu)} latents")
+    return 0
+
+
+def _cmd_fit_attributes(a):
+
+    model = model_arg(a)
+    am, rep = fit_attribute_model(
+        a.dataset,
+        model,
+        max_rows=a.max_rows,
+        report_dir=a.report,
+        real_dataset=a.real,
+        n_per=a.n_per,
+        k=a.neighbours,
+        measurements=a.measurements,
+        nproc=a.nproc,
+        progress=not a.quiet,
+    )
+    out = Path(a.out) if a.out else attributes_path(get_model(model).file_name)
+    am.save(out)
+    print(json.dumps({k: v for k, v in rep.items() if not isinstance(v, list)}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_draw(a):
+
+    model = model_arg(a)
+    image, gals, _ = draw_scene(
+        a.n,
+        size=a.size,
+        pixel_scale=a.pixel_scale,
+        psf=a.psf,
+        fwhm=a.fwhm,
+        noise_sigma=a.noise,
+        seed=a.seed,
+        model=model,
+        sampling=a.sampling,
+    )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    with atomic_path(out / "scene.fits") as tmp:
+        image.write(str(tmp))
+    plot_scene(
+        image.array,
+        out / "scene.png",
+        title=f'{a.n} VAE galaxies, {a.psf} PSF {a.fwhm}", {a.pixel_scale}"/px, seed {a.seed}',
+    )
+    g = VAEGalaxy.sample(a.gallery, a.seed, model, sampling=a.sampling)
+    stamps = [x.stamp.array for x in g]
+
+    plot_gallery(
+        np.array(stamps),
+        out / "gallery.png",
+        title="Samples at HST resolution",
+        scale=g[0].stamp.scale,
+    )
+    print(f"wrote {out / 'scene.fits'}, {out / 'scene.png'} and {out / 'gallery.png'}")
+    return 0
+
+
+def add_commands(sub):
+    """Add the model commands to the ``galsim-vae`` sub-parser ``sub``."""
+    t = sub.add_parser(
+        "train",
+        help="train a VAE on a dataset file",
+        description="Train a VAE on the train split of a dataset file, with "
+        "checkpoints every epoch; rerunning the same command resumes.",
+    )
+    t.add_argument("dataset")
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="compact")
+    t.add_argument("--loss", choices=LOSSES, default="beta")
+    t.add_argument(
+        "--loss-param", type=float, default=None, help="beta (beta loss) or lambda (flow loss)"
+    )
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-patience", type=int, default=4)
+    t.add_argument("--stop-patience", type=int, default=10)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-train", type=int, default=0, help="use only the first N train stamps")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0,
+        help="stop after the epoch that passes this wall time (rerun to resume)",
+    )
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--no-resume", action="store_true")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    f = sub.add_parser(
+        "fit-density",
+        help="fit the latent density sampled by VAEGalaxy",
+        description="Encode a dataset and fit a Gaussian mixture to the latent "
+        "means; written beside the model (MODEL_density.npz) unless --out.",
+    )
+    f.add_argument("dataset")
+    add_model_option(f)
+    f.add_argument("--split", default="passes")
+    f.add_argument("--components", type=int, default=16)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", default=None)
+    f.set_defaults(func=_cmd_fit_density)
+
+    fa = sub.add_parser(
+        "fit-attributes",
+        help="fit the attribute <-> latent models",
+        description="Fit Hubble type / size / axis ratio <-> latent models on a "
+        "simulated dataset, measure them, and write them beside the model.",
+    )
+    fa.add_argument("dataset", help="a simulated dataset (true attributes)")
+    add_model_option(fa)
+    fa.add_argument("--out", default=None)
+    fa.add_argument("--max-rows", type=int, default=10000)
+    fa.add_argument("--n-per", type=int, default=48, help="galaxies per requested attribute")
+    fa.add_argument(
+        "--neighbours", type=int, default=64, help="training galaxies a request draws from"
+    )
+    fa.add_argument(
+        "--measurements",
+        default=None,
+        help="reuse the Sersic fits of the training stamps (measurements.npz of a --report "
+        "folder; a rerun with the same --report resumes by itself)",
+    )
+    fa.add_argument("--nproc", type=int, default=None)
+    fa.add_argument("--quiet", action="store_true")
+    fa.add_argument("--real", default=None, help="real dataset for the inverse-model check")
+    fa.add_argument("--report", default=None, help="folder for the figure and JSON")
+    fa.set_defaults(func=_cmd_fit_attributes)
+
+    d = sub.add_parser(
+        "draw",
+        help="draw a scene of sampled galaxies (the main job)",
+        description="Sample galaxies from the model, convolve them with a PSF, "
+        "draw them into a scene with noise: FITS + PNG, and a gallery PNG of "
+        "samples at HST resolution.",
+    )
+    d.add_argument("--out", default="out", help="output folder [default: out]")
+    add_model_option(d)
+    d.add_argument("--n", type=int, default=60, help="number of galaxies")
+    d.add_argument("--size", type=int, default=512, help="image side, pixels")
+    d.add_argument("--pixel-scale", type=float, default=0.2, help="arcsec/pixel")
+    d.add_argument("--psf", default="moffat", choices=("moffat", "gaussian", "airy", "none"))
+    d.add_argument("--fwhm", type=float, default=0.7, help="PSF FWHM, arcsec")
+    d.add_argument("--noise", type=float, default=5.0, help="Gaussian noise sigma per pixel")
+    d.add_argument("--sampling", default="density", choices=("density", "prior"))
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--gallery", type=int, default=32, help="galaxies in the gallery PNG")
+    d.set_defaults(func=_cmd_draw)

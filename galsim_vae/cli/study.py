@@ -1,0 +1,78 @@
+"""``galsim-vae evaluate`` and ``validate``: the studies of a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..studies.analysis import evaluate
+from ..studies.validation import validate
+from ._common import add_model_option, model_arg
+
+__all__ = ["add_commands"]
+
+
+def _cmd_evaluate(a):
+
+    res = evaluate(
+        a.model, a.dataset, a.out, split=a.split, seed=a.seed, n_show=a.n_show, sersic=a.sersic
+    )
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
+    return 0
+
+
+def _cmd_validate(a):
+
+    res = validate(
+        a.dataset,
+        a.out,
+        model=model_arg(a),
+        seed=a.seed,
+        n_samples=a.n_samples,
+        loss_summary=a.loss_summary,
+    )
+    print(json.dumps(res["statistics_closer_than_sersic"], indent=1))
+    print(f"wrote {Path(a.out) / 'validation.md'}")
+    return 0
+
+
+def add_commands(sub):
+    """Add the study commands to the ``galsim-vae`` sub-parser ``sub``."""
+    e = sub.add_parser(
+        "evaluate",
+        help="figures and numbers of a model on a dataset",
+        description="Reconstructions, latent SNR, traversals, latent histograms, "
+        "rotation invariance and denoising of a model on a dataset: PNGs and a "
+        "JSON in OUT.",
+    )
+    e.add_argument("model", help="weights file (or 'default')")
+    e.add_argument("dataset")
+    e.add_argument("--out", required=True)
+    e.add_argument("--split", default="test", help="train, valid, test, passes or all")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n-show", type=int, default=8)
+    e.add_argument(
+        "--sersic",
+        action="store_true",
+        help="also fit PSF-convolved Sersic profiles and compare chi2",
+    )
+    e.set_defaults(func=_cmd_evaluate)
+
+    v = sub.add_parser(
+        "validate",
+        help="compare real, VAE and Sersic galaxy statistics",
+        description="HSM and statmorph statistics of real galaxies, VAE "
+        "reconstructions and samples, and best-fit Sersic profiles; Markdown "
+        "report, PNG and JSON in OUT.",
+    )
+    v.add_argument("dataset", help="real dataset file (galsim-vae dataset)")
+    v.add_argument("--out", required=True)
+    add_model_option(v)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--n-samples", type=int, default=None)
+    v.add_argument(
+        "--loss-summary",
+        default=None,
+        help="summary.json of scripts/compare_losses.sh, added to the report",
+    )
+    v.set_defaults(func=_cmd_validate)

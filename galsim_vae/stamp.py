@@ -1,0 +1,95 @@
+"""The stamp the model sees: checks, the border frame, and the [0, 1] normalisation.
+
+A stamp is a square array of pixels in flux units with the galaxy centre on pixel ``(S/2, S/2)``
+(0-based). The networks see stamps scaled to [0, 1] by ``(I - min(I)) / (max(I) - min(I))``;
+``min`` and ``max`` are kept per stamp so that :func:`denormalize` returns a stamp (or a decoded
+one) to flux units exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import GalSimValueError
+
+__all__ = ["check_stamps", "border_pixels", "normalize", "denormalize"]
+
+
+def check_stamps(images, *, size=None, multiple=1, min_size=1, single=False) -> np.ndarray:
+    """Validate stamps and return them as a float64 stack ``(N, S, S)``.
+
+    One 2-D stamp becomes a stack of one; ``(N, 1, S, S)`` (a channel axis) is accepted.
+
+    Parameters:
+        images: one stamp ``(S, S)`` or a stack, array-like or ``galsim.Image``.
+        size: the side ``S`` the stamps must have. [default: None, any]
+        multiple: the side must be a multiple of this. [default: 1]
+        min_size: the smallest side allowed. [default: 1]
+        single: only one 2-D stamp is accepted. [default: False]
+
+    Raises:
+        GalSimValueError: not square, wrong side, NaN or infinite pixels.
+    """
+    x = np.asarray(getattr(images, "array", images), dtype=np.float64)
+    if single and x.ndim != 2:
+        raise GalSimValueError("A stamp must be a 2-D array", x.shape)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or x.shape[1] != x.shape[2] or (size is not None and x.shape[1] != size):
+        side = "square" if size is None else f"{size}x{size}"
+        raise GalSimValueError(f"Stamps must be {side}: (S, S) or (N, S, S)", x.shape)
+    s = x.shape[1]
+    if s % multiple or s < min_size:
+        raise GalSimValueError(
+            f"Stamp side must be a multiple of {multiple} and at least {min_size} pixels", x.shape
+        )
+    if not np.all(np.isfinite(x)):
+        raise GalSimValueError(
+            "Stamps contain NaN or infinite pixels", int(np.sum(~np.isfinite(x)))
+        )
+    return x
+
+
+def border_pixels(image, width=4):
+    """The pixels of the ``width``-pixel frame around a stamp, as one flat array."""
+    a = np.asarray(getattr(image, "array", image))
+    w = int(width)
+    return np.concatenate(
+        [a[:w].ravel(), a[-w:].ravel(), a[w:-w, :w].ravel(), a[w:-w, -w:].ravel()]
+    )
+
+
+def normalize(images):
+    """Scale each stamp to [0, 1] by ``(I - min) / (max - min)``.
+
+    Parameters:
+        images: one stamp ``(S, S)`` or a stack ``(N, S, S)``.
+
+    Returns:
+        tuple: ``(normalized, vmin, vmax)``; for a stack ``vmin`` and ``vmax`` have one value per
+        stamp, for one stamp they are floats.
+    """
+    single = np.ndim(getattr(images, "array", images)) == 2
+    arr = check_stamps(images)
+    vmin = arr.min(axis=(1, 2))
+    vmax = arr.max(axis=(1, 2))
+    span = vmax - vmin
+    if np.any(span <= 0):
+        raise GalSimValueError("Cannot normalise a constant stamp", np.flatnonzero(span <= 0))
+    out = (arr - vmin[:, None, None]) / span[:, None, None]
+    if single:
+        return out[0], float(vmin[0]), float(vmax[0])
+    return out, vmin, vmax
+
+
+def denormalize(normalized, vmin, vmax):
+    """Undo :func:`normalize`: ``I = vmin + normalized * (vmax - vmin)``, per stamp."""
+    arr = np.asarray(normalized, dtype=np.float64)
+    vmin = np.asarray(vmin, dtype=np.float64)
+    vmax = np.asarray(vmax, dtype=np.float64)
+    if arr.ndim == 3:
+        vmin = vmin.reshape(-1, 1, 1)
+        vmax = vmax.reshape(-1, 1, 1)
+    return vmin + arr * (vmax - vmin)

@@ -1,0 +1,62 @@
+import galsim
+import numpy as np
+import pytest
+
+from galsim_vae import denormalize, normalize
+from galsim_vae.stamp import border_pixels, check_stamps
+
+
+def test_normalisation_round_trip():
+    rng = np.random.default_rng(3)
+    stack = rng.normal(0.01, 0.003, (5, 64, 64))
+    norm, vmin, vmax = normalize(stack)
+    np.testing.assert_allclose(norm.min(axis=(1, 2)), 0)
+    np.testing.assert_allclose(norm.max(axis=(1, 2)), 1)
+    np.testing.assert_allclose(vmin, stack.min(axis=(1, 2)))
+    np.testing.assert_allclose(denormalize(norm, vmin, vmax), stack, rtol=0, atol=1e-15)
+    one, a, b = normalize(stack[2])
+    assert one.shape == (64, 64) and isinstance(a, float) and isinstance(b, float)
+    np.testing.assert_allclose(denormalize(one, a, b), stack[2], atol=1e-15)
+    # A galsim.Image is a stamp too.
+    img_norm, _, _ = normalize(galsim.Image(stack[1], scale=0.03))
+    np.testing.assert_allclose(img_norm, norm[1])
+
+
+def test_bad_normalisation():
+    with pytest.raises(galsim.GalSimValueError, match="constant"):
+        normalize(np.ones((2, 8, 8)))
+    with pytest.raises(galsim.GalSimValueError, match="NaN"):
+        normalize(np.full((8, 8), np.inf))
+
+
+def test_border_pixels_are_the_frame():
+    a = np.zeros((16, 16))
+    a[4:-4, 4:-4] = 1.0  # the inside of a 4-pixel frame
+    b = border_pixels(a)
+    assert len(b) == 16 * 16 - 8 * 8 and np.all(b == 0)
+    a[0, 5] = a[15, 15] = a[7, 2] = a[9, 13] = 7.0  # one pixel on each side of the frame
+    assert np.sum(border_pixels(a) == 7.0) == 4
+    assert len(border_pixels(a, width=2)) == 16 * 16 - 12 * 12
+
+
+@pytest.mark.parametrize(
+    "bad,kwargs,match",
+    [
+        (np.zeros((64, 32)), {}, "square"),
+        (np.zeros((3, 32, 32)), {"size": 64}, "64x64"),
+        (np.zeros((2, 3, 64, 64)), {"size": 64}, "64x64"),
+        (np.zeros((60, 60)), {"multiple": 8}, "multiple of 8"),
+        (np.zeros((8, 8)), {"multiple": 8, "min_size": 16}, "at least 16"),
+        (np.zeros((2, 8, 8)), {"single": True}, "2-D"),
+        (np.full((8, 8), np.nan), {}, "NaN"),
+    ],
+)
+def test_bad_stamps(bad, kwargs, match):
+    with pytest.raises(galsim.GalSimValueError, match=match):
+        check_stamps(bad, **kwargs)
+
+
+def test_good_stamps_become_a_float_stack():
+    assert check_stamps(np.zeros((8, 8), dtype=np.float32)).shape == (1, 8, 8)
+    assert check_stamps(np.zeros((3, 1, 8, 8))).shape == (3, 8, 8)
+    assert check_stamps(np.zeros((3, 8, 8)), size=8).dtype == np.float64
