@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -30,6 +31,12 @@ from ._utils import atomic_path
 from ._version import __version__
 from .errors import GalSimValueError
 from .nn import VAE, VAEConfig
+from .stamp import REPRESENTATIONS
+
+_NORMALISATION = {
+    "minmax": "minmax: (I - min) / (max - min) per stamp",
+    "flux": "flux: I * S / sum(I) per stamp, sky-subtracted",
+}
 
 __all__ = [
     "FORMAT",
@@ -69,8 +76,15 @@ def save_vae(
     epoch: int = 0,
     dataset: dict | None = None,
     extra: dict | None = None,
+    representation: str = "minmax",
 ) -> Path:
-    """Write a model's weights and metadata to a safetensors file, atomically."""
+    """Write a model's weights and metadata to a safetensors file, atomically.
+
+    ``representation`` is the stamp representation the model was trained on
+    (:data:`galsim_vae.stamp.REPRESENTATIONS`).
+    """
+    if representation not in REPRESENTATIONS:
+        raise GalSimValueError("Unknown representation", representation, REPRESENTATIONS)
     cfg = model.config
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
@@ -82,7 +96,8 @@ def save_vae(
         "latent_dim": str(cfg.latent_dim),
         "stamp_size": str(cfg.stamp_size),
         "pixel_scale": repr(float(pixel_scale)),
-        "normalisation": "minmax: (I - min) / (max - min) per stamp",
+        "normalisation": _NORMALISATION[representation],
+        "representation": representation,
         "loss": loss,
         "loss_param": repr(float(loss_param)),
         "epoch": str(int(epoch)),
@@ -171,5 +186,11 @@ def load_training_state(path) -> dict:
     """Read what :func:`save_training_state` wrote (``weights_only=True``: no code runs)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # a global weights_only refuses: not ours, not run
+        raise GalSimValueError(
+            "Training state holds objects other than tensors, numbers and strings; refused "
+            "unread (not written by galsim_vae)",
+            str(path),
+        ) from e
     except (OSError, RuntimeError, EOFError) as e:
         raise GalSimValueError(f"Cannot read training state ({e})", str(path)) from e

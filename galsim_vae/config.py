@@ -3,17 +3,21 @@
 Input type ``vae_model``
     Optional keys ``file_name`` (a weights file; the shipped model when absent) and
     ``latent_file`` (a FITS table with a ``mu`` column, as ``galsim-vae encode`` writes, or a
-    ``.npy`` array of latents) for ``index``-based galaxies. Without this input the shipped
-    model is used. Each process loads the model once.
+    ``.npy`` array of latents) for ``index``-based galaxies. Rows that ``encode`` flagged
+    (missing or corrupt stamps: a true ``flag`` column) are left out, and ``index`` counts the
+    rows kept; the table's normalisation columns (``norm_min``/``norm_max``, or ``flux`` for a
+    flux model) give each galaxy the flux of the stamp it was encoded from. Without this input
+    the shipped model is used. Each process loads the model once.
 
 Object type ``VAEGalaxy``
     Keys are the constructor's: exactly one of ``latent`` (a list of numbers), ``index`` (a row
     of the input's ``latent_file``), ``sampling`` (``density`` or ``prior``; the default when
     none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
     ``axis_ratio``; any of them may be a GalSim value type), plus ``flux``, ``norm_min``,
-    ``norm_max``, ``psf_mode`` and ``pad_factor``. Transformations (``shear``, ``rotate``,
-    ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own. Random latents come from
-    the object's rng, so ``image.random_seed`` fixes them.
+    ``norm_max``, ``pixel_scale``, ``psf_mode`` and ``pad_factor``. Transformations
+    (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own.
+    Random latents come from the object's rng, so ``image.random_seed`` fixes them; a flux
+    model's joint density gives each sampled galaxy its pixel scale and flux too.
 """
 
 from __future__ import annotations
@@ -62,11 +66,12 @@ class VAEModelInput:
             self.model = get_model(self.file_name)
         except galsim.GalSimError as e:
             raise GalSimConfigValueError(f"vae_model: {e}", self.file_name) from e
-        self.latents = None
+        self.latents, self.constants = None, {}
         if self.latent_file is not None:
             p = Path(self.latent_file)
             if not p.is_file():
                 raise GalSimConfigValueError("vae_model latent_file not found", str(p))
+            self.constants = {}
             if p.suffix == ".npy":
                 z = np.load(p, allow_pickle=False)
             else:
@@ -75,8 +80,18 @@ class VAEModelInput:
                 t = Table.read(p)
                 if "mu" not in t.colnames:
                     raise GalSimConfigValueError("latent_file has no 'mu' column", str(p))
+                if "flag" in t.colnames:  # rows encode could not encode: left out
+                    t = t[~np.asarray(t["flag"], dtype=bool)]
                 z = np.asarray(t["mu"], dtype=float)
-            self.latents = self.model._check_latents(z)
+                keys = (
+                    ("flux",) if self.model.representation == "flux" else ("norm_min", "norm_max")
+                )
+                if all(k in t.colnames for k in keys):
+                    self.constants = {k: np.asarray(t[k], dtype=float) for k in keys}
+            try:
+                self.latents = self.model._check_latents(z)
+            except galsim.GalSimError as e:
+                raise GalSimConfigValueError(f"vae_model latent_file {p}: {e}", str(p)) from e
 
     def getNObjects(self):
         return 0 if self.latents is None else len(self.latents)
@@ -106,6 +121,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "flux": float,
         "norm_min": float,
         "norm_max": float,
+        "pixel_scale": float,
         "psf_mode": str,
         "pad_factor": float,
         "hubble_type": str,
@@ -163,6 +179,8 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 "VAEGalaxy index out of range", index, (0, len(inp.latents) - 1)
             )
         z = inp.latents[index]
+        if not any(k in kwargs for k in ("flux", "norm_min", "norm_max")):
+            kwargs.update({k: float(v[index]) for k, v in inp.constants.items()})
     else:
         sampling = kwargs.pop("sampling", "density")
         if sampling not in ("density", "prior"):
@@ -170,7 +188,11 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 "Invalid sampling for VAEGalaxy", sampling, ("density", "prior")
             )
         rng = GetRNG(config, base, logger, "VAEGalaxy")
-        z = model.sample_latents(1, rng, sampling=sampling)[0]
+        pop = model.sample_population(1, rng, sampling=sampling)
+        z = pop["latent"][0]
+        if pop["flux"] is not None:  # a joint density: the galaxy's own scale and flux
+            kwargs.setdefault("pixel_scale", float(pop["pixel_scale"][0]))
+            kwargs.setdefault("flux", float(pop["flux"][0]))
         safe = False
     if len(z) != model.latent_dim:
         raise GalSimConfigValueError(

@@ -5,6 +5,10 @@ Beta-VAE's aggregate posterior is not the prior. A Gaussian mixture fitted (scik
 latent means of the training stamps follows it. The fitted mixture is stored without pickle, as an
 ``.npz`` of its arrays plus a JSON header (scikit-learn version, number of components, source), and
 sampled with a GalSim random deviate.
+
+The mixture may also model quantities beside the latents (``aux``): a flux-representation model's
+density is fitted on ``[latent, log10 pixel_scale, log10 flux]``, so that sampled galaxies get
+sizes and fluxes with the correlations of the training set (:meth:`LatentDensity.sample_joint`).
 """
 
 from __future__ import annotations
@@ -45,16 +49,35 @@ class LatentDensity:
         self.meta = dict(meta or {})
 
     @property
+    def aux_names(self) -> tuple:
+        """Names of the quantities modelled beside the latents (the last columns)."""
+        return tuple(self.meta.get("aux", ()))
+
+    @property
     def latent_dim(self) -> int:
-        return self.means.shape[1]
+        return self.means.shape[1] - len(self.aux_names)
 
     @classmethod
-    def fit(cls, latents, *, n_components=16, seed=0, meta=None) -> LatentDensity:
-        """Fit a full-covariance mixture to ``latents`` ``(N, D)`` with scikit-learn."""
+    def fit(cls, latents, *, aux=None, n_components=16, seed=0, meta=None) -> LatentDensity:
+        """Fit a full-covariance mixture to ``latents`` ``(N, D)`` with scikit-learn.
+
+        Parameters:
+            latents: ``(N, D)`` latent means.
+            aux: quantities modelled jointly with them, name -> ``(N,)`` array. [default: None]
+            n_components: mixture components. [default: 16]
+            seed: seed of the fit. [default: 0]
+            meta: extra metadata to store. [default: None]
+        """
         import sklearn
         from sklearn.mixture import GaussianMixture
 
         z = np.asarray(latents, dtype=float)
+        aux = dict(aux or {})
+        if aux:
+            cols = [np.asarray(v, dtype=float).reshape(-1) for v in aux.values()]
+            if any(len(c) != len(z) for c in cols):
+                raise GalSimValueError("aux needs one value per latent", [len(c) for c in cols])
+            z = np.column_stack([z] + cols)
         if z.ndim != 2 or len(z) < 2 * n_components:
             raise GalSimValueError("need (N, D) latents with N >= 2 * n_components", z.shape)
         gm = GaussianMixture(
@@ -65,11 +88,16 @@ class LatentDensity:
             "n_fit": int(len(z)),
             "n_components": int(n_components),
             **(meta or {}),
+            "aux": list(aux),
         }
         return cls(gm.weights_, gm.means_, gm.covariances_, m)
 
     def sample(self, n: int, rng) -> np.ndarray:
         """``n`` latents drawn with the ``galsim.BaseDeviate`` ``rng``."""
+        return self.sample_joint(n, rng)[0]
+
+    def sample_joint(self, n: int, rng) -> tuple[np.ndarray, dict]:
+        """``n`` latents and their ``aux`` values, drawn together: ``(latents, {name: (n,)})``."""
         import galsim
 
         n = check_count(n)
@@ -78,10 +106,12 @@ class LatentDensity:
         ud.generate(u)
         comp = np.searchsorted(np.cumsum(self.weights), u * self.weights.sum())
         comp = np.minimum(comp, len(self.weights) - 1)
-        g = np.empty(n * self.latent_dim)
+        dim = self.means.shape[1]
+        g = np.empty(n * dim)
         galsim.GaussianDeviate(rng).generate(g)
-        g = g.reshape(n, self.latent_dim)
-        return self.means[comp] + np.einsum("nij,nj->ni", self._chol[comp], g)
+        x = self.means[comp] + np.einsum("nij,nj->ni", self._chol[comp], g.reshape(n, dim))
+        k = self.latent_dim
+        return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
 
     def log_prob(self, latents) -> np.ndarray:
         """Log density of each latent."""

@@ -7,9 +7,14 @@ import numpy as np
 from galsim import GSObject
 from galsim.utilities import lazy_property
 
-from ._utils import as_deviate
+from ._utils import as_deviate, check_count
 from .attributes import ttype
-from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
+from .errors import (
+    GalSimIncompatibleValuesError,
+    GalSimNotImplementedError,
+    GalSimRangeError,
+    GalSimValueError,
+)
 from .model import VAEModel, default_model_path, get_model
 from .psf import hst_f814w_psf, psf_sigma
 
@@ -104,6 +109,14 @@ class VAEGalaxy(GSObject):
         k_interpolant: Fourier-space interpolant. [default: quintic]
         pad_factor: zero-padding factor of the ``InterpolatedImage``. [default: 4]
         gsparams: a ``galsim.GSParams``. [default: None]
+        pixel_scale: arcsec per pixel of the decoded stamp: the galaxy's size is the stamp's
+            size in pixels times this. [default: None, the model's scale; for a galaxy from
+            :meth:`sample` or :meth:`from_image` of a flux model, its own]
+
+    Flux-representation models (``VAEModel.representation == "flux"``) decode stamps that sum to
+    a constant and have no sky: their galaxies take ``flux`` (the training set's median when
+    None) and ``pixel_scale``, and refuse ``norm_min``/``norm_max``. Min-max models (the paper's,
+    and the shipped one) work as described above.
     """
 
     _has_hard_edges = False
@@ -124,6 +137,7 @@ class VAEGalaxy(GSObject):
         k_interpolant=None,
         pad_factor=4,
         gsparams=None,
+        pixel_scale=None,
         _stamp=None,
     ):
         if isinstance(model, VAEModel):
@@ -159,6 +173,14 @@ class VAEGalaxy(GSObject):
             raise TypeError(f"original_psf must be a GSObject, got {original_psf!r}")
         if flux is not None and not np.isfinite(flux):
             raise GalSimValueError("flux must be finite", flux)
+        if pixel_scale is not None and not (np.isfinite(pixel_scale) and pixel_scale > 0):
+            raise GalSimRangeError("pixel_scale must be positive", pixel_scale, 0)
+        if m.representation == "flux" and (norm_min is not None or norm_max is not None):
+            raise GalSimIncompatibleValuesError(
+                "a flux-representation model's galaxies take flux=, not norm_min/norm_max",
+                norm_min=norm_min,
+                norm_max=norm_max,
+            )
         if (norm_min is None) != (norm_max is None):
             raise GalSimIncompatibleValuesError(
                 "give both norm_min and norm_max, or neither", norm_min=norm_min, norm_max=norm_max
@@ -174,14 +196,34 @@ class VAEGalaxy(GSObject):
         self._k_interpolant = k_interpolant
         self._pad_factor = pad_factor
         self._gsparams = galsim.GSParams.check(gsparams)
-        self._pixel_scale = m.pixel_scale
+        self._pixel_scale = m.pixel_scale if pixel_scale is None else float(pixel_scale)
+        self._scale_in = None if pixel_scale is None else float(pixel_scale)
+        self._representation = m.representation
+        self._median_flux = m.median_flux
         if _stamp is not None:
             self.__dict__["_stamp"] = np.asarray(_stamp, dtype=float)
 
     # ---- construction helpers ----------------------------------------------------------
     @classmethod
-    def sample(cls, n, rng=None, model=None, *, sampling="density", **kwargs):
+    def sample(
+        cls,
+        n,
+        rng=None,
+        model=None,
+        *,
+        sampling="density",
+        min_flux=None,
+        max_flux=None,
+        min_hlr=None,
+        max_hlr=None,
+        **kwargs,
+    ):
         """``n`` galaxies with latents drawn from the model, decoded in one batch.
+
+        With a flux model's joint density each galaxy also gets its own pixel scale (size) and
+        flux. Cuts like ``COSMOSCatalog``'s select galaxies by flux and half-light radius: more
+        galaxies are drawn and those outside the cuts rejected (the flux cut before decoding),
+        in rounds, until ``n`` pass.
 
         Parameters:
             n: number of galaxies.
@@ -190,26 +232,64 @@ class VAEGalaxy(GSObject):
             model: as for the constructor. [default: None]
             sampling: ``"density"`` (the latent density learned from the training set) or
                 ``"prior"`` (unit Gaussian). [default: "density"]
+            min_flux, max_flux: cuts on the sampled flux (flux models with a joint density).
+                [default: None]
+            min_hlr, max_hlr: cuts on :attr:`half_light_radius` (arcsec). [default: None]
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ...).
 
         Returns:
             list of VAEGalaxy.
         """
+        n = check_count(n)
         m = model if isinstance(model, VAEModel) else get_model(model)
-        z = m.sample_latents(n, rng, sampling=sampling)
-        return cls.from_latents(z, m, **kwargs)
+        rng = as_deviate(rng)
+        if (min_flux is not None or max_flux is not None) and m.representation != "flux":
+            raise GalSimIncompatibleValuesError(
+                "flux cuts need a flux model with a joint density", model=m.file_name
+            )
+        out, drawn = [], 0
+        while len(out) < n:
+            k = n if not out and drawn == 0 else max(2 * (n - len(out)), 64)
+            pop = m.sample_population(k, rng, sampling=sampling)
+            drawn += k
+            keep = np.ones(k, dtype=bool)
+            if pop["flux"] is not None:
+                if min_flux is not None:
+                    keep &= pop["flux"] >= min_flux
+                if max_flux is not None:
+                    keep &= pop["flux"] <= max_flux
+            per = {}
+            if pop["flux"] is not None:  # a joint density: each galaxy its own scale and flux
+                per["pixel_scale"] = pop["pixel_scale"][keep]
+                if "flux" not in kwargs:
+                    per["flux"] = pop["flux"][keep]
+            gals = cls.from_latents(pop["latent"][keep], m, **per, **kwargs) if keep.any() else []
+            if min_hlr is not None or max_hlr is not None:
+                lo = -np.inf if min_hlr is None else min_hlr
+                hi = np.inf if max_hlr is None else max_hlr
+                gals = [g for g in gals if lo <= g.half_light_radius <= hi]
+            out += gals
+            if len(out) < n and drawn > 50 * n + 1000:
+                raise GalSimRangeError(
+                    f"Only {len(out)} of {drawn} sampled galaxies pass the cuts (flux "
+                    f"{min_flux}-{max_flux}, hlr {min_hlr}-{max_hlr}); widen them",
+                    len(out),
+                    n,
+                )
+        return out[:n]
 
     @classmethod
     def from_latents(cls, latents, model=None, **kwargs):
         """One galaxy per row of ``latents``, decoded in one batch.
 
-        ``norm_min``/``norm_max`` may be arrays, one value per galaxy.
+        ``norm_min``, ``norm_max``, ``flux`` and ``pixel_scale`` may be arrays, one value per
+        galaxy.
         """
         m = model if isinstance(model, VAEModel) else get_model(model)
         z = m._check_latents(latents)
         stamps = m.decode(z)
-        per = {}  # per-galaxy normalisation constants (arrays) from from_attributes
-        for k in ("norm_min", "norm_max"):
+        per = {}  # per-galaxy values (arrays)
+        for k in ("norm_min", "norm_max", "flux", "pixel_scale"):
             if k in kwargs and np.ndim(kwargs[k]) > 0:
                 per[k] = np.broadcast_to(np.asarray(kwargs.pop(k), dtype=float), (len(z),))
         return [
@@ -251,6 +331,11 @@ class VAEGalaxy(GSObject):
             if value is None:
                 raise GalSimValueError(f"from_attributes needs {name}", value)
         m = model if isinstance(model, VAEModel) else get_model(model)
+        if m.representation != "minmax":
+            raise GalSimNotImplementedError(
+                "from_attributes needs a min-max model; attribute models of flux-representation "
+                "models are not fitted yet"
+            )
         am = m.attributes
         single = np.ndim(half_light_radius) == 0 and isinstance(hubble_type, (str, int, float))
         types = [hubble_type] if isinstance(hubble_type, (str, int, float)) else hubble_type
@@ -288,8 +373,14 @@ class VAEGalaxy(GSObject):
         galaxy has the stamp's flux scale. The latent sigma is in ``galaxy.latent_sigma``.
         """
         m = model if isinstance(model, VAEModel) else get_model(model)
+        scale = None
         if isinstance(image, galsim.Image):
-            if image.scale is not None and not np.isclose(image.scale, m.pixel_scale):
+            scale = image.scale
+            if (
+                m.representation == "minmax"
+                and scale is not None
+                and not np.isclose(scale, m.pixel_scale)
+            ):
                 raise GalSimValueError(
                     f"image scale must be the model's {m.pixel_scale} arcsec/pixel", image.scale
                 )
@@ -299,9 +390,15 @@ class VAEGalaxy(GSObject):
         enc = m.encode(arr)
         if len(enc["mu"]) != 1:
             raise GalSimValueError("from_image takes one stamp", np.shape(arr))
-        gal = cls(
-            enc["mu"][0], m, norm_min=enc["norm_min"][0], norm_max=enc["norm_max"][0], **kwargs
-        )
+        if m.representation == "flux":
+            kwargs.setdefault("flux", float(enc["flux"][0]))
+            if scale is not None:
+                kwargs.setdefault("pixel_scale", float(scale))
+            gal = cls(enc["mu"][0], m, **kwargs)
+        else:
+            gal = cls(
+                enc["mu"][0], m, norm_min=enc["norm_min"][0], norm_max=enc["norm_max"][0], **kwargs
+            )
         gal.latent_sigma = tuple(enc["sigma"][0])
         return gal
 
@@ -325,6 +422,18 @@ class VAEGalaxy(GSObject):
     @lazy_property
     def stamp(self):
         """The decoded stamp in flux units, with zero sky, as a ``galsim.Image``."""
+        if self._representation == "flux":
+            # Scaled to its flux exactly (a decoded stamp sums to about S, not exactly).
+            total = float(self._stamp.sum())
+            if not total > 0.1 * self._stamp.shape[-1]:
+                raise GalSimValueError(
+                    "The decoded galaxy has no positive flux: its latent lies far outside the "
+                    "model's training set",
+                    total,
+                )
+            f = self._median_flux if self._flux_in is None else self._flux_in
+            arr = self._stamp * (f / total)
+            return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
         if self._norm is not None:
             lo, hi = self._norm
         else:  # the median constants: the decoded sky is not zero
@@ -334,6 +443,14 @@ class VAEGalaxy(GSObject):
             )
         arr = lo + self._stamp * (hi - lo)
         return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
+
+    @lazy_property
+    def half_light_radius(self):
+        """Half-light radius of the decoded stamp (arcsec, about the stamp centre), PSF included
+        as the stamp has it (``psf_mode`` aside)."""
+        st = self.stamp
+        c = st.bounds.center  # pixel (S/2, S/2) 0-based: the profile's origin
+        return float(st.calculateHLR(center=galsim.PositionD(c.x, c.y), flux=st.array.sum()))
 
     @lazy_property
     def _profile(self):
@@ -441,6 +558,7 @@ class VAEGalaxy(GSObject):
             self._k_interpolant,
             self._pad_factor,
             self._gsparams,
+            self._scale_in,
         )
 
     def __eq__(self, other):
@@ -468,6 +586,8 @@ class VAEGalaxy(GSObject):
             s += f", k_interpolant={self._k_interpolant!r}"
         if self._pad_factor != 4:
             s += f", pad_factor={self._pad_factor!r}"
+        if self._scale_in is not None:
+            s += f", pixel_scale={self._scale_in!r}"
         return s + f", gsparams={self._gsparams!r})"
 
     def __str__(self):
@@ -475,7 +595,7 @@ class VAEGalaxy(GSObject):
 
     def __getstate__(self):
         d = self.__dict__.copy()
-        for k in ("_stamp", "stamp", "_profile", "_flux_per_photon"):
+        for k in ("_stamp", "stamp", "_profile", "_flux_per_photon", "half_light_radius"):
             d.pop(k, None)
         return d
 

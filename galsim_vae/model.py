@@ -24,8 +24,16 @@ from ._utils import as_deviate, check_count
 from .attributes import AttributeModel, attributes_path
 from .checkpoint import load_vae
 from .density import LatentDensity
-from .errors import GalSimValueError
-from .stamp import border_pixels, check_stamps, denormalize, normalize
+from .errors import GalSimIncompatibleValuesError, GalSimValueError
+from .stamp import (
+    REPRESENTATIONS,
+    border_pixels,
+    check_stamps,
+    denormalize,
+    flux_denormalize,
+    flux_normalize,
+    normalize,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -64,7 +72,10 @@ class VAEModel:
     Attributes:
         latent_dim: number of latent variables.
         stamp_size: side of the stamps in pixels.
-        pixel_scale: arcsec per pixel of the stamps the model was trained on.
+        pixel_scale: arcsec per pixel of the stamps the model was trained on (the finest, for a
+            model trained on stamps of per-galaxy scales).
+        representation: the stamps the network sees, ``"minmax"`` ([0, 1] per stamp, the
+            paper's) or ``"flux"`` (divided by their flux; :mod:`galsim_vae.stamp`).
         metadata: the weights file's metadata (dict of str).
     """
 
@@ -76,6 +87,11 @@ class VAEModel:
         self.latent_dim = self.config.latent_dim
         self.stamp_size = self.config.stamp_size
         self.pixel_scale = float(self.metadata["pixel_scale"])
+        self.representation = self.metadata.get("representation", "minmax")
+        if self.representation not in REPRESENTATIONS:
+            raise GalSimValueError(
+                "Unknown stamp representation in the model file", self.representation
+            )
         self.batch_size = int(batch_size)
         ds = json.loads(self.metadata.get("dataset", "{}") or "{}")
         self.dataset_summary = ds
@@ -83,6 +99,8 @@ class VAEModel:
         # (which have no stamp of their own) a flux scale.
         self.norm_min = float(ds.get("median_norm_min", 0.0))
         self.norm_max = float(ds.get("median_norm_max", 1.0))
+        # ... and, for a flux-representation model, a flux.
+        self.median_flux = float(ds.get("median_flux", 1.0))
         dens = density_path(path)
         self.density = LatentDensity.load(dens) if dens.is_file() else None
         self._attributes = None
@@ -124,6 +142,12 @@ class VAEModel:
         Returns:
             tuple: ``(norm_min, norm_max)``, arrays of one value per latent.
         """
+        if self.representation != "minmax":
+            raise GalSimIncompatibleValuesError(
+                "sky_free_constants is for min-max models: a flux-representation model decodes "
+                "with zero sky",
+                representation=self.representation,
+            )
         z = self._check_latents(latents)
         lo, hi = (
             np.broadcast_to(np.asarray(default if v is None else v, dtype=float), (len(z),))
@@ -174,9 +198,25 @@ class VAEModel:
         return check_stamps(images, size=self.stamp_size)
 
     # -- the network ----------------------------------------------------------------------
+    def normalize(self, images) -> tuple[np.ndarray, dict]:
+        """Stamps (flux units) in the model's representation, and the constants that undo it.
+
+        Returns:
+            tuple: ``(normalized (N, S, S), constants)``; ``constants`` is ``{"norm_min",
+            "norm_max"}`` (min-max) or ``{"flux"}`` (flux), arrays of one value per stamp, the
+            keyword arguments of :meth:`decode_flux`.
+        """
+        x = self._check_stamps(images)
+        if self.representation == "minmax":
+            norm, vmin, vmax = normalize(x)
+            return norm, {"norm_min": np.atleast_1d(vmin), "norm_max": np.atleast_1d(vmax)}
+        norm, flux = flux_normalize(x)
+        return norm, {"flux": np.atleast_1d(flux)}
+
     @torch.no_grad()
     def encode_normalized(self, normalized) -> tuple[np.ndarray, np.ndarray]:
-        """Latent means and sigmas of stamps already normalised to [0, 1], ``(N, latent_dim)``."""
+        """Latent means and sigmas of stamps already in the model's representation (see
+        :meth:`normalize`), ``(N, latent_dim)``."""
         x = self._check_stamps(normalized)
         mus, sigs = [], []
         for i in range(0, len(x), self.batch_size):
@@ -190,22 +230,17 @@ class VAEModel:
         """Encode stamps in flux units.
 
         Returns:
-            dict: ``mu`` and ``sigma`` ``(N, latent_dim)``, and the per-stamp normalisation
-            ``norm_min`` and ``norm_max`` (flux units) needed to return a decoded stamp to flux.
+            dict: ``mu`` and ``sigma`` ``(N, latent_dim)``, and the per-stamp constants needed to
+            return a decoded stamp to flux: ``norm_min`` and ``norm_max`` (min-max models) or
+            ``flux`` (flux models), flux units.
         """
-        x = self._check_stamps(images)
-        norm, vmin, vmax = normalize(x)
+        norm, constants = self.normalize(images)
         mu, sigma = self.encode_normalized(norm)
-        return {
-            "mu": mu,
-            "sigma": sigma,
-            "norm_min": np.atleast_1d(vmin),
-            "norm_max": np.atleast_1d(vmax),
-        }
+        return {"mu": mu, "sigma": sigma, **constants}
 
     @torch.no_grad()
     def decode(self, latents) -> np.ndarray:
-        """Decoded stamps in [0, 1], ``(N, S, S)`` float64."""
+        """Decoded stamps in the model's representation, ``(N, S, S)`` float64."""
         z = self._check_latents(latents)
         out = []
         for i in range(0, len(z), self.batch_size):
@@ -213,9 +248,32 @@ class VAEModel:
             out.append(self.net.decoder(zb)[:, 0].numpy())
         return np.concatenate(out).astype(np.float64)
 
-    def decode_flux(self, latents, norm_min=None, norm_max=None) -> np.ndarray:
-        """Decoded stamps returned to flux units with the given (or typical) normalisation."""
+    def decode_flux(self, latents, norm_min=None, norm_max=None, *, flux=None) -> np.ndarray:
+        """Decoded stamps returned to flux units with the given (or typical) constants.
+
+        Parameters:
+            latents: ``(N, latent_dim)``.
+            norm_min, norm_max: min-max models' constants, one or one per latent. [default:
+                None, the training set's medians]
+            flux: flux models' fluxes, one or one per latent. [default: None, the training
+                set's median]
+        """
         d = self.decode(latents)
+        if self.representation == "flux":
+            if norm_min is not None or norm_max is not None:
+                raise GalSimIncompatibleValuesError(
+                    "a flux-representation model takes flux=, not norm_min/norm_max",
+                    norm_min=norm_min,
+                    norm_max=norm_max,
+                )
+            f = np.broadcast_to(
+                np.asarray(self.median_flux if flux is None else flux, float), (len(d),)
+            )
+            return flux_denormalize(d, f)
+        if flux is not None:
+            raise GalSimIncompatibleValuesError(
+                "a min-max model takes norm_min/norm_max, not flux=", flux=flux
+            )
         lo = self.norm_min if norm_min is None else norm_min
         hi = self.norm_max if norm_max is None else norm_max
         lo = np.broadcast_to(np.asarray(lo, dtype=float), (len(d),))
@@ -225,7 +283,7 @@ class VAEModel:
     def reconstruct(self, images) -> np.ndarray:
         """Encode then decode (at the latent means) stamps in flux units; flux units out."""
         enc = self.encode(images)
-        return self.decode_flux(enc["mu"], enc["norm_min"], enc["norm_max"])
+        return self.decode_flux(enc.pop("mu"), **{k: v for k, v in enc.items() if k != "sigma"})
 
     def sample_latents(self, n: int, rng=None, *, sampling: str = "density") -> np.ndarray:
         """``n`` latents drawn with a ``galsim.BaseDeviate`` (or an int seed).
@@ -254,17 +312,46 @@ class VAEModel:
         galsim.GaussianDeviate(rng).generate(z)
         return z.reshape(n, self.latent_dim)
 
+    def sample_population(self, n: int, rng=None, *, sampling: str = "density") -> dict:
+        """``n`` galaxies' latents, with their pixel scales and fluxes where the model knows them.
+
+        A flux-representation model whose latent density was fitted jointly on latents, pixel
+        scales and fluxes (:meth:`LatentDensity.sample_joint`) draws all three together, so sizes,
+        fluxes and shapes come with their correlations; otherwise every galaxy gets the model's
+        pixel scale and no flux (the caller's, or the training set's median).
+
+        Returns:
+            dict: ``latent`` ``(n, latent_dim)``, ``pixel_scale`` ``(n,)``, ``flux`` ``(n,)`` or
+            None.
+        """
+        rng = as_deviate(rng)
+        d = self.density
+        if sampling == "density" and d is not None and d.aux_names:
+            z, aux = d.sample_joint(check_count(n), rng)
+            return {
+                "latent": z,
+                "pixel_scale": 10 ** aux["log10_pixel_scale"],
+                "flux": 10 ** aux["log10_flux"],
+            }
+        z = self.sample_latents(n, rng, sampling=sampling)
+        return {"latent": z, "pixel_scale": np.full(len(z), self.pixel_scale), "flux": None}
+
 
 @lru_cache(maxsize=8)
-def _cached(path: str, mtime: float) -> VAEModel:
+def _cached(path: str, stamps: tuple) -> VAEModel:
     return VAEModel(path)
+
+
+def _mtime(p: Path):
+    return p.stat().st_mtime_ns if p.is_file() else None
 
 
 def get_model(file_name=None) -> VAEModel:
     """The shared :class:`VAEModel` of ``file_name`` (default model when None) in this process.
 
-    This is how to get a model. Loaded once per file and process (reloaded if the file changes),
-    so GalSim config runs and sampling loops do not read the weights again for every galaxy.
+    This is how to get a model. Loaded once per file and process (reloaded when the weights, or
+    the density or attribute file beside them, appear or change), so GalSim config runs and
+    sampling loops do not read the weights again for every galaxy.
 
     Parameters:
         file_name: a weights file. [default: None, the shipped model]
@@ -272,4 +359,5 @@ def get_model(file_name=None) -> VAEModel:
     path = (default_model_path() if file_name is None else Path(file_name)).resolve()
     if not path.is_file():
         raise GalSimValueError("Model file not found", str(path))
-    return _cached(str(path), path.stat().st_mtime)
+    files = (path, density_path(path), attributes_path(path))
+    return _cached(str(path), tuple(_mtime(p) for p in files))

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .errors import GalSimRangeError, GalSimValueError
 
-__all__ = ["VAEConfig", "PRESETS", "Encoder", "Decoder", "VAE", "build_vae"]
+__all__ = ["VAEConfig", "PRESETS", "OUTPUTS", "Encoder", "Decoder", "VAE", "build_vae"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class VAEConfig:
         bottleneck: channels of the last encoder convolution (4x4 -> 1x1). [default: 512]
         conv_bias: give the convolutions a bias (the paper's are bias-free). [default: False]
         negative_slope: LeakyReLU slope. [default: 0.2]
+        output: the decoder's last activation: ``"sigmoid"`` for [0, 1] stamps (the paper's
+            min-max representation) or ``"linear"`` for flux-normalised stamps. [default:
+            "sigmoid"]
         name: preset name, informational. [default: "custom"]
     """
 
@@ -57,6 +60,7 @@ class VAEConfig:
     bottleneck: int = 512
     conv_bias: bool = False
     negative_slope: float = 0.2
+    output: str = "sigmoid"
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -70,6 +74,8 @@ class VAEConfig:
                 f"stamp_size {s} needs {n} encoder widths, got {len(self.channels)}",
                 self.channels,
             )
+        if self.output not in OUTPUTS:
+            raise GalSimValueError("Unknown decoder output", self.output, OUTPUTS)
         if self.latent_dim < 1 or self.bottleneck < 1 or min(self.channels) < 1:
             raise GalSimRangeError(
                 "latent_dim, bottleneck and channels must be positive",
@@ -86,6 +92,9 @@ class VAEConfig:
         d["channels"] = tuple(d["channels"])
         return cls(**d)
 
+
+#: The decoder's last activation, by stamp representation: sigmoid (min-max), linear (flux).
+OUTPUTS = ("sigmoid", "linear")
 
 PRESETS = {
     "paper": VAEConfig(channels=(64, 128, 256, 512), bottleneck=4096, name="paper"),
@@ -136,7 +145,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latents ``(B, latent_dim)`` -> sigmoid stamps ``(B, 1, S, S)``."""
+    """Latents ``(B, latent_dim)`` -> stamps ``(B, 1, S, S)`` (sigmoid or linear output)."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -153,7 +162,7 @@ class Decoder(nn.Module):
                 nn.LeakyReLU(cfg.negative_slope),
             ]
         last = nn.ConvTranspose2d(widths[-1], 1, 4, 2, 1, bias=cfg.conv_bias)
-        layers += [last, nn.Sigmoid()]
+        layers += [last, nn.Sigmoid()] if cfg.output == "sigmoid" else [last]
         self.net = nn.Sequential(*layers)
         for m in self.net:
             if isinstance(m, nn.ConvTranspose2d) and m is not last:

@@ -1,9 +1,14 @@
-"""The stamp the model sees: checks, the border frame, and the [0, 1] normalisation.
+"""The stamp the model sees: checks, the border frame, and the two normalisations.
 
 A stamp is a square array of pixels in flux units with the galaxy centre on pixel ``(S/2, S/2)``
-(0-based). The networks see stamps scaled to [0, 1] by ``(I - min(I)) / (max(I) - min(I))``;
-``min`` and ``max`` are kept per stamp so that :func:`denormalize` returns a stamp (or a decoded
-one) to flux units exactly.
+(0-based), its sky subtracted (COSMOS stamps are; simulated ones have zero-mean noise). The
+networks see it in one of two representations (:data:`REPRESENTATIONS`):
+
+- ``"minmax"`` (the paper's): scaled to [0, 1] by ``(I - min(I)) / (max(I) - min(I))``; ``min``
+  and ``max`` are kept per stamp so that :func:`denormalize` returns a stamp to flux units. The
+  zero of the sky then depends on each stamp's constants, which a sampled latent does not have.
+- ``"flux"``: divided by its flux, ``I * S / sum(I)`` (:func:`flux_normalize`), so every stamp
+  sums to ``S`` and zero stays zero: a decoded stamp has no sky of its own, whatever its flux.
 """
 
 from __future__ import annotations
@@ -12,7 +17,18 @@ import numpy as np
 
 from .errors import GalSimValueError
 
-__all__ = ["check_stamps", "border_pixels", "normalize", "denormalize"]
+__all__ = [
+    "REPRESENTATIONS",
+    "check_stamps",
+    "border_pixels",
+    "normalize",
+    "denormalize",
+    "flux_normalize",
+    "flux_denormalize",
+]
+
+#: The stamp representations a model can be trained on.
+REPRESENTATIONS = ("minmax", "flux")
 
 
 def check_stamps(images, *, size=None, multiple=1, min_size=1, single=False) -> np.ndarray:
@@ -93,3 +109,37 @@ def denormalize(normalized, vmin, vmax):
         vmin = vmin.reshape(-1, 1, 1)
         vmax = vmax.reshape(-1, 1, 1)
     return vmin + arr * (vmax - vmin)
+
+
+def flux_normalize(images):
+    """Divide each stamp by its flux: ``I * S / sum(I)`` (the ``"flux"`` representation).
+
+    Parameters:
+        images: one stamp ``(S, S)`` or a stack ``(N, S, S)``, sky-subtracted, flux units.
+
+    Returns:
+        tuple: ``(normalized, flux)``; ``flux`` is ``sum(I)`` per stamp (a float for one stamp).
+
+    Raises:
+        GalSimValueError: a stamp whose flux is not positive (no galaxy to normalise).
+    """
+    single = np.ndim(getattr(images, "array", images)) == 2
+    arr = check_stamps(images)
+    flux = arr.sum(axis=(1, 2))
+    if np.any(~(flux > 0)):
+        raise GalSimValueError(
+            "Cannot flux-normalise a stamp whose flux is not positive", np.flatnonzero(~(flux > 0))
+        )
+    out = arr * (arr.shape[1] / flux[:, None, None])
+    if single:
+        return out[0], float(flux[0])
+    return out, flux
+
+
+def flux_denormalize(normalized, flux):
+    """Undo :func:`flux_normalize`: ``I = normalized * flux / S``, per stamp."""
+    arr = np.asarray(normalized, dtype=np.float64)
+    f = np.asarray(flux, dtype=np.float64)
+    if arr.ndim == 3:
+        f = f.reshape(-1, 1, 1)
+    return arr * f / arr.shape[-1]

@@ -56,10 +56,12 @@ def sim_dataset(tmp_path_factory, data_dir):
     from galsim_vae.pipeline.metrics import QualityCuts
     from galsim_vae.pipeline.simulator import simulate
 
-    images, psfs, rows, _ = simulate(160, seed=7, data_dir=data_dir, nproc=1, progress=False)
+    images, psfs, rows, _, truths = simulate(
+        160, seed=7, data_dir=data_dir, nproc=1, progress=False
+    )
     out = tmp_path_factory.mktemp("sim") / "sim.fits"
     cuts = QualityCuts(
         min_snr=0, min_width=0, max_width=np.inf, min_nonuniformity=0, min_flux_fraction=0
     )
-    write_dataset(out, images, rows, psfs=psfs, cuts=cuts, seed=1, valid=32, test=32)
+    write_dataset(out, images, rows, psfs=psfs, truths=truths, cuts=cuts, seed=1, valid=32, test=32)
     return out

@@ -31,23 +31,96 @@ def test_rotate_stamps_about_centre():
     assert r[0, 40, 32] == pytest.approx(1, abs=1e-3)
 
 
+def write_real_subset(real_dataset, path, n):
+    """A dataset of the first ``n`` real galaxies passing the cuts, with their PSFs."""
+    from galsim_vae.pipeline.dataset import read_dataset, write_dataset
+    from galsim_vae.pipeline.metrics import QualityCuts
+
+    images, table, psfs, _ = read_dataset(real_dataset)
+    idx = np.flatnonzero(table["passes"])[:n]
+    t = table[idx]
+    t.remove_columns(["passes", "split"])
+    sub_psfs = psfs[np.asarray(t["psf_index"])]
+    t["psf_index"] = np.arange(n)
+    out = write_dataset(path, images[idx], t, psfs=sub_psfs, cuts=QualityCuts(), valid=0, test=0)
+    assert out["passes"].all() and len(out) == n
+    return path
+
+
+SERSIC_KEYS = {
+    "sersic_median_chi2_per_pixel",
+    "sersic_median_chi2_per_pixel_bright_half",
+    "vae_better_than_sersic_fraction_bright_half",
+    "sersic_chi2_per_pixel",
+}
+
+
 def test_evaluate_writes_figures_and_numbers(real_dataset, tmp_path):
+    from test_cli import figure_rgb, tile_grid
+
+    from galsim_vae.pipeline.dataset import read_dataset
+
     res = evaluate("default", real_dataset, tmp_path, split="passes", n_show=4)
     for f in (
-        "reconstructions.png",
         "latent_snr.png",
-        "traversals.png",
         "average_galaxy.png",
         "latent_histograms.png",
         "rotation_denoising.png",
-        "evaluate.json",
     ):
-        assert (tmp_path / f).is_file(), f
+        figure_rgb(tmp_path / f)
+    # Input, reconstruction and residual rows for n_show galaxies; 6 latents x 7 steps.
+    assert tile_grid(tmp_path / "reconstructions.png") == (3, 4)
+    assert tile_grid(tmp_path / "traversals.png") == (6, 7)
     saved = json.loads((tmp_path / "evaluate.json").read_text())
-    assert saved["n"] == res["n"] > 10
+    _, table, _, _ = read_dataset(real_dataset)
+    passes = np.asarray(table["passes"])
+    assert saved["n"] == res["n"] == passes.sum() > 10
+    assert saved["ident"] == [int(i) for i in table["ident"][passes]]
+    assert len(saved["chi2_per_pixel"]) == res["n"]
+    assert saved["median_chi2_per_pixel"] == pytest.approx(np.median(saved["chi2_per_pixel"]))
     assert 0.5 < res["median_chi2_per_pixel"] < 20
     assert len(res["latent_snr_sorted"]) == 64
+    assert np.all(np.diff(res["latent_snr_sorted"]) <= 0)
     assert all(0 < v < 1 for v in res["denoising_noise_passed"])
+    assert not SERSIC_KEYS & set(saved) and not (tmp_path / "chi2_vae_vs_sersic.png").exists()
+
+
+@pytest.fixture(scope="module")
+def real_subset(real_dataset, tmp_path_factory):
+    return write_real_subset(real_dataset, tmp_path_factory.mktemp("sub") / "sub.fits", 4)
+
+
+def test_evaluate_cli_with_sersic(real_subset, tmp_path, capsys):
+    from test_cli import figure_rgb
+
+    from galsim_vae.pipeline.dataset import read_dataset
+
+    out = tmp_path / "ev"
+    argv = ["evaluate", "default", str(real_subset), "--out", str(out), "--split", "passes"]
+    assert main([*argv, "--sersic", "--n-show", "3"]) == 0
+    res = json.loads((out / "evaluate.json").read_text())
+    printed = json.loads(capsys.readouterr().out)  # the scalars, printed as JSON
+    assert printed == {k: v for k, v in res.items() if not isinstance(v, (list, dict))}
+    assert SERSIC_KEYS <= set(res) and res["n"] == 4 and res["split"] == "passes"
+    for k in ("median_chi2_per_pixel", "sersic_median_chi2_per_pixel"):
+        assert np.isfinite(res[k]) and res[k] > 0
+    vae = np.array(res["chi2_per_pixel"])
+    ser = np.array(res["sersic_chi2_per_pixel"])
+    assert len(vae) == len(ser) == 4 and np.all(np.isfinite(ser)) and np.all(ser > 0)
+    assert res["sersic_median_chi2_per_pixel"] == pytest.approx(np.median(ser))
+    # The bright half is the stamps at or above the median SNR.
+    snr = np.asarray(read_dataset(real_subset)[1]["snr"], dtype=float)
+    bright = snr >= np.median(snr)
+    frac = res["vae_better_than_sersic_fraction_bright_half"]
+    assert 0 <= frac <= 1
+    assert frac == pytest.approx(np.mean(vae[bright] <= ser[bright]))
+    assert res["sersic_median_chi2_per_pixel_bright_half"] == pytest.approx(np.median(ser[bright]))
+    figure_rgb(out / "chi2_vae_vs_sersic.png")
+    # Without --sersic: no Sersic numbers, the same VAE numbers.
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "evaluate.json").read_text())
+    assert not SERSIC_KEYS & set(plain)
+    np.testing.assert_allclose(plain["chi2_per_pixel"], vae)
 
 
 def test_evaluate_cli_bad_split(real_dataset, tmp_path, capsys):

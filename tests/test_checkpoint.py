@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,11 +78,67 @@ def test_other_architecture_is_refused(tiny):
     assert checkpoint.load_vae(path, config=cfg)[0].config == cfg  # the name is informational
 
 
-def test_training_state_weights_only(tmp_path):
-    p = checkpoint.save_training_state(
-        tmp_path / "s.pt", {"generator": torch.Generator().get_state(), "epoch": 2, "history": "[]"}
-    )
+def _run_code(marker):
+    """What unpickling a malicious file would run: here, it only writes ``marker``."""
+    Path(marker).write_text("code ran")
+
+
+class _Payload:
+    """An object whose unpickling calls :func:`_run_code` (a global no weights-only load allows)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (_run_code, (self.marker,))
+
+
+def _legit_state():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=0.01)
+    p.sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    return {
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": torch.Generator().manual_seed(5).get_state(),
+        "history": '[{"epoch": 1}]',
+        "best": 0.5,
+        "bad": 1,
+        "epoch": 2,
+    }
+
+
+def test_training_state_round_trip(tmp_path):
+    state = _legit_state()
+    p = checkpoint.save_training_state(tmp_path / "s.pt", state)
     st = checkpoint.load_training_state(p)
-    assert st["epoch"] == 2
-    with pytest.raises(GalSimValueError):
+    assert st["epoch"] == 2 and st["best"] == 0.5 and st["history"] == state["history"]
+    assert torch.equal(st["generator"], state["generator"])
+    exp_avg = st["optimizer"]["state"][0]["exp_avg"]
+    torch.testing.assert_close(exp_avg, state["optimizer"]["state"][0]["exp_avg"])
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))], lr=1.0)
+    opt.load_state_dict(st["optimizer"])
+    assert opt.param_groups[0]["lr"] == 0.01
+    with pytest.raises(GalSimValueError, match="Cannot read training state"):
         checkpoint.load_training_state(tmp_path / "missing.pt")
+
+
+@pytest.fixture
+def malicious(tmp_path):
+    """A .pt file whose unpickling would run code (checked once with a full, unsafe load)."""
+    marker = tmp_path / "ran.txt"
+    path = tmp_path / "evil.pt"
+    torch.save(dict(_legit_state(), extra=_Payload(marker)), path)
+    torch.load(path, weights_only=False)
+    assert marker.read_text() == "code ran"
+    marker.unlink()
+    return path, marker
+
+
+def test_training_state_never_runs_pickled_code(malicious):
+    path, marker = malicious
+    with pytest.raises(GalSimValueError, match="(?i)training state"):
+        checkpoint.load_training_state(path)
+    assert not marker.exists()

@@ -1,11 +1,111 @@
+import shutil
 import subprocess
 import sys
 
+import galsim
 import numpy as np
 import pytest
 
 from galsim_vae.cli import main
 from galsim_vae.pipeline.dataset import read_dataset
+
+# -- helpers shared by the test files that check figures or need small files ----------------------
+# (imported by test_scene, test_analysis, test_encode, test_config and test_dataset)
+
+
+def figure_rgb(path):
+    """The RGB pixels (floats in [0, 1]) of a PNG figure, checked to be a real, drawn image."""
+    from matplotlib.image import imread
+
+    img = imread(str(path))
+    assert img.ndim == 3 and img.shape[2] in (3, 4), img.shape
+    rgb = img[..., :3].astype(float)
+    h, w = rgb.shape[:2]
+    assert h >= 100 and w >= 100, (h, w)
+    # A blank figure, or one whose panels are empty or constant, has few colours and little spread.
+    assert rgb.std() > 0.05
+    assert len(np.unique((rgb * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 100
+    return rgb
+
+
+def runs(mask, min_len):
+    """``(start, end)`` of the runs of True in a 1-d mask that are at least ``min_len`` long."""
+    m = np.concatenate([[0], np.asarray(mask, dtype=int), [0]])
+    d = np.diff(m)
+    return [
+        (int(a), int(b))
+        for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True)
+        if b - a >= min_len
+    ]
+
+
+def tile_grid(path):
+    """``(rows, columns)`` of the grid of image panels (colour-mapped stamps) of a PNG figure.
+
+    A stamp drawn with a colour map (magma) is a block of dark or saturated pixels; axes, text and
+    grey histograms are not. Rows and columns of the figure that cross such blocks are counted.
+    """
+    rgb = figure_rgb(path)
+    tile = (np.ptp(rgb, axis=2) > 0.15) | (rgb.max(axis=2) < 0.1)
+    return len(runs(tile.mean(axis=1) > 0.25, 20)), len(runs(tile.mean(axis=0) > 0.25, 20))
+
+
+def write_small_dataset(path, n=6, seed=0, psfs=True):
+    """A dataset file of ``n`` noisy synthetic galaxies (no real data needed), every row passing."""
+    from galsim_vae.pipeline.dataset import write_dataset
+    from galsim_vae.pipeline.metrics import QualityCuts, stamp_metrics
+
+    rng = np.random.default_rng(seed)
+    psf = galsim.Gaussian(fwhm=0.1)
+    images, rows = [], []
+    for i in range(n):
+        gal = galsim.Exponential(half_light_radius=0.1 + 0.03 * i, flux=50.0).shear(
+            g1=0.05 * (i % 3), g2=-0.04 * (i % 2)
+        )
+        a = galsim.Convolve(gal, psf).drawImage(nx=64, ny=64, scale=0.03, use_true_center=False)
+        a = a.array + rng.normal(0, 0.02, (64, 64))
+        r = {
+            "ident": 100 + i,
+            "source": "test",
+            "pixel_scale": 0.03,
+            "flux": float(a.sum()),
+            "flux_total": 50.0,
+            "flux_fraction": 1.0,
+        }
+        r.update(stamp_metrics(a))
+        r["width_arcsec"] = r["width_pix"] * 0.03
+        images.append(a)
+        rows.append(r)
+    psf_img = psf.drawImage(nx=64, ny=64, scale=0.03, use_true_center=False).array
+    loose = QualityCuts(
+        min_snr=0, min_width=0, max_width=np.inf, min_nonuniformity=0, min_flux_fraction=0
+    )
+    write_dataset(
+        path,
+        np.array(images),
+        rows,
+        psfs=np.repeat(psf_img[None], n, axis=0) if psfs else None,
+        cuts=loose,
+        valid=0,
+        test=0,
+    )
+    return path
+
+
+def write_tiny_model(path, seed=0):
+    """An untrained 'tiny' VAE (8 latents) saved as a weights file; returns its path."""
+    import torch
+
+    from galsim_vae import checkpoint
+    from galsim_vae.nn import build_vae
+
+    torch.manual_seed(seed)
+    return checkpoint.save_vae(
+        path, build_vae("tiny"), pixel_scale=0.03, loss="beta", loss_param=0.01
+    )
+
+
+# -- tests -----------------------------------------------------------------------------------------
 
 
 def test_dataset_command_writes_every_column_and_figure(real_dataset):
@@ -30,8 +130,31 @@ def test_dataset_command_writes_every_column_and_figure(real_dataset):
     ):
         assert col in table.colnames, col
     assert 10 < table["passes"].sum() < 100
-    assert real_dataset.with_suffix(".png").stat().st_size > 10_000
+    # The Fig. 2-style figure: one row per metric (4), its 3 lowest and 3 highest stamps.
+    assert tile_grid(real_dataset.with_suffix(".png")) == (4, 6)
     np.testing.assert_allclose(table["norm_max"], images.max(axis=(1, 2)), rtol=1e-6)
+    assert hdr["SCALEMOD"] == "fixed" and np.all(table["pixel_scale"] == 0.03)
+
+
+def test_dataset_command_fit_scale_mode(btk_dir, real_dataset, tmp_path):
+    out = tmp_path / "fit.fits"
+    argv = ["dataset", str(btk_dir), "--out", str(out), "--quiet", "--nproc", "1"]
+    assert main([*argv, "--scale-mode", "fit"]) == 0
+    images, t, psfs, hdr = read_dataset(out)
+    assert hdr["SCALEMOD"] == "fit" and images.shape == (100, 64, 64)
+    # The paper's Eq. 1: the original postage stamp's side fills the stamp less one pixel a side.
+    np.testing.assert_allclose(t["pixel_scale"], 0.03 * t["original_size"] / (64 - 2), rtol=1e-6)
+    assert len(np.unique(t["pixel_scale"])) > 10
+    # So each galaxy's whole postage stamp is inside its stamp, and the widths in arcsec do not
+    # depend on the mode.
+    np.testing.assert_allclose(t["flux_fraction"], 1.0, atol=1e-6)
+    _, fixed, _, _ = read_dataset(real_dataset)
+    assert fixed["flux_fraction"].min() < 0.9
+    assert np.median(t["width_arcsec"] / fixed["width_arcsec"]) == pytest.approx(1, abs=0.02)
+    # PSF images are redrawn at each stamp's scale: coarser pixels, sharper peak.
+    order = np.argsort(t["pixel_scale"])
+    peaks = psfs[np.asarray(t["psf_index"])].max(axis=(1, 2))
+    assert peaks[order[-1]] > 5 * peaks[order[0]]
 
 
 def test_simulate_command(tmp_path, data_dir, real_dataset):
@@ -63,6 +186,40 @@ def test_simulate_command(tmp_path, data_dir, real_dataset):
     )
     assert (tmp_path / "sim_vs_real.png").exists() and (tmp_path / "sim.png").exists()
     assert read_dataset(out)[0].shape == (24, 64, 64)
+
+
+def test_fit_density_command(sim_dataset, tmp_path):
+    from galsim_vae import LatentDensity, default_model_path, get_model
+    from galsim_vae.checkpoint import read_metadata
+
+    n_pass = int(read_dataset(sim_dataset)[1]["passes"].sum())
+    out = tmp_path / "d.npz"
+    argv = ["fit-density", str(sim_dataset), "--components", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    d = LatentDensity.load(out)
+    assert d.weights.shape == (2,) and d.means.shape == (2, 64)
+    assert d.covariances.shape == (2, 64, 64)
+    assert d.meta["model_sha256"] == get_model().metadata["sha256"]
+    assert d.meta["n_fit"] == n_pass and d.meta["n_components"] == 2
+    assert d.meta["split"] == "passes" and d.meta["dataset"] == sim_dataset.name
+    # The mixture describes the latents it was fitted to far better than the unit prior does.
+    mu = get_model().encode(read_dataset(sim_dataset)[0][:20])["mu"]
+    prior = -0.5 * (mu**2).sum(axis=1) - 32 * np.log(2 * np.pi)
+    assert np.all(d.log_prob(mu) > prior)
+
+    # --model FILE without --out: the density is written beside that file, for that model.
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(default_model_path(), copy)
+    assert main([*argv, "--model", str(copy)]) == 0
+    dc = LatentDensity.load(tmp_path / "copy_density.npz")
+    assert dc.meta["model_sha256"] == read_metadata(copy)["sha256"]
+    np.testing.assert_allclose(dc.means, d.means)
+    # Another architecture's file (8 latents) gives a density of its own latents.
+    tiny = write_tiny_model(tmp_path / "tiny.safetensors")
+    assert main([*argv, "--model", str(tiny), "--out", str(tmp_path / "t.npz")]) == 0
+    dt = LatentDensity.load(tmp_path / "t.npz")
+    assert dt.means.shape == (2, 8)
+    assert dt.meta["model_sha256"] == read_metadata(tiny)["sha256"] != d.meta["model_sha256"]
 
 
 def test_cli_errors_are_clean(tmp_path, capsys):

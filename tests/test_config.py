@@ -100,6 +100,72 @@ def test_index_into_latent_file(tmp_path):
     np.testing.assert_allclose(obj.latent, z[2])
 
 
+def test_index_into_encoded_fits_table(tmp_path):
+    """A latents table written by ``galsim-vae encode`` drives index-based galaxies."""
+    from astropy.table import Table
+    from test_cli import write_small_dataset
+
+    from galsim_vae.cli import main
+
+    ds = write_small_dataset(tmp_path / "d.fits", n=5)
+    assert main(["encode", str(ds), "--out", str(tmp_path / "z.fits"), "--quiet"]) == 0
+    mu = np.asarray(Table.read(tmp_path / "z.fits")["mu"])
+    assert mu.shape == (5, 64)
+
+    def config(index):
+        return {
+            "modules": ["galsim_vae"],
+            "input": {"vae_model": {"latent_file": str(tmp_path / "z.fits")}},
+            "gal": {"type": "VAEGalaxy", "index": index, "flux": 20.0},
+            "image": {"random_seed": 1},
+        }
+
+    for index in (3, 1):
+        obj = _build_config(config(index))
+        assert isinstance(obj, VAEGalaxy)
+        np.testing.assert_array_equal(obj.latent, mu[index])
+    a = obj.drawImage(nx=40, ny=40, scale=0.03).array
+    b = VAEGalaxy(mu[1], flux=20.0).drawImage(nx=40, ny=40, scale=0.03).array
+    np.testing.assert_allclose(a, b, atol=1e-7 * b.max())
+    with pytest.raises(galsim.GalSimConfigError, match="out of range"):
+        _build_config(config(5))
+
+
+def test_latent_file_with_a_flagged_row(tmp_path):
+    from astropy.table import Table
+
+    from galsim_vae.pipeline.encode import encode_stamps
+
+    rng = np.random.default_rng(1)
+    stamps = [
+        galsim.Exponential(half_light_radius=0.2, flux=50).drawImage(nx=64, ny=64, scale=0.03).array
+        + rng.normal(0, 0.02, (64, 64))
+        for _ in range(3)
+    ]
+    stamps[1] = "OSError: missing file"  # encode flags the row and leaves NaN latents
+    res = encode_stamps(stamps)
+    assert list(res["flag"]) == [False, True, False]
+    Table(res).write(tmp_path / "z.fits")
+    config = {
+        "modules": ["galsim_vae"],
+        "input": {"vae_model": {"latent_file": str(tmp_path / "z.fits")}},
+        "gal": {"type": "VAEGalaxy", "index": 1},
+        "image": {"random_seed": 1},
+    }
+    # The flagged row is left out: index counts the rows kept, so index 1 is the table's row 2,
+    # with the flux of the stamp it was encoded from.
+    gal = _build_config(config)
+    np.testing.assert_array_equal(gal.latent, res["mu"][2])
+    from galsim_vae import VAEGalaxy
+
+    assert gal.flux == pytest.approx(VAEGalaxy.from_image(stamps[2]).flux, rel=1e-6)
+    config = {k: v for k, v in config.items() if k != "gal"}
+    config["gal"] = {"type": "VAEGalaxy", "index": 2}
+    config["input"] = {"vae_model": {"latent_file": str(tmp_path / "z.fits")}}
+    with pytest.raises(galsim.GalSimConfigError, match="out of range"):
+        _build_config(config)
+
+
 @pytest.mark.parametrize(
     "gal,match",
     [
@@ -129,25 +195,80 @@ def test_bad_model_file(tmp_path):
         galsim.config.ProcessInput(config)
 
 
+def _yaml_image(tmp_path, text, name="c.yaml"):
+    (tmp_path / name).write_text(text)
+    config = galsim.config.ReadConfig(str(tmp_path / name))[0]
+    return galsim.config.BuildImage(config)
+
+
+def test_deconvolve_psf_mode_in_yaml(tmp_path):
+    z = get_model().sample_latents(1, 11)[0]
+    psf = galsim.Gaussian(fwhm=0.5)
+
+    def yaml(mode):
+        return f"""
+modules: [galsim_vae]
+psf: {{type: Gaussian, fwhm: 0.5}}
+gal:
+    type: VAEGalaxy
+    latent: {z.tolist()}
+    flux: 100.0
+    psf_mode: {mode}
+image:
+    type: Single
+    size: 64
+    pixel_scale: 0.05
+    random_seed: 1
+"""
+
+    dec = _yaml_image(tmp_path, yaml("deconvolve"))
+    keep = _yaml_image(tmp_path, yaml("keep"))
+    assert dec.array.shape == (64, 64)
+    assert dec.array.sum() == pytest.approx(100.0, rel=0.02)
+    assert keep.array.sum() == pytest.approx(100.0, rel=0.02)
+    ref = galsim.Convolve(VAEGalaxy(z, flux=100.0, psf_mode="deconvolve"), psf).drawImage(
+        nx=64, ny=64, scale=0.05
+    )
+    np.testing.assert_allclose(dec.array, ref.array, atol=1e-6 * ref.array.max())
+    # The HST PSF divided out: the galaxy is smaller than with the HST PSF kept in.
+    s_dec = dec.FindAdaptiveMom().moments_sigma
+    s_keep = keep.FindAdaptiveMom().moments_sigma
+    assert s_dec < s_keep
+    assert np.abs(dec.array - keep.array).max() > 0.01 * keep.array.max()
+
+
 @pytest.mark.skipif(GALSIM is None, reason="the galsim executable is not on PATH")
-@pytest.mark.parametrize("name", ["ground_field.yaml", "space_field.yaml"])
-def test_examples_run_with_galsim_nproc_1_and_2(tmp_path, name):
-    outs = []
-    for nproc in (1, 2):
-        out = f"out{nproc}.fits"
-        subprocess.run(
-            [
-                GALSIM,
-                "-v",
-                "0",
-                str(EXAMPLES / name),
-                f"output.dir={tmp_path}",
-                f"output.file_name={out}",
-                f"image.nproc={nproc}",
-            ],
-            check=True,
-            cwd=tmp_path,
-        )
-        outs.append(fits.getdata(tmp_path / out))
-    np.testing.assert_array_equal(outs[0], outs[1])
-    assert outs[0].std() > 0 and np.isfinite(outs[0]).all()
+@pytest.mark.parametrize(
+    "name,tiles",
+    [
+        ("ground_field.yaml", None),  # the whole image
+        # space_field: with a vae_model input and deconvolved galaxies (slow to draw): its first
+        # two tiles against the library's build of those two tiles.
+        ("space_field.yaml", (2, 1)),
+    ],
+)
+def test_examples_run_with_galsim(tmp_path, name, tiles):
+    """One run of the executable per example, on two processes, against the library's build
+    of the same config in this one process."""
+    subprocess.run(
+        [
+            GALSIM,
+            "-v",
+            "0",
+            str(EXAMPLES / name),
+            f"output.dir={tmp_path}",
+            "output.file_name=out.fits",
+            "image.nproc=2",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    out = fits.getdata(tmp_path / "out.fits")
+    assert out.std() > 0 and np.isfinite(out).all()
+    config = galsim.config.ReadConfig(str(EXAMPLES / name))[0]
+    config["image"]["nproc"] = 1
+    if tiles is not None:
+        config["image"]["nx_tiles"], config["image"]["ny_tiles"] = tiles
+    ref = galsim.config.BuildImage(config).array
+    assert out.shape[0] >= ref.shape[0] and out.shape[1] >= ref.shape[1]
+    np.testing.assert_array_equal(out[: ref.shape[0], : ref.shape[1]], ref)

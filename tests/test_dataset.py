@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from galsim_vae.cli import main
 from galsim_vae.pipeline import dataset
 from galsim_vae.pipeline.metrics import QualityCuts
 
@@ -112,3 +113,33 @@ def test_bad_inputs(tmp_path):
         dataset.read_dataset(tmp_path / "junk.fits")
     with pytest.raises(galsim.GalSimValueError, match="Unknown split"):
         dataset.StampDataset(tmp_path / "none.fits", "training")
+
+
+@pytest.fixture
+def newer_dataset(tmp_path):
+    from test_cli import write_small_dataset
+
+    path = write_small_dataset(tmp_path / "newer.fits")
+    assert dataset.read_dataset(path)[0].shape == (6, 64, 64)  # readable before the bump
+    fits.setval(path, "GVFORMAT", value=dataset.FORMAT_VERSION + 1)
+    return path
+
+
+def test_newer_format_is_refused(newer_dataset, tmp_path, capsys):
+    v = dataset.FORMAT_VERSION + 1
+    with pytest.raises(galsim.GalSimValueError, match=f"format {v} is newer"):
+        dataset.read_dataset(newer_dataset)
+    with pytest.raises(galsim.GalSimValueError, match=f"format {v} is newer"):
+        dataset.StampDataset(newer_dataset, "all")
+    out = tmp_path / "ev"
+    assert (
+        main(["evaluate", "default", str(newer_dataset), "--out", str(out), "--split", "all"]) == 2
+    )
+    assert f"format {v} is newer" in capsys.readouterr().err
+    assert not (out / "evaluate.json").exists()
+
+
+def test_encode_refuses_a_newer_format(newer_dataset, tmp_path):
+    out = tmp_path / "z.fits"
+    assert main(["encode", str(newer_dataset), "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()

@@ -24,6 +24,35 @@ def test_encode_dataset_matches_model(sim_dataset, tmp_path):
     assert not (tmp_path / "z.fits.parts").exists()
 
 
+def test_encode_command(sim_dataset, tmp_path):
+    from galsim_vae import get_model
+    from galsim_vae.pipeline.dataset import read_dataset
+
+    images, table, _, _ = read_dataset(sim_dataset)
+    n = len(images)
+    out = tmp_path / "x.fits"
+    argv = ["encode", str(sim_dataset), "--chunk-size", "64", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    t = Table.read(out)
+    assert len(t) == n and list(t["row"]) == list(range(n))
+    assert t["mu"].shape == (n, 64) and t["sigma"].shape == (n, 64)
+    np.testing.assert_array_equal(t["ident"], table["ident"])
+    ok = ~np.asarray(t["flag"])
+    assert ok.all() and np.all(np.isfinite(t["chi2_per_pixel"][ok]))
+    assert np.all(t["sigma"][ok] > 0)
+    np.testing.assert_allclose(t["mu"], get_model().encode(images)["mu"], rtol=1e-4, atol=1e-5)
+    assert t.meta["MODEL"] == "default_vae.safetensors" and t.meta["SOURCE"] == sim_dataset.name
+    # Another weights file (8 latents): its latents, and its name in the table.
+    from test_cli import write_tiny_model
+
+    tiny = write_tiny_model(tmp_path / "tiny.safetensors")
+    assert main([*argv, "--out", str(tmp_path / "t.fits"), "--model", str(tiny)]) == 0
+    tt = Table.read(tmp_path / "t.fits")
+    assert tt["mu"].shape == (n, 8) and tt.meta["MODEL"] == "tiny.safetensors"
+    np.testing.assert_allclose(tt["mu"], get_model(tiny).encode(images)["mu"], rtol=1e-4, atol=1e-5)
+    assert np.all(np.isfinite(tt["chi2_per_pixel"]))
+
+
 def test_resume_after_interruption(sim_dataset, tmp_path, monkeypatch):
     import galsim_vae.pipeline.encode as enc
 
@@ -65,20 +94,101 @@ def test_encode_real_catalog(btk_dir, tmp_path):
     assert len(t) == 100 and not t["flag"].any() and np.isfinite(t["mu"]).all()
 
 
-@pytest.mark.slow
-def test_dask_local_cluster_equals_single_process(sim_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def dask_cluster():
     distributed = pytest.importorskip("distributed")
-    local = encode_catalog(sim_dataset, tmp_path / "l.fits", chunk_size=40, progress=False)
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
-        with distributed.Client(cluster) as client:
+        yield cluster
+
+
+@pytest.fixture
+def dask_clients(monkeypatch):
+    """Every ``distributed.Client`` made during the test; any left open is closed afterwards."""
+    distributed = pytest.importorskip("distributed")
+    made = []
+
+    class Recording(distributed.Client):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.connected_to = self.scheduler.address
+            made.append(self)
+
+    monkeypatch.setattr(distributed, "Client", Recording)
+    yield made
+    for c in made:
+        if c.status != "closed":
+            c.close()
+
+
+@pytest.fixture(scope="module")
+def local_table(sim_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "l.fits"
+    return encode_catalog(sim_dataset, out, chunk_size=40, progress=False)
+
+
+def _assert_same_table(a, b):
+    assert list(a["row"]) == list(b["row"])
+    np.testing.assert_array_equal(a["ident"], b["ident"])
+    np.testing.assert_array_equal(a["flag"], b["flag"])
+    np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a["chi2_per_pixel"], b["chi2_per_pixel"], rtol=1e-5)
+
+
+def _chunk_tasks(task_stream):
+    """The encoding tasks the scheduler ran, from ``distributed.get_task_stream``."""
+    return [t for t in task_stream.data if "_dataset_chunk" in str(t["key"])]
+
+
+@pytest.mark.slow
+def test_dask_client_equals_single_process(sim_dataset, tmp_path, dask_cluster, local_table):
+    distributed = pytest.importorskip("distributed")
+    with distributed.Client(dask_cluster) as client:
+        with distributed.get_task_stream(client) as ts:
             dist = encode_catalog(
                 sim_dataset, tmp_path / "d.fits", chunk_size=40, progress=False, scheduler=client
             )
-    assert list(dist["row"]) == list(local["row"])
-    np.testing.assert_array_equal(dist["ident"], local["ident"])
-    np.testing.assert_allclose(dist["mu"], local["mu"], rtol=1e-5, atol=1e-6)
+        assert client.status == "running"  # the caller's client is left to the caller
+    assert len(_chunk_tasks(ts)) == 4  # 160 rows in chunks of 40, each a task on the cluster
+    _assert_same_table(dist, local_table)
+
+
+@pytest.mark.slow
+def test_dask_scheduler_address_from_cli(
+    sim_dataset, tmp_path, dask_cluster, local_table, dask_clients
+):
+    import distributed
+    from distributed import client as dask_client  # its Client is not the recording one
+
+    address = dask_cluster.scheduler_address
+    assert isinstance(address, str) and address.startswith("tcp://")
+    out = tmp_path / "d.fits"
+    argv = ["encode", str(sim_dataset), "--out", str(out), "--chunk-size", "40", "--quiet"]
+    with dask_client.Client(dask_cluster) as observer:
+        with distributed.get_task_stream(observer) as ts:
+            assert main([*argv, "--scheduler", address]) == 0
+    assert len(dask_clients) == 1  # the address was used to connect
+    assert dask_clients[0].connected_to == address
+    assert dask_clients[0].status == "closed"  # and closed once the job is done
+    assert len(_chunk_tasks(ts)) == 4
+    _assert_same_table(Table.read(out), local_table)
+
+
+@pytest.mark.slow
+def test_dask_client_opened_for_an_address_is_closed(
+    sim_dataset, tmp_path, dask_cluster, dask_clients
+):
+    encode_catalog(
+        sim_dataset,
+        tmp_path / "d.fits",
+        chunk_size=80,
+        progress=False,
+        scheduler=dask_cluster.scheduler_address,
+    )
+    assert len(dask_clients) == 1
+    assert dask_clients[0].status == "closed"
 
 
 def test_bad_inputs(tmp_path, sim_dataset, capsys):

@@ -62,3 +62,24 @@ def test_bad_losses():
         VAELoss("mse")
     with pytest.raises(GalSimRangeError, match=">= 0"):
         VAELoss("beta", -1.0)
+
+
+def test_gauss_loss_is_the_gaussian_likelihood():
+    torch.manual_seed(3)
+    y = torch.rand(3, 1, 8, 8)
+    recon = y + 0.1 * torch.randn(3, 1, 8, 8)
+    mu, lv = torch.randn(3, 4), 0.1 * torch.randn(3, 4)
+    sigma = torch.tensor([0.1, 0.2, 0.05])
+    t = VAELoss("gauss").terms(recon, y, mu, lv, sigma)
+    chi2 = (((recon - y) / sigma[:, None, None, None]) ** 2).flatten(1).sum(1)
+    kl = kl_per_image(mu, lv)
+    assert t["chi2"].item() == pytest.approx(chi2.mean().item() / 64, rel=1e-5)
+    assert t["loss"].item() == pytest.approx((0.5 * chi2 + kl).mean().item() / 64, rel=1e-5)
+    half = VAELoss("gauss", 0.5)(recon, y, mu, lv, sigma)
+    assert half.item() == pytest.approx((0.5 * chi2 + 0.5 * kl).mean().item() / 64, rel=1e-5)
+    # Each stamp is weighted by its own noise: a noisier stamp counts less.
+    lo = VAELoss("gauss").terms(recon, y, mu, lv, torch.tensor([0.1, 0.2, 1.0]))
+    assert lo["chi2"] < t["chi2"]
+    assert VAELoss("gauss").representation == "flux" and VAELoss("beta").representation == "minmax"
+    with pytest.raises(GalSimValueError, match="noise sigma"):
+        VAELoss("gauss")(recon, y, mu, lv)

@@ -16,12 +16,35 @@ def test_scene_is_seeded_and_has_the_flux():
     assert a.array.sum() <= 5 * 1000 * 1.01 and a.array.sum() >= inside * 1000 * 0.9
 
 
+def _scene_panel(path, n):
+    """The image panel of a scene PNG sampled at the centres of its ``n x n`` pixels (grey
+    levels, row 0 at the bottom as drawn with ``origin="lower"``)."""
+    from test_cli import figure_rgb, runs
+
+    rgb = figure_rgb(path)
+    ink = rgb.min(axis=2) < 0.97  # the panel: no white pixel in the grey-scale stretch
+    ((r0, r1),) = runs(ink.mean(axis=1) > 0.5, 50)
+    ((c0, c1),) = runs(ink.mean(axis=0) > 0.5, 50)
+    assert 0.9 < (r1 - r0) / (c1 - c0) < 1.1  # a square scene in a square panel
+    ys = r0 + ((np.arange(n) + 0.5) * (r1 - r0) / n).astype(int)
+    xs = c0 + ((np.arange(n) + 0.5) * (c1 - c0) / n).astype(int)
+    return rgb[np.ix_(ys, xs)].mean(axis=2)[::-1]
+
+
 def test_draw_cli(tmp_path):
-    assert main(["draw", "--out", str(tmp_path), "--n", "4", "--size", "96", "--gallery", "4"]) == 0
+    from test_cli import tile_grid
+
+    assert (
+        main(["draw", "--out", str(tmp_path), "--n", "4", "--size", "96", "--gallery", "16"]) == 0
+    )
     img = galsim.fits.read(str(tmp_path / "scene.fits"))
     assert img.array.shape == (96, 96) and img.array.std() > 0
-    assert (tmp_path / "scene.png").stat().st_size > 5000
-    assert (tmp_path / "gallery.png").stat().st_size > 5000
+    # The PNG shows that scene (grey scale reversed: bright galaxies are dark).
+    panel = _scene_panel(tmp_path / "scene.png", 96)
+    assert np.corrcoef(panel.ravel(), img.array.ravel())[0, 1] < -0.4
+    assert abs(np.corrcoef(panel.ravel(), np.roll(img.array, 20, axis=0).ravel())[0, 1]) < 0.2
+    # 16 samples in rows of 8.
+    assert tile_grid(tmp_path / "gallery.png") == (2, 8)
 
 
 def test_bad_inputs():

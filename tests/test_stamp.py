@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from galsim_vae import denormalize, normalize
-from galsim_vae.stamp import border_pixels, check_stamps
+from galsim_vae.stamp import border_pixels, check_stamps, flux_denormalize, flux_normalize
 
 
 def test_normalisation_round_trip():
@@ -60,3 +60,23 @@ def test_good_stamps_become_a_float_stack():
     assert check_stamps(np.zeros((8, 8), dtype=np.float32)).shape == (1, 8, 8)
     assert check_stamps(np.zeros((3, 1, 8, 8))).shape == (3, 8, 8)
     assert check_stamps(np.zeros((3, 8, 8)), size=8).dtype == np.float64
+
+
+def test_flux_normalisation_round_trip_and_zero_sky():
+    rng = np.random.default_rng(4)
+    gal = galsim.Exponential(half_light_radius=0.2, flux=37.0)
+    img = gal.drawImage(nx=64, ny=64, scale=0.03).array
+    stack = np.array([img, 3 * img]) + rng.normal(0, 1e-5, (2, 64, 64))
+    y, flux = flux_normalize(stack)
+    # Every stamp sums to S; the flux is the stamp's own; brightness no longer matters.
+    np.testing.assert_allclose(y.sum(axis=(1, 2)), 64)
+    np.testing.assert_allclose(flux, stack.sum(axis=(1, 2)))
+    np.testing.assert_allclose(y[0], y[1], atol=1e-3 * y.max())
+    np.testing.assert_allclose(flux_denormalize(y, flux), stack, atol=1e-12)
+    # Zero stays zero (no sky is introduced): the border of a sky-free stamp stays at zero.
+    assert abs(np.median(border_pixels(y[0]))) < 1e-3
+    one, f = flux_normalize(stack[0])
+    assert one.shape == (64, 64) and isinstance(f, float)
+    np.testing.assert_allclose(flux_denormalize(one, f), stack[0], atol=1e-12)
+    with pytest.raises(galsim.GalSimValueError, match="not positive"):
+        flux_normalize(-stack)

@@ -133,3 +133,46 @@ def test_train_cli(sim_dataset, tmp_path):
     # Rerunning with more epochs resumes from epoch 1.
     assert main(args + ["2"]) == 0
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+
+
+def test_gauss_training_on_flux_stamps(sim_dataset, tmp_path):
+    import dataclasses
+
+    from galsim_vae.nn import PRESETS
+
+    tr = StampDataset(sim_dataset, "train", "flux")
+    va = StampDataset(sim_dataset, "valid", "flux")
+    # Flux-normalised stamps sum to S, and their sigma is the noise scaled as the stamp was.
+    np.testing.assert_allclose(tr.images.sum(axis=(1, 2)), 64, rtol=1e-4)
+    np.testing.assert_allclose(
+        tr.sigma, np.asarray(tr.table["noise_sigma"]) * 64 / tr.flux, rtol=1e-5
+    )
+    torch.manual_seed(0)
+    model = build_vae(dataclasses.replace(PRESETS["tiny"], output="linear"))
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=3e-3, seed=1)
+    kw = dict(out_dir=tmp_path, config=cfg, progress=False, loss=VAELoss("gauss"))
+    sig = (tr.sigma_tensor()[:48], va.sigma_tensor()[:16])
+    hist = train(
+        model, tr.tensor()[:48], va.tensor()[:16], train_sigma=sig[0], valid_sigma=sig[1], **kw
+    )
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert "valid_chi2" in hist[0] and "valid_bce" not in hist[0]
+    _, meta = load_vae(tmp_path / "best.safetensors")
+    assert meta["representation"] == "flux" and meta["loss"] == "gauss"
+    # The loss needs the noise, and a decoder that can leave [0, 1].
+    with pytest.raises(GalSimValueError, match="noise sigma"):
+        train(
+            build_vae(dataclasses.replace(PRESETS["tiny"], output="linear")),
+            tr.tensor()[:48],
+            va.tensor()[:16],
+            **dict(kw, out_dir=tmp_path / "x"),
+        )
+    with pytest.raises(GalSimValueError, match="linear output"):
+        train(
+            _model(),
+            tr.tensor()[:48],
+            va.tensor()[:16],
+            train_sigma=sig[0],
+            valid_sigma=sig[1],
+            **dict(kw, out_dir=tmp_path / "y"),
+        )

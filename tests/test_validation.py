@@ -51,8 +51,15 @@ def test_hsm_statistics_known_shape():
     assert np.isnan(hsm_statistics([np.zeros((64, 64))])["hsm_sigma"][0])
 
 
-def test_validate_report(real_dataset, tmp_path):
-    summary = tmp_path / "summary.json"
+POPULATIONS = {"vae_recon", "vae_density", "vae_prior", "vae_attributes", "sersic"}
+
+
+@pytest.fixture(scope="module")
+def report(real_dataset, tmp_path_factory):
+    """validate() on the first 5 real galaxies passing the cuts (4 per sampled population, seed
+    3), with a loss summary."""
+    out = tmp_path_factory.mktemp("validate")
+    summary = out / "summary.json"
     summary.write_text(
         json.dumps(
             {
@@ -64,13 +71,61 @@ def test_validate_report(real_dataset, tmp_path):
             }
         )
     )
-    res = validate(real_dataset, tmp_path, max_real=8, n_samples=8, loss_summary=summary)
-    assert "| beta | 50 |" in (tmp_path / "validation.md").read_text()
-    for f in ("validation.md", "validation.json", "validation_statistics.png"):
-        assert (tmp_path / f).is_file()
-    assert set(res["wasserstein_to_real"]["sersic"]) == set(STATISTICS)
-    assert json.loads((tmp_path / "validation.json").read_text())["n_real"] == 8
-    assert all(0 <= w <= len(STATISTICS) for w in res["statistics_closer_than_sersic"].values())
+    res = validate(real_dataset, out, max_real=5, n_samples=4, seed=3, loss_summary=summary)
+    return res, out
+
+
+def test_validate_report(report):
+    from test_cli import figure_rgb
+
+    res, out = report
+    md = (out / "validation.md").read_text()
+    assert "| beta | 50 | 8 | 2.5 |" in md
+    figure_rgb(out / "validation_statistics.png")
+    saved = json.loads((out / "validation.json").read_text())
+    assert saved["n_real"] == res["n_real"] == 5 and saved["n_samples"] == 4
+    # The shipped model has a latent density and attribute models: every population is there.
+    dist = res["wasserstein_to_real"]
+    assert set(dist) == POPULATIONS and set(res["medians"]) == POPULATIONS | {"real"}
+    for name in dist:
+        assert set(dist[name]) == set(STATISTICS)
+        assert all(d >= 0 for d in dist[name].values() if np.isfinite(d)), name
+    # Reconstructions and Sersic fits of the same galaxies: every statistic measured.
+    assert np.isfinite(list(dist["vae_recon"].values())).all()
+    assert np.isfinite(list(dist["sersic"].values())).all()
+    # The wins are the statistics on which a population is closer to the real one than Sersic.
+    wins = res["statistics_closer_than_sersic"]
+    assert set(wins) == POPULATIONS - {"sersic"}
+    for name, w in wins.items():
+        assert w == sum(dist[name][k] < dist["sersic"][k] for k in STATISTICS), name
+        assert f"- {name}: {w}" in md
+    assert saved["statistics_closer_than_sersic"] == wins
+    assert saved["wasserstein_to_real"]["vae_recon"] == pytest.approx(dist["vae_recon"])
+
+
+def test_validate_cli(report, real_dataset, tmp_path, capsys):
+    """The command on a dataset of the same 5 galaxies gives the library's numbers."""
+    from test_analysis import write_real_subset
+
+    res, _ = report
+    sub = write_real_subset(real_dataset, tmp_path / "sub.fits", 5)
+    out = tmp_path / "v"
+    assert main(["validate", str(sub), "--out", str(out), "--n-samples", "4", "--seed", "3"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out.split("wrote")[0])
+        == (res["statistics_closer_than_sersic"])
+    )
+    md = (out / "validation.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| statistic |"))
+    assert set(header.strip("| ").split(" | ")[1:]) == POPULATIONS
+    assert "5 held-out stamps of `sub.fits`" in md
+    assert "comparison of its losses" not in md  # no --loss-summary
+    saved = json.loads((out / "validation.json").read_text())
+    assert saved["n_real"] == 5 and saved["n_samples"] == 4
+    for name in POPULATIONS:
+        assert saved["wasserstein_to_real"][name] == pytest.approx(
+            res["wasserstein_to_real"][name], nan_ok=True
+        ), name
 
 
 def test_validate_cli_errors(tmp_path, real_dataset):

@@ -60,7 +60,7 @@ def _cmd_dataset(a):
 def _cmd_simulate(a):
 
     t0 = time.perf_counter()
-    images, psfs, rows, sim = simulate(
+    images, psfs, rows, _, truths = simulate(
         a.n,
         seed=a.seed,
         data_dir=a.data_dir,
@@ -68,14 +68,17 @@ def _cmd_simulate(a):
         progress=not a.quiet,
         stamp_size=a.stamp_size,
         pixel_scale=a.pixel_scale,
+        scale_mode=a.scale_mode,
+        fit_radius=a.fit_radius,
     )
     dt = time.perf_counter() - t0
-    meta = {"SEED": a.seed, "SCALEMOD": "fixed", "SIMTIME": round(dt, 2)}
+    meta = {"SEED": a.seed, "SCALEMOD": a.scale_mode, "SIMTIME": round(dt, 2)}
     table = write_dataset(
         a.out,
         images,
         rows,
         psfs=psfs,
+        truths=None if a.no_truth else truths,
         cuts=cuts(a),
         seed=a.split_seed,
         valid=a.valid,
@@ -151,7 +154,22 @@ def add_commands(sub):
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--data-dir", default=None, help="real data folder (default: auto)")
     s.add_argument("--stamp-size", type=int, default=64)
-    s.add_argument("--pixel-scale", type=float, default=0.03)
+    s.add_argument("--pixel-scale", type=float, default=0.03, help="arcsec/px (the finest)")
+    s.add_argument(
+        "--scale-mode",
+        choices=("fixed", "fit"),
+        default="fixed",
+        help="fixed: every stamp at --pixel-scale; fit: coarser where a galaxy needs it",
+    )
+    s.add_argument(
+        "--fit-radius",
+        type=float,
+        default=4.5,
+        help="fit mode: half-light radii the stamp's half-width holds [default: 4.5]",
+    )
+    s.add_argument(
+        "--no-truth", action="store_true", help="do not store the noiseless stamps (TRUTH HDU)"
+    )
     s.add_argument("--nproc", type=int, default=None)
     s.add_argument("--compare", default=None, help="a real dataset to overlay the metrics with")
     s.add_argument("--quiet", action="store_true")

@@ -30,13 +30,15 @@ def _cmd_train(a):
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    loss = VAELoss(a.loss, a.loss_param)
     images, table, _, _ = read_dataset(a.dataset)
-    tr = StampDataset((images, table), "train")
-    va = StampDataset((images, table), "valid")
+    tr = StampDataset((images, table), "train", loss.representation)
+    va = StampDataset((images, table), "valid", loss.representation)
     if a.max_train:
-        tr.images = tr.images[: a.max_train]
+        tr.images, tr.sigma = tr.images[: a.max_train], tr.sigma[: a.max_train]
     summary = dict(dataset_summary(a.dataset, table), n_train=len(tr))
-    cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1])
+    output = "sigmoid" if loss.representation == "minmax" else "linear"
+    cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1], output=output)
     model = build_vae(cfg)
     tc = TrainConfig(
         epochs=a.epochs,
@@ -59,7 +61,9 @@ def _cmd_train(a):
         model,
         tr.tensor(),
         va.tensor(),
-        loss=VAELoss(a.loss, a.loss_param),
+        loss=loss,
+        train_sigma=tr.sigma_tensor(),
+        valid_sigma=va.sigma_tensor(),
         out_dir=out,
         config=tc,
         pixel_scale=summary["pixel_scale"],
@@ -82,10 +86,17 @@ def _cmd_train(a):
 def _cmd_fit_density(a):
 
     model = get_model(model_arg(a))
-    ds = StampDataset(a.dataset, a.split)
+    ds = StampDataset(a.dataset, a.split, model.representation)
     mu, _ = model.encode_normalized(ds.images)
+    aux = None
+    if model.representation == "flux":  # sizes and fluxes drawn with the latents
+        aux = {
+            "log10_pixel_scale": np.log10(np.asarray(ds.table["pixel_scale"], dtype=float)),
+            "log10_flux": np.log10(ds.flux),
+        }
     dens = LatentDensity.fit(
         mu,
+        aux=aux,
         n_components=a.components,
         seed=a.seed,
         meta={
@@ -170,9 +181,18 @@ def add_commands(sub):
     t.add_argument("dataset")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--preset", choices=sorted(PRESETS), default="compact")
-    t.add_argument("--loss", choices=LOSSES, default="beta")
     t.add_argument(
-        "--loss-param", type=float, default=None, help="beta (beta loss) or lambda (flow loss)"
+        "--loss",
+        choices=LOSSES,
+        default="beta",
+        help="original, beta, flow: the paper's, on [0, 1] stamps; gauss: the Gaussian "
+        "likelihood with each stamp's noise, on flux-normalised stamps",
+    )
+    t.add_argument(
+        "--loss-param",
+        type=float,
+        default=None,
+        help="beta (beta and gauss losses) or lambda (flow loss)",
     )
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--batch-size", type=int, default=64)

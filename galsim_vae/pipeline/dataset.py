@@ -9,6 +9,9 @@ A dataset is one FITS file that any FITS reader opens without this package:
 - HDU ``CATALOG``: binary table, one row per stamp (columns below).
 - HDU ``PSFS``: float32 cube of the PSF images at the stamps' scale, unit flux; the ``psf_index``
   column points into it.
+- HDU ``TRUTH`` (simulated sets): float32 cube of the noiseless stamps, the same galaxies without
+  noise (:func:`read_truths`). The truth's chi2 against its stamp is the floor of any
+  reconstruction.
 
 Columns always present: ``ident``, ``source``, ``pixel_scale`` (arcsec/px), ``flux`` (sum of the
 stamp), ``flux_total`` (the galaxy's total flux), ``flux_fraction``, ``noise_sigma``, ``snr``,
@@ -26,13 +29,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from astropy.io import fits
 from astropy.table import Table
 
 from .._utils import atomic_path
 from .._version import __version__
 from ..errors import GalSimRangeError, GalSimValueError
-from ..stamp import normalize
+from ..stamp import REPRESENTATIONS, flux_normalize, normalize
 from .metrics import QualityCuts
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
     "dataset_summary",
     "write_dataset",
     "read_dataset",
+    "read_truths",
+    "check_dataset_header",
 ]
 
 #: Version of the dataset file layout; bumped when it changes incompatibly.
@@ -72,7 +78,7 @@ def select_split(table, split):
 
 def dataset_summary(path, table) -> dict:
     """What a model records about its training data: file, sources, split sizes, the median
-    pixel scale, normalisation constants and noise of the training rows."""
+    pixel scale, normalisation constants, flux and noise of the training rows."""
     sel = select_split(table, "train")
     if not sel.any():
         raise GalSimValueError("The dataset has no training rows", str(path))
@@ -85,6 +91,11 @@ def dataset_summary(path, table) -> dict:
         "median_norm_min": float(np.median(table["norm_min"][sel])),
         "median_norm_max": float(np.median(table["norm_max"][sel])),
         "median_noise_sigma": float(np.median(table["noise_sigma"][sel])),
+        "median_flux": float(np.median(table["flux"][sel])),
+        "pixel_scale_range": [
+            float(np.min(table["pixel_scale"][sel])),
+            float(np.max(table["pixel_scale"][sel])),
+        ],
     }
 
 
@@ -129,6 +140,7 @@ def write_dataset(
     rows,
     *,
     psfs=None,
+    truths=None,
     cuts=None,
     seed=1234,
     valid=0.1,
@@ -143,6 +155,7 @@ def write_dataset(
         images: ``(N, S, S)`` stamps in flux units.
         rows: list of dicts (one per stamp) or a mapping of columns.
         psfs: PSF cube that ``psf_index`` points into. [default: None]
+        truths: ``(N, S, S)`` noiseless stamps (simulations). [default: None]
         cuts: :class:`QualityCuts`. [default: QualityCuts()]
         seed, valid, test, multiple: see :func:`assign_splits`.
         meta: extra header keywords (str -> scalar). [default: None]
@@ -186,9 +199,40 @@ def write_dataset(
     ]
     if psfs is not None:
         hdus.append(fits.ImageHDU(np.asarray(psfs, dtype=np.float32), name="PSFS"))
+    if truths is not None:
+        truths = np.asarray(truths, dtype=np.float32)
+        if truths.shape != images.shape:
+            raise GalSimValueError("truths must have the images' shape", truths.shape)
+        hdus.append(fits.ImageHDU(truths, name="TRUTH"))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return table
+
+
+def check_dataset_header(h, p):
+    """Refuse an open FITS file ``h`` (path ``p``) that is not a dataset of a format we read."""
+    hdr = h[0].header
+    if hdr.get("CREATOR") != "galsim_vae" or "GVFORMAT" not in hdr:
+        raise GalSimValueError("Not a galsim_vae dataset file", str(p))
+    if hdr["GVFORMAT"] > FORMAT_VERSION:
+        raise GalSimValueError(
+            f"Dataset format {hdr['GVFORMAT']} is newer than this galsim_vae "
+            f"({FORMAT_VERSION}); upgrade the package",
+            hdr["GVFORMAT"],
+        )
+
+
+def _read(path, read):
+    """Open a dataset file, check its header, and return ``read(hdulist)``."""
+    p = Path(path)
+    if not p.is_file():
+        raise GalSimValueError("Dataset file not found", str(p))
+    try:
+        with fits.open(p, memmap=False) as h:
+            check_dataset_header(h, p)
+            return read(h)
+    except (OSError, KeyError, IndexError, TypeError) as e:
+        raise GalSimValueError(f"Cannot read dataset file ({e})", str(p)) from e
 
 
 def read_dataset(path):
@@ -197,47 +241,49 @@ def read_dataset(path):
     Returns:
         tuple: ``(images, table, psfs, header)``; ``psfs`` is None when the file has none.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise GalSimValueError("Dataset file not found", str(p))
-    try:
-        with fits.open(p, memmap=False) as h:
-            hdr = h[0].header
-            if hdr.get("CREATOR") != "galsim_vae" or "GVFORMAT" not in hdr:
-                raise GalSimValueError("Not a galsim_vae dataset file", str(p))
-            if hdr["GVFORMAT"] > FORMAT_VERSION:
-                raise GalSimValueError(
-                    f"Dataset format {hdr['GVFORMAT']} is newer than this galsim_vae "
-                    f"({FORMAT_VERSION}); upgrade the package",
-                    hdr["GVFORMAT"],
-                )
-            images = np.asarray(h["STAMPS"].data, dtype=np.float32)
-            table = Table(h["CATALOG"].data)
-            psfs = np.asarray(h["PSFS"].data) if "PSFS" in h else None
-            hdr = hdr.copy()
-    except OSError as e:
-        raise GalSimValueError(f"Cannot read dataset file ({e})", str(p)) from e
+
+    def read(h):
+        images = np.asarray(h["STAMPS"].data, dtype=np.float32)
+        table = Table(h["CATALOG"].data)
+        psfs = np.asarray(h["PSFS"].data) if "PSFS" in h else None
+        return images, table, psfs, h[0].header.copy()
+
+    images, table, psfs, hdr = _read(path, read)
     for c in table.colnames:
         if table[c].dtype.kind in "SU":
             table[c] = np.char.strip(np.asarray(table[c]).astype(str))
     return images, table, psfs, hdr
 
 
+def read_truths(path):
+    """The noiseless stamps of a simulated dataset file (``(N, S, S)`` float32), or None."""
+    return _read(
+        path, lambda h: np.asarray(h["TRUTH"].data, dtype=np.float32) if "TRUTH" in h else None
+    )
+
+
 class StampDataset:
     """A split of a dataset file as a ``torch.utils.data.Dataset`` of normalised stamps.
 
-    Items are ``float32`` tensors of shape ``(1, S, S)`` in [0, 1] (see
-    :func:`galsim_vae.normalize`).
+    Items are ``float32`` tensors of shape ``(1, S, S)`` in the chosen representation
+    (:data:`galsim_vae.stamp.REPRESENTATIONS`): in [0, 1] (``"minmax"``,
+    :func:`galsim_vae.normalize`) or divided by their flux (``"flux"``,
+    :func:`galsim_vae.stamp.flux_normalize`). ``sigma``
+    holds each stamp's noise sigma in the same units (the ``noise_sigma`` column, scaled as the
+    stamp was).
 
     Parameters:
         path: dataset file (or a tuple ``(images, table)`` already in memory).
         split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``.
             [default: "train"]
+        representation: ``"minmax"`` or ``"flux"``. [default: "minmax"]
     """
 
-    def __init__(self, path, split="train"):
+    def __init__(self, path, split="train", representation="minmax"):
         if split not in SELECTIONS:  # before reading the file
             raise GalSimValueError("Unknown split", split, SELECTIONS)
+        if representation not in REPRESENTATIONS:
+            raise GalSimValueError("Unknown representation", representation, REPRESENTATIONS)
         if isinstance(path, tuple):
             images, table = path[0], path[1]
         else:
@@ -246,19 +292,27 @@ class StampDataset:
         if not sel.any():
             raise GalSimValueError("The split is empty", split)
         self.table = table[sel]
-        self.images, self.vmin, self.vmax = normalize(images[sel])
+        self.representation = representation
+        noise = np.asarray(self.table["noise_sigma"], dtype=float)
+        if representation == "minmax":
+            self.images, self.vmin, self.vmax = normalize(images[sel])
+            self.sigma = noise / (self.vmax - self.vmin)
+        else:
+            self.images, self.flux = flux_normalize(images[sel])
+            self.sigma = noise * images.shape[-1] / self.flux
         self.images = self.images.astype(np.float32)
+        self.sigma = self.sigma.astype(np.float32)
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, i):
-        import torch
-
         return torch.from_numpy(self.images[i][None])
 
     def tensor(self):
         """All items as one ``(N, 1, S, S)`` float32 tensor (no augmentation)."""
-        import torch
-
         return torch.from_numpy(self.images[:, None])
+
+    def sigma_tensor(self):
+        """Each item's noise sigma, in the items' units, as an ``(N,)`` float32 tensor."""
+        return torch.from_numpy(self.sigma)

@@ -31,6 +31,7 @@ from .._utils import atomic_path
 from ..errors import GalSimValueError
 from ..model import get_model
 from ._parallel import default_nproc, item_seed, spawn_pool
+from .dataset import check_dataset_header
 from .metrics import stamp_metrics
 from .stamps import open_catalog, real_stamp
 
@@ -62,6 +63,10 @@ def encode_stamps(images, model_file=None, *, idents=None, rows=None, metrics=No
         "flag": np.zeros(n, dtype=bool),
         "reason": np.full(n, "", dtype="<U64"),
     }
+    # The constants that return a decoded stamp to flux units (VAEGalaxy's norm_min/norm_max,
+    # or flux), so that a galaxy built from a row has the flux of the stamp it came from.
+    for k in ("norm_min", "norm_max") if model.representation == "minmax" else ("flux",):
+        out[k] = np.full(n, np.nan)
     good, stack = [], []
     for i, img in enumerate(images):
         if img is None or isinstance(img, str):
@@ -74,15 +79,20 @@ def encode_stamps(images, model_file=None, *, idents=None, rows=None, metrics=No
             out["flag"][i], out["reason"][i] = True, "NaN or infinite pixels"
         elif a.max() <= a.min():
             out["flag"][i], out["reason"][i] = True, "constant stamp"
+        elif model.representation == "flux" and not a.sum() > 0:
+            out["flag"][i], out["reason"][i] = True, "flux not positive"
         else:
             good.append(i)
             stack.append(a)
     if good:
         x = np.array(stack)
         enc = model.encode(x)
-        rec = model.decode_flux(enc["mu"], enc["norm_min"], enc["norm_max"])
+        constants = {k: v for k, v in enc.items() if k not in ("mu", "sigma")}
+        rec = model.decode_flux(enc["mu"], **constants)
         g = np.array(good)
         out["mu"][g], out["sigma"][g] = enc["mu"], enc["sigma"]
+        for k, v in constants.items():
+            out[k][g] = v
         for j, (i, a) in enumerate(zip(good, x)):
             m = (
                 {c: float(metrics[c][i]) for c in _METRICS}
@@ -148,6 +158,7 @@ def _source(path):
         try:
             with fits.open(p) as h:
                 if h[0].header.get("CREATOR") == "galsim_vae" and "STAMPS" in h:
+                    check_dataset_header(h, p)  # a newer format is refused, not misread
                     return "dataset", str(p), int(h["STAMPS"].header["NAXIS3"])
         except OSError as e:
             raise GalSimValueError(f"Cannot read {p} ({e})", str(p)) from e
@@ -166,7 +177,7 @@ def _connect(scheduler):
     if not isinstance(scheduler, str):
         return scheduler  # a Client or a LocalCluster-like object already
     try:
-        return Client(scheduler, timeout="10s")
+        return Client(scheduler, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
         raise GalSimValueError(f"Cannot reach the Dask scheduler ({e})", scheduler) from e
 
@@ -205,6 +216,7 @@ def encode_catalog(
     get_model(model_file)  # fail early on a bad model file
     kind, path, n = _source(source)
     client = _connect(scheduler) if scheduler is not None else None
+    own_client = client is not None and isinstance(scheduler, str)  # ours to close
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
@@ -233,7 +245,7 @@ def encode_catalog(
             from distributed import as_completed
 
             futs = {client.submit(task(c)[0], *task(c)[1], pure=False): k for k, c in todo}
-            for fut in as_completed(futs):
+            for fut in as_completed(futs, loop=client.loop):
                 save(futs[fut], fut.result())
         elif kind == "catalog" and (nproc or 2) > 1 and len(todo) > 1:
             with spawn_pool(nproc or default_nproc()) as pool:
@@ -246,6 +258,8 @@ def encode_catalog(
                 save(k, f(*args))
     finally:
         bar.close()
+        if own_client:
+            client.close()
     cols = {}
     for k in range(len(chunks)):
         with np.load(parts / f"{k:06d}.npz", allow_pickle=False) as d:

@@ -17,7 +17,17 @@ measurements:
   ``hst_psf/emp_psf_f814w.fits`` (4x supersampled ACS 0.05" pixels, i.e. 0.0125"/px; the 21
   with large negative lobes are skipped) or a TinyTim PSF of a real COSMOS galaxy;
 - noise: COSMOS correlated noise (``acs_I_unrot_sci_20_cf.fits``) at a variance drawn from the
-  real catalogs' ``NOISE_VARIANCE`` column.
+  real catalogs' ``NOISE_VARIANCE`` column;
+- pixel scale: the HST 0.03"/px (``scale_mode="fixed"``), or per galaxy (``scale_mode="fit"``):
+  0.03"/px where ``fit_radius`` half-light radii (along the major axis, PSF included) fit inside
+  the stamp, coarser where they do not. A galaxy drawn at a coarser scale is drawn, and its noise
+  added, at 0.03"/px first and then resampled onto the stamp's pixels exactly as a real COSMOS
+  postage stamp is (:func:`galsim_vae.pipeline.stamps.real_stamp`), so real and simulated stamps
+  share one noise treatment.
+
+Each stamp comes with its truth: the noiseless image (the same galaxy and PSF, resampled the same
+way, without noise) and the parameters it was drawn from. The truth's chi2 against the noisy stamp
+is the floor any reconstruction can reach.
 
 Every stamp is seeded from ``(seed, index)``: the same seed gives the same set whatever the number
 of processes.
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import galsim
 import numpy as np
@@ -39,12 +50,24 @@ from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 from .stamps import HST_PIXEL_SCALE, check_stamp_geometry
 
-__all__ = ["DATA_ENV", "find_shared_data", "bulge_disk_hlr", "COSMOSLikeSimulator", "simulate"]
+__all__ = [
+    "DATA_ENV",
+    "find_shared_data",
+    "bulge_disk_hlr",
+    "COSMOSLikeSimulator",
+    "SimulatedStamps",
+    "simulate",
+]
 
 #: Environment variable naming the folder of real data (``cosmos_btk100/``, ``cosmos_fits/``, ...).
 DATA_ENV = "GALSIM_VAE_DATA"
 #: Pixel scale of the empirical PSF cube: ACS/WFC 0.05" pixels supersampled 4 times.
 EMP_PSF_SCALE = 0.0125
+#: Half-light radius of the HST F814W PSF (arcsec), added in quadrature to a galaxy's for its
+#: stamp scale in ``scale_mode="fit"``.
+PSF_HLR = 0.04
+#: Side (pixels) of the per-stamp PSF images of ``scale_mode="fit"`` sets (unit flux inside).
+FIT_PSF_SIZE = 32
 
 
 def find_shared_data(path=None):
@@ -216,6 +239,11 @@ class COSMOSLikeSimulator:
         faint_fraction: share of galaxies dimmed by up to ``max_dimming`` mag. [default: 0.5]
         max_dimming: largest dimming in magnitudes. [default: 2.5]
         size_scatter: log-normal scatter of the sizes, in dex/ln units. [default: 0.1]
+        scale_mode: ``"fixed"`` (every stamp at ``pixel_scale``) or ``"fit"`` (``pixel_scale``
+            or coarser, per galaxy; see the module docstring). [default: "fixed"]
+        fit_radius: in ``"fit"`` mode, how many half-light radii (major axis, PSF included) the
+            stamp's half-width holds at least. 4.5 holds more than 99% of an exponential disk's
+            light. [default: 4.5]
     """
 
     def __init__(
@@ -228,8 +256,12 @@ class COSMOSLikeSimulator:
         faint_fraction=0.5,
         max_dimming=2.5,
         size_scatter=0.1,
+        scale_mode="fixed",
+        fit_radius=4.5,
     ):
-        check_stamp_geometry(stamp_size, pixel_scale)
+        check_stamp_geometry(stamp_size, pixel_scale, scale_mode)
+        if not fit_radius > 0:
+            raise GalSimRangeError("fit_radius must be positive", fit_radius, 0)
         if not 0 <= max_knot_fraction < 1:
             raise GalSimRangeError("max_knot_fraction must be in [0, 1)", max_knot_fraction, 0, 1)
         if not 0 <= faint_fraction <= 1:
@@ -241,6 +273,8 @@ class COSMOSLikeSimulator:
         self.faint_fraction = float(faint_fraction)
         self.max_dimming = float(max_dimming)
         self.size_scatter = float(size_scatter)
+        self.scale_mode = scale_mode
+        self.fit_radius = float(fit_radius)
         self.fits = _fit_rows(self.data_dir)
         self.psfs = _psf_library(self.data_dir, self.pixel_scale)
         self.variances = _noise_variances(self.data_dir)
@@ -261,6 +295,8 @@ class COSMOSLikeSimulator:
             "faint_fraction": self.faint_fraction,
             "max_dimming": self.max_dimming,
             "size_scatter": self.size_scatter,
+            "scale_mode": self.scale_mode,
+            "fit_radius": self.fit_radius,
             "n_fit_rows": len(self.fits),
             "n_psfs": len(self.psfs),
         }
@@ -321,13 +357,17 @@ class COSMOSLikeSimulator:
         smooth, knots = self.components(p, rng)
         return smooth if knots is None else galsim.Add([smooth, knots])
 
-    def stamp(self, index, seed):
-        """Stamp ``index`` of the set seeded by ``seed``: image, PSF index and table row."""
-        rng = galsim.BaseDeviate(item_seed(seed, index))
-        ud = galsim.UniformDeviate(rng)
-        p = self.draw_params(ud)
-        psf = self._psf_objs[p["psf_index"]]
-        n, s = self.stamp_size, self.pixel_scale
+    def stamp_scale(self, p):
+        """Pixel scale (arcsec) of the stamp of galaxy ``p``: see ``scale_mode``."""
+        if self.scale_mode == "fixed":
+            return self.pixel_scale
+        bt = p["bulge_fraction"]
+        hlr = bulge_disk_hlr(bt, p["bulge_hlr"], p["disk_hlr"])
+        q = (1 - bt) * p["disk_q"] + bt * p["bulge_q"]
+        reach = self.fit_radius * np.hypot(hlr / np.sqrt(q), PSF_HLR)
+        return max(self.pixel_scale, float(reach / (self.stamp_size / 2 - 1)))
+
+    def _draw_clean(self, p, psf, rng, n, scale):
         # The knots are drawn on their own: in one sum their k-space grid would be set by the
         # smooth part's wide wings, and point sources are costly to evaluate on a large grid.
         clean = None
@@ -335,12 +375,49 @@ class COSMOSLikeSimulator:
             if part is None:
                 continue
             im = galsim.Convolve(part, psf).drawImage(
-                nx=n, ny=n, scale=s, method="no_pixel", use_true_center=False
+                nx=n, ny=n, scale=scale, method="no_pixel", use_true_center=False
             )
             clean = im if clean is None else clean + im
+        return clean
+
+    def stamp(self, index, seed):
+        """Stamp ``index`` of the set seeded by ``seed``: image, truth, PSF and table row.
+
+        Returns:
+            dict: ``image`` (noisy) and ``truth`` (noiseless), float32 ``(S, S)`` arrays in
+            flux units; ``psf``, the stamp's PSF at its scale (``"fit"`` mode) or None (the
+            PSF is row ``psf_index`` of the simulator's library); ``row``, the table row.
+        """
+        rng = galsim.BaseDeviate(item_seed(seed, index))
+        ud = galsim.UniformDeviate(rng)
+        p = self.draw_params(ud)
+        psf = self._psf_objs[p["psf_index"]]
+        n, native = self.stamp_size, self.pixel_scale
+        s = self.stamp_scale(p)
+        noise = self._noise.withVariance(p["noise_variance"]).copy(rng=rng)
+        psf_img = None
+        if s <= native:
+            clean = self._draw_clean(p, psf, rng, n, native)
+            img = clean.copy()
+            img.addNoise(noise)
+            if self.scale_mode == "fit":  # one PSF image per stamp, the library's cropped
+                c = (self.psfs.shape[1] - FIT_PSF_SIZE) // 2
+                psf_img = self.psfs[p["psf_index"], c : c + FIT_PSF_SIZE, c : c + FIT_PSF_SIZE]
+        else:
+            # As a real postage stamp: drawn and made noisy at 0.03"/px, then resampled.
+            n0 = 2 * int(np.ceil(0.5 * n * s / native)) + 8
+            clean0 = self._draw_clean(p, psf, rng, n0, native)
+            noisy0 = clean0.copy()
+            noisy0.addNoise(noise)
+            clean, img = (resample(im, n, s) for im in (clean0, noisy0))
+            psf_img = resample(
+                psf.drawImage(nx=48, ny=48, scale=native, method="no_pixel", use_true_center=False),
+                FIT_PSF_SIZE,
+                s,
+            ).array.astype(np.float32)
+        if psf_img is not None:  # cut at FIT_PSF_SIZE pixels: unit flux inside
+            psf_img = (psf_img / psf_img.sum()).astype(np.float32)
         hlr = bulge_disk_hlr(p["bulge_fraction"], p["bulge_hlr"], p["disk_hlr"])
-        img = clean.copy()
-        img.addNoise(self._noise.withVariance(p["noise_variance"]).copy(rng=rng))
         arr = img.array.astype(np.float32)
         row = {
             "ident": int(index),
@@ -348,7 +425,7 @@ class COSMOSLikeSimulator:
             "pixel_scale": s,
             "flux_total": p["flux_true"],
             "flux_fraction": float(clean.array.sum() / p["flux_true"]),
-            "original_size": n,
+            "original_size": n if s <= native else n0,
             "catalog_noise_variance": p["noise_variance"],
             "flux": float(arr.sum()),
             "hlr": float(hlr),
@@ -356,7 +433,14 @@ class COSMOSLikeSimulator:
         row.update(stamp_metrics(arr))
         row["width_arcsec"] = row["width_pix"] * s
         row.update(p)
-        return {"image": arr, "row": row}
+        return {"image": arr, "truth": clean.array.astype(np.float32), "psf": psf_img, "row": row}
+
+
+def resample(image, n, scale):
+    """A 0.03"/px image resampled onto an ``n x n`` grid of ``scale`` arcsec/px, as real stamps
+    are: quintic interpolation, then integration over the new, larger pixel."""
+    ii = galsim.InterpolatedImage(image, x_interpolant="quintic", use_true_center=False)
+    return ii.drawImage(nx=n, ny=n, scale=scale, method="auto", use_true_center=False)
 
 
 class _SimWorker:
@@ -368,8 +452,24 @@ class _SimWorker:
         return self.sim.stamp(i, self.seed)
 
 
+class SimulatedStamps(NamedTuple):
+    """What :func:`simulate` returns."""
+
+    #: ``(n, S, S)`` float32 noisy stamps, flux units.
+    images: np.ndarray
+    #: PSF images: the simulator's library (``"fixed"``; rows point into it by ``psf_index``) or
+    #: one per stamp (``"fit"``; ``psf_index`` is the row).
+    psfs: np.ndarray
+    #: one dict per stamp: metrics and true parameters.
+    rows: list
+    #: the :class:`COSMOSLikeSimulator` that drew them.
+    simulator: COSMOSLikeSimulator
+    #: ``(n, S, S)`` float32 noiseless stamps (the truths).
+    truths: np.ndarray
+
+
 def simulate(n, *, seed=1234, data_dir=None, nproc=None, progress=True, start=0, **kwargs):
-    """``n`` simulated stamps seeded by ``seed``.
+    """``n`` simulated stamps seeded by ``seed``, with their truths.
 
     Parameters:
         n: number of stamps.
@@ -381,8 +481,7 @@ def simulate(n, *, seed=1234, data_dir=None, nproc=None, progress=True, start=0,
         **kwargs: passed to :class:`COSMOSLikeSimulator`.
 
     Returns:
-        tuple: ``(images, psfs, rows, simulator)``; ``images`` is ``(n, S, S)`` float32, ``psfs``
-        the PSF library (rows refer to it by ``psf_index``).
+        SimulatedStamps: ``(images, psfs, rows, simulator, truths)``.
     """
     n = check_count(n)
     sim = COSMOSLikeSimulator(data_dir, **kwargs)
@@ -396,5 +495,13 @@ def simulate(n, *, seed=1234, data_dir=None, nproc=None, progress=True, start=0,
         desc="simulating",
         progress=progress,
     )
-    images = np.stack([r["image"] for r in res])
-    return images, sim.psfs, [r["row"] for r in res], sim
+    images = np.stack([r.pop("image") for r in res])
+    truths = np.stack([r.pop("truth") for r in res])
+    rows = [r["row"] for r in res]
+    if sim.scale_mode == "fit":
+        psfs = np.stack([r["psf"] for r in res])
+        for k, r in enumerate(rows):
+            r["psf_library_index"], r["psf_index"] = r["psf_index"], k
+    else:
+        psfs = sim.psfs
+    return SimulatedStamps(images, psfs, rows, sim, truths)

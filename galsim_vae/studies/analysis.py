@@ -23,9 +23,8 @@ import numpy as np
 from .._utils import write_json
 from ..errors import GalSimValueError
 from ..model import VAEModel, get_model
-from ..pipeline.dataset import read_dataset, select_split
+from ..pipeline.dataset import read_dataset, read_truths, select_split
 from ..pipeline.metrics import SNR_BLOCK
-from ..stamp import normalize
 from . import plots
 from .sersic import fit_sersic_lsq
 
@@ -101,8 +100,8 @@ def rotation_invariance(model: VAEModel, images, angle_deg=30.0) -> dict:
         normalised scale) and the arrays they come from.
     """
     x = np.asarray(images, dtype=float)
-    norm, _, _ = normalize(x)
-    rot_norm, _, _ = normalize(rotate_stamps(x, angle_deg))
+    norm, _ = model.normalize(x)
+    rot_norm, _ = model.normalize(rotate_stamps(x, angle_deg))
     mu0, _ = model.encode_normalized(norm)
     mu1, _ = model.encode_normalized(rot_norm)
     spread = np.linalg.norm(mu0 - mu0.mean(axis=0), axis=1)
@@ -168,6 +167,11 @@ def evaluate(
         sersic: also fit a PSF-convolved Sersic profile (least squares) to every stamp, with the
             stamp's own PSF, and compare chi2 per pixel. [default: False]
 
+    On a simulated dataset with truths (a ``TRUTH`` HDU) the floor is reported too: the chi2 per
+    pixel of each noiseless truth against its noisy stamp, with the same noise estimate, which
+    no reconstruction beats on average (``floor_*``, ``vae_over_floor_bright_half``: how far
+    above it the VAE is, 0.1 = 10%).
+
     Returns:
         dict: the numbers written to ``evaluate.json``.
     """
@@ -182,9 +186,12 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     enc = model.encode(x)
-    recon = model.decode_flux(enc["mu"], enc["norm_min"], enc["norm_max"])
+    recon = model.decode_flux(
+        enc["mu"], **{k: v for k, v in enc.items() if k not in ("mu", "sigma")}
+    )
     sig = np.asarray(t["noise_sigma"], float)
     chi2 = chi2_per_pixel(recon, x, sig)
+    truths = read_truths(dataset)
     snr_img = np.asarray(t["snr"], float)
     bright = snr_img >= np.median(snr_img)
     lsnr = latent_snr(enc["mu"], enc["sigma"])
@@ -219,6 +226,7 @@ def evaluate(
         "n": int(len(x)),
         "median_chi2_per_pixel": float(np.median(chi2)),
         "median_chi2_per_pixel_bright_half": float(np.median(chi2[bright])),
+        "representation": model.representation,
         "n_informative_latents_snr_gt_1": int((lsnr > 1).sum()),
         "latent_snr_sorted": lsnr[order].tolist(),
         "rotation_30deg_latent_change": rot["latent_change"],
@@ -228,6 +236,16 @@ def evaluate(
         "chi2_per_pixel": chi2.tolist(),
         "ident": [int(i) for i in t["ident"]],
     }
+    if truths is not None:
+        # The floor: the noiseless truth's chi2 against the noisy stamp, with the same noise
+        # estimate. No reconstruction of these stamps can do better on average.
+        floor = chi2_per_pixel(truths[sel].astype(float), x, sig)
+        res["floor_median_chi2_per_pixel"] = float(np.median(floor))
+        res["floor_median_chi2_per_pixel_bright_half"] = float(np.median(floor[bright]))
+        res["vae_over_floor_bright_half"] = float(
+            np.median(chi2[bright]) / np.median(floor[bright]) - 1
+        )
+        res["floor_chi2_per_pixel"] = floor.tolist()
     if sersic:
         if psfs is None:
             raise GalSimValueError("the dataset has no PSFS HDU for the Sersic fits", dataset)
@@ -242,6 +260,10 @@ def evaluate(
             np.mean(chi2[bright] <= chi2_s[bright])
         )
         res["sersic_chi2_per_pixel"] = chi2_s.tolist()
+        if truths is not None:
+            res["sersic_over_floor_bright_half"] = float(
+                np.median(chi2_s[bright]) / np.median(floor[bright]) - 1
+            )
         plots.plot_chi2_comparison(chi2, chi2_s, snr_img, out / "chi2_vae_vs_sersic.png")
     write_json(out / "evaluate.json", res)
     return res

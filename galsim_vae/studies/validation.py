@@ -153,15 +153,19 @@ def validate(
 
     pops = {"real": (x, sig)}
     enc = m.encode(x)
-    rec = m.decode_flux(enc["mu"], enc["norm_min"], enc["norm_max"])
+    rec = m.reconstruct(x)
     pops["vae_recon"] = (noisy(rec, sig), sig)
     try:
         am = m.attributes
     except GalSimValueError:
         am = None
 
-    def decode_zero_sky(z, lo, hi):
-        # A latent with another stamp's constants: its decoded sky removed as VAEGalaxy does.
+    def decode_like(z, idx):
+        # Latents decoded with the flux scale of real stamps idx, their sky removed as
+        # VAEGalaxy removes it (a flux model's decoded sky is zero already).
+        if m.representation == "flux":
+            return m.decode_flux(z, flux=enc["flux"][idx])
+        lo, hi = enc["norm_min"][idx], enc["norm_max"][idx]
         return m.decode_flux(z, *m.sky_free_constants(z, lo, hi))
 
     pair = rng.integers(0, len(x), n)
@@ -169,7 +173,7 @@ def validate(
         if mode == "density" and m.density is None:
             continue
         z = m.sample_latents(n, galsim.BaseDeviate(seed + 1), sampling=mode)
-        imgs = decode_zero_sky(z, enc["norm_min"][pair], enc["norm_max"][pair])
+        imgs = decode_like(z, pair)
         pops[f"vae_{mode}"] = (noisy(imgs, sig[pair]), sig[pair])
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
@@ -184,7 +188,7 @@ def validate(
         with warnings.catch_warnings():  # real galaxies outside the training attributes
             warnings.simplefilter("ignore", galsim.GalSimWarning)
             z = am.sample(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
-        imgs = decode_zero_sky(z, enc["norm_min"], enc["norm_max"])
+        imgs = decode_like(z, np.arange(len(x)))
         pops["vae_attributes"] = (noisy(imgs, sig), sig)
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
     dist = {

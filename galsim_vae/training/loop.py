@@ -70,8 +70,9 @@ class TrainConfig:
     device: str = "cpu"
 
 
-def check_images(x) -> torch.Tensor:
-    """Validate a batch of normalised stamps: float tensor ``(B, 1, S, S)`` in [0, 1]."""
+def check_images(x, representation="minmax") -> torch.Tensor:
+    """Validate a batch of normalised stamps: float tensor ``(B, 1, S, S)``, in [0, 1] for the
+    ``"minmax"`` representation."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] != x.shape[3]:
@@ -80,7 +81,7 @@ def check_images(x) -> torch.Tensor:
         raise GalSimValueError(
             "images contain NaN or infinite values", int((~torch.isfinite(x)).sum())
         )
-    if x.min() < 0 or x.max() > 1:
+    if representation == "minmax" and (x.min() < 0 or x.max() > 1):
         raise GalSimValueError(
             "images must be normalised to [0, 1]", (float(x.min()), float(x.max()))
         )
@@ -111,17 +112,18 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_loss(
-    model: VAE, images: torch.Tensor, loss: VAELoss, *, batch_size=256, device="cpu"
+    model: VAE, images: torch.Tensor, loss: VAELoss, *, sigma=None, batch_size=256, device="cpu"
 ) -> dict:
-    """Mean loss terms over ``images`` in eval mode (latents at their means)."""
+    """Mean loss terms over ``images`` in eval mode (latents at their means); ``sigma``, each
+    stamp's noise, for the ``gauss`` loss."""
     model.eval()
-    tot = {"loss": 0.0, "bce": 0.0, "kl": 0.0}
+    tot = {}
     for i in range(0, len(images), batch_size):
         xb = images[i : i + batch_size].to(device)
+        sb = None if sigma is None else sigma[i : i + batch_size].to(device)
         recon, mu, logvar = model(xb)
-        t = loss.terms(recon, xb, mu, logvar)
-        for k in tot:
-            tot[k] += float(t[k]) * len(xb)
+        for k, v in loss.terms(recon, xb, mu, logvar, sb).items():
+            tot[k] = tot.get(k, 0.0) + float(v) * len(xb)
     return {k: v / len(images) for k, v in tot.items()}
 
 
@@ -139,12 +141,15 @@ def train(
     progress: bool = True,
     on_epoch=None,
     max_seconds: float | None = None,
+    train_sigma: torch.Tensor | None = None,
+    valid_sigma: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train ``model`` and checkpoint every epoch in ``out_dir``.
 
     Parameters:
         model: a :class:`~galsim_vae.nn.VAE` (fresh, or any state: ``resume`` replaces it).
-        train_images, valid_images: normalised stamps ``(N, 1, S, S)`` in [0, 1].
+        train_images, valid_images: normalised stamps ``(N, 1, S, S)``, in the representation
+            of ``loss`` (:attr:`VAELoss.representation`).
         loss: the :class:`~galsim_vae.losses.VAELoss`.
         out_dir: run folder.
         config: :class:`TrainConfig`.
@@ -155,12 +160,30 @@ def train(
         on_epoch: called with the history after each epoch (e.g. to plot). [default: None]
         max_seconds: stop after the epoch during which this much time has passed; rerunning
             resumes. [default: None, no limit]
+        train_sigma, valid_sigma: each stamp's noise sigma ``(N,)`` in the normalised units,
+            for the ``gauss`` loss. [default: None]
 
     Returns:
         list of dict: one entry per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``lr``, ...).
     """
-    train_images = check_images(train_images)
-    valid_images = check_images(valid_images)
+    train_images = check_images(train_images, loss.representation)
+    valid_images = check_images(valid_images, loss.representation)
+    if loss.kind == "gauss":
+        for name, x, sg in (
+            ("train", train_images, train_sigma),
+            ("valid", valid_images, valid_sigma),
+        ):
+            if sg is None or sg.shape != (len(x),) or not bool(torch.all(sg > 0)):
+                raise GalSimValueError(
+                    f"the gauss loss needs a positive noise sigma per {name} stamp",
+                    None if sg is None else tuple(sg.shape),
+                )
+        train_sigma, valid_sigma = train_sigma.float(), valid_sigma.float()
+    expected = "sigmoid" if loss.representation == "minmax" else "linear"
+    if model.config.output != expected:
+        raise GalSimValueError(
+            f"the {loss.kind} loss takes a decoder with {expected} output", model.config.output
+        )
     if train_images.shape[2] != model.config.stamp_size:
         raise GalSimValueError(
             f"stamps are {train_images.shape[2]} px, the model takes {model.config.stamp_size}",
@@ -188,6 +211,7 @@ def train(
         best, bad, epoch0 = float(st["best"]), int(st["bad"]), int(st["epoch"])
         model.to(dev)
     save_kw = dict(
+        representation=loss.representation,
         pixel_scale=pixel_scale,
         loss=loss.kind,
         loss_param=loss.param,
@@ -224,7 +248,8 @@ def train(
             mu, logvar = model.encoder(xb)
             eps = torch.randn(mu.shape, generator=gen).to(dev)
             recon = model.decoder(mu + eps * torch.exp(0.5 * logvar))
-            lval = loss(recon, xb, mu, logvar)
+            sb = None if train_sigma is None else train_sigma[idx].to(dev)
+            lval = loss(recon, xb, mu, logvar, sb)
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(lval):
                 raise GalSimValueError(
@@ -239,7 +264,7 @@ def train(
             run += lv * len(idx)
             bar.set_postfix(loss=f"{lv:.4f}")
         bar.close()
-        v = evaluate_loss(model, valid_images, loss, device=dev)
+        v = evaluate_loss(model, valid_images, loss, sigma=valid_sigma, device=dev)
         sched.step(v["loss"])
         improved = v["loss"] < best
         best, bad = (v["loss"], 0) if improved else (best, bad + 1)
@@ -248,8 +273,7 @@ def train(
                 "epoch": epoch,
                 "train_loss": run / n,
                 "valid_loss": v["loss"],
-                "valid_bce": v["bce"],
-                "valid_kl": v["kl"],
+                **{f"valid_{k}": v[k] for k in ("rec", "bce", "chi2", "kl") if k in v},
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }

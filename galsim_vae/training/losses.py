@@ -15,6 +15,14 @@ and the three losses, averaged over the batch and divided by the number of pixel
 - ``flow`` (eq. 8, "Flow-VAE", KL-constrained): ``(BCE + min(KL, lambda)) / npix``, which is the
   paper's ``BCE_loss - max(-lambda, KL_loss)``: the KL term of each image stops counting (and
   pulling its latents to the prior) once it exceeds ``lambda`` nats.
+
+These three take [0, 1] stamps (the ``"minmax"`` representation, sigmoid decoder). A fourth
+knows the noise:
+
+- ``gauss``: ``(chi2 / 2 + beta * KL) / npix`` with ``chi2 = sum_pixels ((recon - y) / sigma)^2``
+  and ``sigma`` each stamp's own noise level: the Gaussian likelihood of the stamp, for
+  flux-normalised stamps (the ``"flux"`` representation, linear decoder). With ``beta = 1`` it is
+  the evidence lower bound itself; its reconstruction term per pixel is half the chi2 per pixel.
 """
 
 from __future__ import annotations
@@ -27,15 +35,30 @@ from torch import Tensor
 
 from ..errors import GalSimRangeError, GalSimValueError
 
-__all__ = ["bce_per_image", "kl_per_image", "VAELoss", "LOSSES"]
+__all__ = [
+    "bce_per_image",
+    "kl_per_image",
+    "chi2_per_image",
+    "VAELoss",
+    "LOSSES",
+    "REPRESENTATION",
+]
 
-LOSSES = ("original", "beta", "flow")
-_DEFAULT_PARAM = {"original": 1.0, "beta": 1e-2, "flow": 32.0}
+LOSSES = ("original", "beta", "flow", "gauss")
+_DEFAULT_PARAM = {"original": 1.0, "beta": 1e-2, "flow": 32.0, "gauss": 1.0}
+#: The stamp representation each loss takes (:data:`galsim_vae.stamp.REPRESENTATIONS`).
+REPRESENTATION = {"original": "minmax", "beta": "minmax", "flow": "minmax", "gauss": "flux"}
 
 
 def bce_per_image(recon: Tensor, target: Tensor) -> Tensor:
     """Binary cross-entropy summed over the pixels of each image, shape ``(B,)``."""
     return F.binary_cross_entropy(recon, target, reduction="none").flatten(1).sum(1)
+
+
+def chi2_per_image(recon: Tensor, target: Tensor, sigma: Tensor) -> Tensor:
+    """``sum_pixels ((recon - target) / sigma)^2`` of each image, ``(B,)``; one sigma per image."""
+    r = (recon - target).flatten(1) / sigma.reshape(-1, 1)
+    return r.pow(2).sum(1)
 
 
 def kl_per_image(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -45,12 +68,12 @@ def kl_per_image(mu: Tensor, logvar: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class VAELoss:
-    """One of the paper's losses.
+    """One of the paper's losses, or the Gaussian likelihood.
 
     Attributes:
-        kind: ``"original"``, ``"beta"`` or ``"flow"``.
-        param: beta for ``beta`` (paper: 1e-2), lambda in nats for ``flow`` (paper: 4 to 64);
-            ignored for ``original``. [default: by kind]
+        kind: ``"original"``, ``"beta"``, ``"flow"`` or ``"gauss"``.
+        param: beta for ``beta`` (paper: 1e-2) and ``gauss`` (1: the ELBO), lambda in nats for
+            ``flow`` (paper: 4 to 64); ignored for ``original``. [default: by kind]
     """
 
     kind: str = "beta"
@@ -64,22 +87,34 @@ class VAELoss:
         if not self.param >= 0:
             raise GalSimRangeError("loss parameter must be >= 0", self.param, 0)
 
-    def terms(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor) -> dict:
-        """The loss and its parts, batch means per pixel: ``loss``, ``bce``, ``kl``."""
+    @property
+    def representation(self) -> str:
+        """The stamp representation this loss takes: ``"minmax"`` or ``"flux"``."""
+        return REPRESENTATION[self.kind]
+
+    def terms(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor, sigma=None) -> dict:
+        """The loss and its parts, batch means per pixel: ``loss``, ``rec`` (the reconstruction
+        term: BCE, or chi2 / 2), ``kl``; ``bce`` or ``chi2`` by kind. ``sigma``: each stamp's
+        noise, ``(B,)``, for ``gauss`` (required there, ignored otherwise)."""
         npix = target[0].numel()
-        bce = bce_per_image(recon, target)
         kl = kl_per_image(mu, logvar)
-        if self.kind == "original":
+        if self.kind == "gauss":
+            if sigma is None:
+                raise GalSimValueError("the gauss loss needs each stamp's noise sigma", None)
+            chi2 = chi2_per_image(recon, target, sigma)
+            rec = 0.5 * chi2
+            out = {"chi2": chi2.mean() / npix}
+        else:
+            rec = bce_per_image(recon, target)
+            out = {"bce": rec.mean() / npix}
+        if self.kind in ("original",):
             reg = kl
-        elif self.kind == "beta":
+        elif self.kind in ("beta", "gauss"):
             reg = self.param * kl
         else:
             reg = torch.clamp(kl, max=self.param)
-        return {
-            "loss": (bce + reg).mean() / npix,
-            "bce": bce.mean() / npix,
-            "kl": kl.mean() / npix,
-        }
+        out.update(loss=(rec + reg).mean() / npix, rec=rec.mean() / npix, kl=kl.mean() / npix)
+        return out
 
-    def __call__(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-        return self.terms(recon, target, mu, logvar)["loss"]
+    def __call__(self, recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor, sigma=None):
+        return self.terms(recon, target, mu, logvar, sigma)["loss"]
