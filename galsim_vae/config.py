@@ -13,7 +13,8 @@ Object type ``VAEGalaxy``
     Keys are the constructor's: exactly one of ``latent`` (a list of numbers), ``index`` (a row
     of the input's ``latent_file``), ``sampling`` (``density`` or ``prior``; the default when
     none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
-    ``axis_ratio``; any of them may be a GalSim value type), plus ``flux``, ``norm_min``,
+    ``axis_ratio`` and ``position_angle`` in degrees, random when absent; any of them may be a
+    GalSim value type), plus ``flux``, ``norm_min``,
     ``norm_max``, ``pixel_scale``, ``psf_mode`` and ``pad_factor``. Transformations
     (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own.
     Random latents come from the object's rng, so ``image.random_seed`` fixes them; a flux
@@ -33,6 +34,7 @@ from galsim.config import (
     InputLoader,
     RegisterInputType,
     RegisterObjectType,
+    SetDefaultIndex,
 )
 
 from .errors import GalSimConfigError, GalSimConfigValueError
@@ -114,6 +116,10 @@ def _get_input(config, base):
 def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     """Build a VAEGalaxy from a config dict."""
     inp = _get_input(config, base)
+    if "index" in config and inp.latents is not None:
+        # As GalSim's catalog types: a Sequence or Random index without limits runs over the
+        # rows of the latent file (a Sequence wraps round).
+        SetDefaultIndex(config, len(inp.latents))
     latent = config.get("latent")
     opt = {
         "index": int,
@@ -127,11 +133,18 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "hubble_type": str,
         "half_light_radius": float,
         "axis_ratio": float,
+        "position_angle": float,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
     attrs = {
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }
+    position_angle = kwargs.pop("position_angle", None)
+    if position_angle is not None and not attrs:
+        raise GalSimConfigError(
+            "VAEGalaxy position_angle goes with the attributes (hubble_type, "
+            "half_light_radius); rotate other galaxies with GalSim's rotate"
+        )
     given = [k for k in ("index", "sampling") if k in kwargs] + (["latent"] if latent else [])
     given += ["attributes"] if attrs else []
     if len(given) > 1:
@@ -154,6 +167,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 ht,
                 attrs["half_light_radius"],
                 attrs.get("axis_ratio"),
+                position_angle=position_angle,
                 rng=rng,
                 model=inp.model,
                 **kwargs,
@@ -206,4 +220,4 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
 
 
 RegisterInputType("vae_model", InputLoader(VAEModelInput, use_proxy=False, has_nobj=True))
-RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy)
+RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy, input_type="vae_model")

@@ -304,7 +304,7 @@ class VAEGalaxy(GSObject):
         half_light_radius,
         axis_ratio=None,
         *,
-        position_angle=0.0,
+        position_angle=None,
         rng=None,
         model=None,
         **kwargs,
@@ -315,15 +315,17 @@ class VAEGalaxy(GSObject):
         latent is drawn from the conditional distribution of the model's attribute file, so the
         same request gives different plausible galaxies, with the training set's median flux
         scale and their sky set to zero (the normalisation constants are shifted by
-        :meth:`VAEModel.sky_free_constants <galsim_vae.VAEModel.sky_free_constants>`); the
-        position angle (degrees,
-        counter-clockwise from +x) is applied as a GalSim rotation, and ``flux=`` as usual.
+        :meth:`VAEModel.sky_free_constants <galsim_vae.VAEModel.sky_free_constants>`). The
+        attribute model makes galaxies with their major axis along x; the position angle
+        (degrees, counter-clockwise from +x) is applied as a GalSim rotation, uniform in
+        [0, 180) from ``rng`` when not given, so that a population has no preferred direction
+        (a shear simulation must not see one). ``flux=`` works as usual.
 
         Parameters:
             hubble_type: class name (E, S0, Sa, Sb, Sc, Sd, Irr) or T-type in [-5, 10].
             half_light_radius: arcsec, inside the range the attribute model was fitted on.
             axis_ratio: minor/major axis ratio; the training median when None. [default: None]
-            position_angle: degrees. [default: 0]
+            position_angle: degrees. [default: None, uniform random from ``rng``]
             rng: ``galsim.BaseDeviate`` or seed. [default: None]
             model: as for the constructor. [default: None]
         """
@@ -344,7 +346,9 @@ class VAEGalaxy(GSObject):
         q = np.atleast_1d(
             np.asarray(am.a["q_median"] if axis_ratio is None else axis_ratio, dtype=float)
         )
-        pa = np.atleast_1d(np.asarray(position_angle, dtype=float))
+        pa = np.atleast_1d(np.asarray(0.0 if position_angle is None else position_angle, float))
+        if not np.all(np.isfinite(pa)):
+            raise GalSimValueError("position_angle must be finite", position_angle)
         n = max(len(t), len(h), len(q), len(pa))
         if any(len(v) not in (1, n) for v in (t, h, q, pa)):
             raise GalSimIncompatibleValuesError(
@@ -356,7 +360,12 @@ class VAEGalaxy(GSObject):
             )
         t, h, q, pa = (np.broadcast_to(v, (n,)) for v in (t, h, q, pa))
         am.check(h, q)
-        z = am.sample(t, h, q, as_deviate(rng))
+        rng = as_deviate(rng)
+        z = am.sample(t, h, q, rng)
+        if position_angle is None:  # random orientations, after the latents (same latents)
+            pa = np.empty(n)
+            galsim.UniformDeviate(rng).generate(pa)
+            pa = 180.0 * pa
         if "norm_min" in kwargs or "norm_max" in kwargs:
             gals = cls.from_latents(z, m, **kwargs)
         else:

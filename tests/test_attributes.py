@@ -172,3 +172,32 @@ def test_from_attributes_with_shipped_model():
     # The simulated ellipticals are small: a 0.38" one is outside the training attributes.
     with pytest.warns(galsim.GalSimWarning, match="outside the training galaxies"):
         VAEGalaxy.from_attributes("E", 0.38, rng=1, model=m)
+
+
+def _mean_shear(gals):
+    e = []
+    for g in gals:
+        img = g.drawImage(nx=64, ny=64, scale=0.03)
+        s = galsim.hsm.FindAdaptiveMom(img, strict=False)
+        if s.moments_status == 0:
+            e.append((s.observed_shape.g1, s.observed_shape.g2))
+    e = np.array(e)
+    return e.mean(axis=0), e.std(axis=0) / np.sqrt(len(e))
+
+
+def test_attribute_galaxies_have_random_orientations():
+    m = get_model()
+    n = 300
+    args = (["Sb"] * n, np.full(n, 0.2), np.full(n, 0.5))
+    aligned = VAEGalaxy.from_attributes(*args, position_angle=0.0, rng=4, model=m)
+    (g1, _), err = _mean_shear(aligned)
+    assert g1 > 10 * err[0]  # along x, as the attribute model makes them
+    free = VAEGalaxy.from_attributes(*args, rng=4, model=m)
+    mean, err = _mean_shear(free)
+    assert np.all(np.abs(mean) < 4 * err) and np.all(np.abs(mean) < 0.03)
+    # Same seed, same galaxies; the orientations come after the latents, which are unchanged.
+    again = VAEGalaxy.from_attributes(*args, rng=4, model=m)
+    assert again == free
+    assert [g.original.latent for g in free] == [g.latent for g in aligned]
+    with pytest.raises(galsim.GalSimValueError, match="position_angle"):
+        VAEGalaxy.from_attributes("Sb", 0.2, position_angle=np.nan, model=m)

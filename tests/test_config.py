@@ -76,7 +76,14 @@ def test_attribute_keys():
         }
 
     obj = _build(gal(), seed=3)
-    assert isinstance(obj, VAEGalaxy) and obj.flux == pytest.approx(10.0)
+    # Randomly oriented by default (a rotation of the attribute model's x-aligned galaxy).
+    assert isinstance(obj.original, VAEGalaxy) and obj.flux == pytest.approx(10.0)
+    fixed = _build(dict(gal(), position_angle=0.0), seed=3)
+    turned = _build(dict(gal(), position_angle={"type": "List", "items": [30.0]}), seed=3)
+    assert isinstance(fixed, VAEGalaxy) and fixed.latent == obj.original.latent
+    assert turned == fixed.rotate(30.0 * galsim.degrees)
+    with pytest.raises(galsim.GalSimConfigError, match="position_angle goes with"):
+        _build({"type": "VAEGalaxy", "sampling": "prior", "position_angle": 10.0})
     again = _build(gal(), seed=3)
     other = _build(gal(), seed=4)
     assert other != obj
@@ -272,3 +279,32 @@ def test_examples_run_with_galsim(tmp_path, name, tiles):
     ref = galsim.config.BuildImage(config).array
     assert out.shape[0] >= ref.shape[0] and out.shape[1] >= ref.shape[1]
     np.testing.assert_array_equal(out[: ref.shape[0], : ref.shape[1]], ref)
+
+
+def test_index_sequence_and_random_run_over_the_latent_file(tmp_path):
+    z = get_model().sample_latents(3, 2)
+    np.save(tmp_path / "z.npy", z)
+
+    def latents(index, n):
+        config = {
+            "modules": ["galsim_vae"],
+            "input": {"vae_model": {"latent_file": str(tmp_path / "z.npy")}},
+            "gal": {"type": "VAEGalaxy", "index": index},
+            "image": {"random_seed": 1},
+        }
+        galsim.config.ImportModules(config)
+        galsim.config.ProcessInput(config)
+        out = []
+        for k in range(n):
+            galsim.config.SetupConfigImageNum(config, 0, 0)
+            galsim.config.SetupConfigObjNum(config, k)
+            galsim.config.SetupConfigRNG(config)
+            out.append(galsim.config.BuildGSObject(config, "gal")[0].latent)
+        return out
+
+    # A Sequence with no limits wraps at the number of latents, as GalSim's catalog types do.
+    seq = latents({"type": "Sequence"}, 7)
+    assert seq == [tuple(z[k % 3]) for k in range(7)]
+    # A Random index without min/max stays inside the file.
+    rnd = latents({"type": "Random"}, 12)
+    assert set(rnd) <= {tuple(r) for r in z} and len(set(rnd)) > 1
