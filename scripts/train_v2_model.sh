@@ -30,7 +30,7 @@ python3 -m galsim_vae train "$WORK/sim_fit${NSIM%000}k.fits" --out "$RUN" --pres
     --device "$DEVICE" --max-minutes "${MAX_MINUTES:-0}" --quiet
 # 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
 python3 -m galsim_vae fit-density "$WORK/sim_fit${NSIM%000}k.fits" --model "$RUN/best.safetensors" \
-    --split train --components 16
+    --split train --components 16 --overwrite
 # 5. Against the floor and Sersic: held-out simulations, then the real galaxies.
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/sim_fit_heldout.fits" \
     --split passes --sersic --out "$WORK/eval_v2_heldout"

@@ -238,3 +238,44 @@ def test_python_m_entry_point():
         check=True,
     )
     assert r.stdout.startswith("galsim_vae ")
+
+
+def test_outputs_are_never_lost(sim_dataset, tmp_path, capsys):
+    from galsim_vae import default_model_path
+    from galsim_vae.model import density_path
+
+    shipped = density_path(default_model_path())
+    before = shipped.read_bytes()
+    # The shipped density is not rewritten by a default fit-density.
+    assert main(["fit-density", str(sim_dataset), "--components", "2"]) == 2
+    assert "--out" in capsys.readouterr().err and shipped.read_bytes() == before
+    # An input is never replaced, even with --overwrite; an output only with --overwrite.
+    copy = tmp_path / "in.fits"
+    shutil.copy(sim_dataset, copy)
+    size = copy.stat().st_size
+    argv = ["encode", str(copy), "--out", str(copy), "--quiet", "--overwrite"]
+    assert main(argv) == 2
+    assert "input" in capsys.readouterr().err and copy.stat().st_size == size
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    assert main(["simulate", "--n", "2", "--out", str(notes), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and notes.read_text() == "keep me"
+    out = tmp_path / "d.npz"
+    argv = ["fit-density", str(sim_dataset), "--components", "2", "--out", str(out)]
+    assert main(argv) == 0 and main(argv) == 2
+    assert "exists" in capsys.readouterr().err
+    first = out.read_bytes()
+    assert main([*argv, "--seed", "3", "--overwrite"]) == 0 and out.read_bytes() != first
+
+
+def test_train_seed_fixes_the_initial_weights(sim_dataset, tmp_path):
+    from galsim_vae.checkpoint import load_state_dict
+
+    argv = ["train", str(sim_dataset), "--preset", "tiny", "--epochs", "1", "--quiet"]
+    argv += ["--max-train", "16", "--batch-size", "8"]
+    w = []
+    for run, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert main([*argv, "--out", str(tmp_path / run), "--seed", seed]) == 0
+        w.append(load_state_dict(tmp_path / run / "last.safetensors")[0])
+    assert all(np.array_equal(w[0][k], w[1][k]) for k in w[0])
+    assert not all(np.array_equal(w[0][k], w[2][k]) for k in w[0])

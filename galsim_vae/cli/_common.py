@@ -2,9 +2,59 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from ..errors import GalSimValueError
+from ..model import default_model_path
 from ..pipeline.metrics import QualityCuts
 
-__all__ = ["add_model_option", "model_arg", "add_cuts", "cuts"]
+__all__ = [
+    "add_model_option",
+    "model_arg",
+    "add_cuts",
+    "cuts",
+    "add_overwrite_option",
+    "check_output",
+    "model_sidecar",
+]
+
+
+def add_overwrite_option(p):
+    """The ``--overwrite`` flag: without it an existing output file is never replaced."""
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+
+
+def check_output(out, inputs=(), *, overwrite=False) -> Path:
+    """Refuse an output file before any work is done: one that is an input of the command
+    (never replaced, even with ``--overwrite``), one that exists (without ``overwrite``), a
+    folder, or one in a folder that cannot be written."""
+    o = Path(out).resolve()
+    for i in inputs:
+        if i is not None and Path(i).resolve() == o:
+            raise GalSimValueError("--out would replace an input of the command", str(out))
+    if o.is_dir():
+        raise GalSimValueError("--out is a folder, not a file", str(out))
+    if o.exists() and not overwrite:
+        raise GalSimValueError("output exists; pass --overwrite to replace it", str(out))
+    parent = o.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise GalSimValueError("cannot write the output's folder", str(parent))
+    return o
+
+
+def model_sidecar(model_file, default_path, out):
+    """Where a file that belongs to a model (density, attributes) goes: ``out``, or beside the
+    model; never beside the shipped model, which belongs to the installed package."""
+    if out:
+        return Path(out)
+    if Path(model_file).resolve() == default_model_path().resolve():
+        raise GalSimValueError(
+            "refusing to rewrite a file shipped with the package; pass --out", str(default_path)
+        )
+    return Path(default_path)
 
 
 def add_model_option(p, help="weights file, or 'default' for the shipped model"):

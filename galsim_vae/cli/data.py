@@ -9,15 +9,25 @@ from pathlib import Path
 from ..pipeline.dataset import read_dataset, write_dataset
 from ..pipeline.encode import encode_catalog
 from ..pipeline.simulator import simulate
-from ..pipeline.stamps import real_stamps
+from ..pipeline.stamps import open_catalog, real_stamps
 from ..studies.plots import plot_metric_comparison, plot_metrics
-from ._common import add_cuts, add_model_option, cuts, model_arg
+from ._common import (
+    add_cuts,
+    add_model_option,
+    add_overwrite_option,
+    check_output,
+    cuts,
+    model_arg,
+)
 
 __all__ = ["add_commands"]
 
 
 def _cmd_dataset(a):
-
+    rgc = open_catalog(a.catalog)
+    inputs = {rgc.file_name, *rgc.gal_file_name, *rgc.psf_file_name}
+    inputs |= set(rgc.noise_file_name) if rgc.noise_file_name is not None else set()
+    check_output(a.out, inputs, overwrite=a.overwrite)
     qc = cuts(a)
     images, psfs, rows, errors = real_stamps(
         a.catalog,
@@ -58,7 +68,7 @@ def _cmd_dataset(a):
 
 
 def _cmd_simulate(a):
-
+    check_output(a.out, [a.compare], overwrite=a.overwrite)
     t0 = time.perf_counter()
     images, psfs, rows, _, truths = simulate(
         a.n,
@@ -103,7 +113,7 @@ def _cmd_simulate(a):
 
 
 def _cmd_encode(a):
-
+    check_output(a.out, [a.catalog, model_arg(a)], overwrite=a.overwrite)
     t = encode_catalog(
         a.catalog,
         a.out,
@@ -140,6 +150,7 @@ def add_commands(sub):
     d.add_argument("--seed", type=int, default=1234, help="seed of the noise padding")
     d.add_argument("--nproc", type=int, default=None)
     d.add_argument("--quiet", action="store_true")
+    add_overwrite_option(d)
     add_cuts(d)
     d.set_defaults(func=_cmd_dataset)
 
@@ -173,6 +184,7 @@ def add_commands(sub):
     s.add_argument("--nproc", type=int, default=None)
     s.add_argument("--compare", default=None, help="a real dataset to overlay the metrics with")
     s.add_argument("--quiet", action="store_true")
+    add_overwrite_option(s)
     add_cuts(s)
     s.set_defaults(func=_cmd_simulate)
 
@@ -190,4 +202,5 @@ def add_commands(sub):
     n.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786)")
     n.add_argument("--nproc", type=int, default=None)
     n.add_argument("--quiet", action="store_true")
+    add_overwrite_option(n)
     n.set_defaults(func=_cmd_encode)

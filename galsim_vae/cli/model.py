@@ -21,7 +21,13 @@ from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene
 from ..training.loop import TrainConfig, train
 from ..training.losses import LOSSES, VAELoss
-from ._common import add_model_option, model_arg
+from ._common import (
+    add_model_option,
+    add_overwrite_option,
+    check_output,
+    model_arg,
+    model_sidecar,
+)
 
 __all__ = ["add_commands"]
 
@@ -39,7 +45,9 @@ def _cmd_train(a):
     summary = dict(dataset_summary(a.dataset, table), n_train=len(tr))
     output = "sigmoid" if loss.representation == "minmax" else "linear"
     cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1], output=output)
-    model = build_vae(cfg)
+    with torch.random.fork_rng():  # --seed fixes the initial weights too; global state kept
+        torch.manual_seed(a.seed)
+        model = build_vae(cfg)
     tc = TrainConfig(
         epochs=a.epochs,
         batch_size=a.batch_size,
@@ -86,6 +94,8 @@ def _cmd_train(a):
 def _cmd_fit_density(a):
 
     model = get_model(model_arg(a))
+    out = model_sidecar(model.file_name, density_path(model.file_name), a.out)
+    check_output(out, [a.dataset, model.file_name], overwrite=a.overwrite)
     ds = StampDataset(a.dataset, a.split, model.representation)
     mu, _ = model.encode_normalized(ds.images)
     aux = None
@@ -105,15 +115,16 @@ def _cmd_fit_density(a):
             "model_sha256": model.metadata["sha256"],
         },
     )
-    out = Path(a.out) if a.out else density_path(model.file_name)
     dens.save(out)
     print(f"wrote {out}: {a.components}-component mixture fitted to {len(mu)} latents")
     return 0
 
 
 def _cmd_fit_attributes(a):
-
     model = model_arg(a)
+    mfile = get_model(model).file_name
+    out = model_sidecar(mfile, attributes_path(mfile), a.out)
+    check_output(out, [a.dataset, a.real, mfile], overwrite=a.overwrite)
     am, rep = fit_attribute_model(
         a.dataset,
         model,
@@ -126,7 +137,6 @@ def _cmd_fit_attributes(a):
         nproc=a.nproc,
         progress=not a.quiet,
     )
-    out = Path(a.out) if a.out else attributes_path(get_model(model).file_name)
     am.save(out)
     print(json.dumps({k: v for k, v in rep.items() if not isinstance(v, list)}, indent=1))
     print(f"wrote {out}")
@@ -225,7 +235,12 @@ def add_commands(sub):
     f.add_argument("--split", default="passes")
     f.add_argument("--components", type=int, default=16)
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--out", default=None)
+    f.add_argument(
+        "--out",
+        default=None,
+        help="output file [default: MODEL_density.npz beside a model that is not the shipped one]",
+    )
+    add_overwrite_option(f)
     f.set_defaults(func=_cmd_fit_density)
 
     fa = sub.add_parser(
@@ -252,6 +267,7 @@ def add_commands(sub):
     fa.add_argument("--quiet", action="store_true")
     fa.add_argument("--real", default=None, help="real dataset for the inverse-model check")
     fa.add_argument("--report", default=None, help="folder for the figure and JSON")
+    add_overwrite_option(fa)
     fa.set_defaults(func=_cmd_fit_attributes)
 
     d = sub.add_parser(
