@@ -40,6 +40,11 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            # Some writers (safetensors) create private 0600 files: give the result the
+            # permissions any new file of this process gets.
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(self.tmp, 0o666 & ~mask)
             os.replace(self.tmp, self.path)
         elif self.tmp.exists():
             self.tmp.unlink()

@@ -42,6 +42,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "checksum",
+    "meta_checksum",
     "save_vae",
     "read_metadata",
     "load_state_dict",
@@ -51,7 +52,19 @@ __all__ = [
 ]
 
 FORMAT = "galsim_vae.vae"
-FORMAT_VERSION = 1
+#: Version 2 adds ``meta_sha256``, a checksum of the metadata; version 1 files (no metadata
+#: checksum) are still read.
+FORMAT_VERSION = 2
+_READABLE = (1, 2)
+
+
+def meta_checksum(meta: dict) -> str:
+    """SHA-256 of a weights file's metadata (every key but ``meta_sha256``, in key order)."""
+    h = hashlib.sha256()
+    for k in sorted(meta):
+        if k != "meta_sha256":
+            h.update(json.dumps([k, meta[k]]).encode())
+    return h.hexdigest()
 
 
 def checksum(tensors: dict) -> str:
@@ -106,6 +119,7 @@ def save_vae(
     }
     for k, v in (extra or {}).items():
         meta[k] = json.dumps(v, default=str)
+    meta["meta_sha256"] = meta_checksum(meta)
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -126,10 +140,21 @@ def read_metadata(path) -> dict:
         raise GalSimValueError(f"Not a readable safetensors model file ({e})", str(p)) from e
     if meta.get("format") != FORMAT:
         raise GalSimValueError("Not a galsim_vae model file", str(p))
-    v = int(meta.get("format_version", -1))
-    if v != FORMAT_VERSION:
+    try:
+        v = int(meta.get("format_version", -1))
+    except ValueError:
+        v = -1
+    if v not in _READABLE:
         raise GalSimValueError(
-            f"Model format version {v} is not supported (this galsim_vae reads {FORMAT_VERSION})", v
+            f"Model format version {meta.get('format_version')} is not supported (this "
+            f"galsim_vae reads {_READABLE})",
+            str(p),
+        )
+    # The metadata (pixel scale, normalisation, architecture...) says how the weights are used:
+    # a changed byte there is as harmful as one in the tensors.
+    if v >= 2 and meta.get("meta_sha256") != meta_checksum(meta):
+        raise GalSimValueError(
+            "Model file metadata checksum mismatch (tampered or corrupt)", str(p)
         )
     return meta
 
@@ -158,7 +183,12 @@ def load_vae(path, *, config: VAEConfig | None = None) -> tuple[VAE, dict]:
         tuple: ``(model, metadata)``.
     """
     tensors, meta = load_state_dict(path)
-    cfg = VAEConfig.from_json(meta["architecture"])
+    try:
+        cfg = VAEConfig.from_json(meta["architecture"])
+        float(meta["pixel_scale"])
+        json.loads(meta.get("dataset", "{}") or "{}")
+    except (KeyError, ValueError, TypeError) as e:
+        raise GalSimValueError(f"Model file metadata is unreadable ({e})", str(path)) from e
     if config is not None and config != cfg:
         raise GalSimValueError(
             f"Checkpoint architecture {cfg} differs from the expected {config}", str(path)

@@ -101,12 +101,32 @@ class VAEModel:
         self.norm_max = float(ds.get("median_norm_max", 1.0))
         # ... and, for a flux-representation model, a flux.
         self.median_flux = float(ds.get("median_flux", 1.0))
-        dens = density_path(path)
-        self.density = LatentDensity.load(dens) if dens.is_file() else None
+        self._density = None
         self._attributes = None
 
     def __repr__(self):
         return f"galsim_vae.VAEModel({self.file_name!r})"
+
+    def _check_sidecar(self, obj, path, command):
+        """Refuse a density or attribute file fitted to other weights than these."""
+        sha = obj.meta.get("model_sha256")
+        if sha is not None and sha != self.metadata["sha256"]:
+            raise GalSimValueError(
+                f"{path} was fitted to another model (sha256 {sha[:12]}...) than {self.file_name} "
+                f"(sha256 {self.metadata['sha256'][:12]}...); refit it with galsim-vae {command}",
+                str(path),
+            )
+        return obj
+
+    @property
+    def density(self) -> LatentDensity | None:
+        """The latent density stored beside the weights (``<stem>_density.npz``), or None."""
+        if self._density is None:
+            p = density_path(self.file_name)
+            if not p.is_file():
+                return None
+            self._density = self._check_sidecar(LatentDensity.load(p), p, "fit-density")
+        return self._density
 
     @property
     def attributes(self) -> AttributeModel:
@@ -117,7 +137,7 @@ class VAEModel:
                 raise GalSimValueError(
                     "Model has no attribute file; run galsim-vae fit-attributes", str(p)
                 )
-            self._attributes = AttributeModel.load(p)
+            self._attributes = self._check_sidecar(AttributeModel.load(p), p, "fit-attributes")
         return self._attributes
 
     def sky_free_constants(self, latents, norm_min=None, norm_max=None, *, decoded=None):

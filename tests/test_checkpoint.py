@@ -142,3 +142,30 @@ def test_training_state_never_runs_pickled_code(malicious):
     with pytest.raises(GalSimValueError, match="(?i)training state"):
         checkpoint.load_training_state(path)
     assert not marker.exists()
+
+
+def test_metadata_is_checksummed(tiny, tmp_path):
+    # One changed byte in the metadata (pixel_scale 0.03 -> 0.05: galaxies 1.67x larger) is
+    # refused, as one in the tensors is.
+    _, path = tiny
+    data = bytearray(path.read_bytes())
+    i = data.find(b'"pixel_scale":"0.03"')
+    assert i > 0
+    data[i + len(b'"pixel_scale":"0.0')] = ord("5")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(GalSimValueError, match="metadata checksum"):
+        checkpoint.load_vae(bad)
+    assert checkpoint.read_metadata(path)["meta_sha256"] == checkpoint.meta_checksum(
+        checkpoint.read_metadata(path)
+    )
+
+
+def test_weights_are_written_readable(tiny):
+    import os
+    import stat
+
+    _, path = tiny
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

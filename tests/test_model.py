@@ -104,3 +104,21 @@ def test_bad_inputs(tiny_file, tmp_path):
     # One rule for rng everywhere: a string is a TypeError, here and in from_attributes.
     with pytest.raises(TypeError, match="BaseDeviate"):
         m.sample_latents(2, "7", sampling="prior")
+
+
+def test_stale_density_and_attribute_files_are_refused(tmp_path):
+    # A density fitted to other weights, left beside a model: refused when used, naming both.
+    import shutil
+
+    from galsim_vae import default_model_path
+
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(2)
+    save_vae(other, build_vae("compact"), pixel_scale=0.03, loss="beta", loss_param=0.01)
+    shutil.copy(density_path(default_model_path()), density_path(other))
+    m = VAEModel(other)
+    with pytest.raises(galsim.GalSimValueError, match="fitted to another model"):
+        m.sample_latents(2, 1)
+    with pytest.raises(galsim.GalSimValueError, match="other_density.npz"):
+        _ = m.density
+    assert VAEModel().density is not None  # the shipped one matches its weights
