@@ -152,7 +152,9 @@ def read_metadata(path) -> dict:
         )
     # The metadata (pixel scale, normalisation, architecture...) says how the weights are used:
     # a changed byte there is as harmful as one in the tensors.
-    if v >= 2 and meta.get("meta_sha256") != meta_checksum(meta):
+    # Checked whenever present, and required from version 2 on (a file cannot opt out by
+    # calling itself version 1).
+    if (v >= 2 or "meta_sha256" in meta) and meta.get("meta_sha256") != meta_checksum(meta):
         raise GalSimValueError(
             "Model file metadata checksum mismatch (tampered or corrupt)", str(p)
         )

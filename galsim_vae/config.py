@@ -85,11 +85,9 @@ class VAEModelInput:
                 if "flag" in t.colnames:  # rows encode could not encode: left out
                     t = t[~np.asarray(t["flag"], dtype=bool)]
                 z = np.asarray(t["mu"], dtype=float)
-                keys = (
-                    ("flux",) if self.model.representation == "flux" else ("norm_min", "norm_max")
-                )
-                if all(k in t.colnames for k in keys):
-                    self.constants = {k: np.asarray(t[k], dtype=float) for k in keys}
+                flux_model = self.model.representation == "flux"
+                keys = ("flux", "pixel_scale") if flux_model else ("norm_min", "norm_max")
+                self.constants = {k: np.asarray(t[k], dtype=float) for k in keys if k in t.colnames}
             try:
                 self.latents = self.model._check_latents(z)
             except galsim.GalSimError as e:
@@ -193,8 +191,10 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 "VAEGalaxy index out of range", index, (0, len(inp.latents) - 1)
             )
         z = inp.latents[index]
-        if not any(k in kwargs for k in ("flux", "norm_min", "norm_max")):
-            kwargs.update({k: float(v[index]) for k, v in inp.constants.items()})
+        # The row's own constants, unless the config gives them: a min-max galaxy keeps its
+        # norm_min/norm_max (its shape and sky depend on them) even when flux= rescales it.
+        for k, v in inp.constants.items():
+            kwargs.setdefault(k, float(v[index]))
     else:
         sampling = kwargs.pop("sampling", "density")
         if sampling not in ("density", "prior"):

@@ -17,6 +17,7 @@ from .errors import (
 )
 from .model import VAEModel, default_model_path, get_model
 from .psf import hst_f814w_psf, psf_sigma
+from .stamp import half_light_radius
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
 
@@ -251,6 +252,13 @@ class VAEGalaxy(GSObject):
         while len(out) < n:
             k = n if not out and drawn == 0 else max(2 * (n - len(out)), 64)
             pop = m.sample_population(k, rng, sampling=sampling)
+            if pop["flux"] is None and (min_flux is not None or max_flux is not None):
+                raise GalSimIncompatibleValuesError(
+                    "flux cuts need sampled fluxes: a flux model's joint density and "
+                    "sampling='density'",
+                    sampling=sampling,
+                    model=m.file_name,
+                )
             drawn += k
             keep = np.ones(k, dtype=bool)
             if pop["flux"] is not None:
@@ -260,9 +268,9 @@ class VAEGalaxy(GSObject):
                     keep &= pop["flux"] <= max_flux
             per = {}
             if pop["flux"] is not None:  # a joint density: each galaxy its own scale and flux
-                per["pixel_scale"] = pop["pixel_scale"][keep]
-                if "flux" not in kwargs:
-                    per["flux"] = pop["flux"][keep]
+                for k2 in ("pixel_scale", "flux"):
+                    if k2 not in kwargs:  # the caller's value wins
+                        per[k2] = pop[k2][keep]
             gals = cls.from_latents(pop["latent"][keep], m, **per, **kwargs) if keep.any() else []
             if min_hlr is not None or max_hlr is not None:
                 lo = -np.inf if min_hlr is None else min_hlr
@@ -318,7 +326,7 @@ class VAEGalaxy(GSObject):
         :meth:`VAEModel.sky_free_constants <galsim_vae.VAEModel.sky_free_constants>`). The
         attribute model makes galaxies with their major axis along x; the position angle
         (degrees, counter-clockwise from +x) is applied as a GalSim rotation, uniform in
-        [0, 180) from ``rng`` when not given, so that a population has no preferred direction
+        [0, 360) from ``rng`` when not given, so that a population has no preferred direction
         (a shear simulation must not see one). ``flux=`` works as usual.
 
         Parameters:
@@ -365,7 +373,7 @@ class VAEGalaxy(GSObject):
         if position_angle is None:  # random orientations, after the latents (same latents)
             pa = np.empty(n)
             galsim.UniformDeviate(rng).generate(pa)
-            pa = 180.0 * pa
+            pa = 360.0 * pa  # not 180: lopsided galaxies have no preferred half either
         if "norm_min" in kwargs or "norm_max" in kwargs:
             gals = cls.from_latents(z, m, **kwargs)
         else:
@@ -403,6 +411,12 @@ class VAEGalaxy(GSObject):
             kwargs.setdefault("flux", float(enc["flux"][0]))
             if scale is not None:
                 kwargs.setdefault("pixel_scale", float(scale))
+            if "pixel_scale" not in kwargs:  # the size of the galaxy: never guessed
+                raise GalSimValueError(
+                    "from_image with a flux model needs the image's scale: a galsim.Image "
+                    "with a scale, or pixel_scale=",
+                    None,
+                )
             gal = cls(enc["mu"][0], m, **kwargs)
         else:
             gal = cls(
@@ -455,11 +469,10 @@ class VAEGalaxy(GSObject):
 
     @lazy_property
     def half_light_radius(self):
-        """Half-light radius of the decoded stamp (arcsec, about the stamp centre), PSF included
-        as the stamp has it (``psf_mode`` aside)."""
-        st = self.stamp
-        c = st.bounds.center  # pixel (S/2, S/2) 0-based: the profile's origin
-        return float(st.calculateHLR(center=galsim.PositionD(c.x, c.y), flux=st.array.sum()))
+        """Half-light radius of the decoded stamp (arcsec, about the stamp centre, interpolated
+        between pixels: :func:`galsim_vae.stamp.half_light_radius`), PSF included as the stamp
+        has it (``psf_mode`` aside); NaN for a stamp without positive flux."""
+        return half_light_radius(self.stamp)
 
     @lazy_property
     def _profile(self):
@@ -544,8 +557,12 @@ class VAEGalaxy(GSObject):
 
     def withFlux(self, flux):
         # A new VAEGalaxy (not a Transformation) keeps it a VAEGalaxy, with its decoded stamp.
+        if not np.isfinite(flux):
+            raise GalSimValueError("flux must be finite", flux)
         ret = self._copy()
         ret._flux_in = float(flux)
+        if self._representation == "flux":  # a flux model's stamp is scaled to its flux
+            ret.__dict__.pop("stamp", None)
         return ret
 
     def _copy(self):

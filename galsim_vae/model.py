@@ -72,8 +72,9 @@ class VAEModel:
     Attributes:
         latent_dim: number of latent variables.
         stamp_size: side of the stamps in pixels.
-        pixel_scale: arcsec per pixel of the stamps the model was trained on (the finest, for a
-            model trained on stamps of per-galaxy scales).
+        pixel_scale: arcsec per pixel of the stamps the model was trained on (the median, for a
+            model trained on stamps of per-galaxy scales: what a galaxy gets when its own scale
+            is not known).
         representation: the stamps the network sees, ``"minmax"`` ([0, 1] per stamp, the
             paper's) or ``"flux"`` (divided by their flux; :mod:`galsim_vae.stamp`).
         metadata: the weights file's metadata (dict of str).
@@ -348,9 +349,13 @@ class VAEModel:
         d = self.density
         if sampling == "density" and d is not None and d.aux_names:
             z, aux = d.sample_joint(check_count(n), rng)
+            # Scales only where training had them (the mixture's tails reach past them); a
+            # training set of one scale has no scale column.
+            lo, hi = self.dataset_summary.get("pixel_scale_range", [self.pixel_scale] * 2)
+            scale = 10 ** aux.get("log10_pixel_scale", np.log10(self.pixel_scale))
             return {
                 "latent": z,
-                "pixel_scale": 10 ** aux["log10_pixel_scale"],
+                "pixel_scale": np.clip(np.broadcast_to(scale, (len(z),)), lo, hi),
                 "flux": 10 ** aux["log10_flux"],
             }
         z = self.sample_latents(n, rng, sampling=sampling)

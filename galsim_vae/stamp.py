@@ -25,6 +25,7 @@ __all__ = [
     "denormalize",
     "flux_normalize",
     "flux_denormalize",
+    "half_light_radius",
 ]
 
 #: The stamp representations a model can be trained on.
@@ -143,3 +144,43 @@ def flux_denormalize(normalized, flux):
     if arr.ndim == 3:
         f = f.reshape(-1, 1, 1)
     return arr * f / arr.shape[-1]
+
+
+def half_light_radius(image, *, center=None) -> float:
+    """Half-light radius (arcsec) of a stamp about its centre, interpolated between pixels.
+
+    The radius (pixel centres' distances, times the scale) at which the flux of the pixels
+    nearer the centre reaches half the stamp's sum, interpolated linearly between the two
+    pixels that straddle the half (``galsim.Image.calculateHLR`` returns the radius of a whole
+    pixel: steps of 5-15% for galaxies of 0.1"-0.2" at 0.03"/px).
+
+    Parameters:
+        image: a ``galsim.Image`` with a pixel scale.
+        center: the centre, a ``galsim.PositionD`` in the image's coordinates. [default: None,
+            the nominal centre, pixel ``(S/2, S/2)`` 0-based, the profile's origin]
+
+    Returns:
+        float: the radius; NaN when the stamp's sum is not positive.
+    """
+    arr = np.asarray(image.array, dtype=float)
+    total = arr.sum()
+    if not total > 0:
+        return float("nan")
+    if center is None:
+        center = image.bounds.center
+    b = image.bounds
+    y, x = np.mgrid[b.ymin : b.ymax + 1, b.xmin : b.xmax + 1]
+    r = np.hypot(x - center.x, y - center.y).ravel() * image.scale
+    # The flux inside each distinct pixel radius (pixels at one radius count together), and
+    # the half crossed between two radii: each ring's pixels stand for the annulus up to the
+    # next radius, so the enclosed flux is interpolated at the ring midpoints.
+    radii, inverse = np.unique(np.round(r, 12), return_inverse=True)
+    ring = np.bincount(inverse.ravel(), weights=arr.ravel())
+    cum = np.cumsum(ring)
+    edges = np.append(0.5 * (radii[:-1] + radii[1:]), radii[-1])
+    k = int(np.searchsorted(cum, 0.5 * total))
+    if k >= len(edges):
+        return float(edges[-1])
+    lo_r, lo_c = (0.0, 0.0) if k == 0 else (edges[k - 1], cum[k - 1])
+    w = (0.5 * total - lo_c) / (cum[k] - lo_c) if cum[k] > lo_c else 0.0
+    return float(lo_r + w * (edges[k] - lo_r))

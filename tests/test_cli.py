@@ -279,3 +279,15 @@ def test_train_seed_fixes_the_initial_weights(sim_dataset, tmp_path):
         w.append(load_state_dict(tmp_path / run / "last.safetensors")[0])
     assert all(np.array_equal(w[0][k], w[1][k]) for k in w[0])
     assert not all(np.array_equal(w[0][k], w[2][k]) for k in w[0])
+
+
+def test_side_outputs_and_catalog_folders_are_protected(btk_dir, tmp_path, capsys):
+    # simulate's figure is OUT with .png: an --out ending in .png would be overwritten by it.
+    assert main(["simulate", "--n", "2", "--out", str(tmp_path / "s.png"), "--quiet"]) == 2
+    assert "figure" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+    # A catalog given as a folder: none of its files may be an output, even with --overwrite.
+    images = btk_dir / "real_galaxy_images_extension.fits"
+    size = images.stat().st_size
+    argv = ["encode", str(btk_dir), "--out", str(images), "--overwrite", "--quiet"]
+    assert main(argv) == 2
+    assert "input" in capsys.readouterr().err and images.stat().st_size == size

@@ -294,7 +294,8 @@ def test_flux_model_samples_carry_sizes_and_fluxes(flux_model, sim_dataset):
     # 0.15 dex), not one median flux for all.
     assert abs(np.median(np.log10(flux)) - np.median(np.log10(table["flux"]))) < 0.15
     assert np.std(np.log10(flux)) > 0.3
-    assert np.all(scale == flux_model.pixel_scale) or np.std(scale) > 0
+    # sim_dataset has one pixel scale: no size is drawn, every galaxy gets it.
+    assert np.all(scale == flux_model.pixel_scale)
     again = VAEGalaxy.sample(300, galsim.BaseDeviate(8), flux_model)
     assert [g.flux for g in again] == list(flux)
     # from_image keeps the stamp's flux and scale.
@@ -319,9 +320,31 @@ def test_half_light_radius_and_size_cuts(model):
         VAEGalaxy.sample(2, 1, model, min_flux=1.0)
 
 
-def test_half_light_radius_of_a_known_profile(model):
+def test_half_light_radius_of_a_known_profile(model, monkeypatch):
     truth = galsim.Exponential(half_light_radius=0.2)
     arr = truth.drawImage(nx=64, ny=64, scale=0.03, method="no_pixel", use_true_center=False).array
-    g = VAEGalaxy(np.zeros(model.latent_dim), model, norm_min=0.0, norm_max=1.0)
-    g.__dict__["_stamp"] = arr  # as if decoded: the property measures what it is given
+    # A decoder that returns a known profile: the property measures what is decoded.
+    monkeypatch.setattr(galsim_vae.VAEModel, "decode", lambda self, z: arr[None] / arr.max())
+    g = VAEGalaxy(np.zeros(model.latent_dim), model, norm_min=0.0, norm_max=arr.max())
     assert g.half_light_radius == pytest.approx(0.2, rel=0.05)
+
+
+def test_flux_model_edges(flux_model, model):
+    m = flux_model
+    z = m.sample_latents(1, 5)[0]
+    g = VAEGalaxy(z, m, flux=5.0, pixel_scale=0.05)
+    _ = g.stamp
+    h = g.withFlux(1000.0)
+    assert h.stamp.array.sum() == pytest.approx(1000.0) and h.flux == pytest.approx(1000.0)
+    with pytest.raises(galsim.GalSimValueError, match="finite"):
+        g.withFlux(np.nan)
+    # The size of a galaxy is never guessed: an array has no scale.
+    with pytest.raises(galsim.GalSimValueError, match="scale"):
+        VAEGalaxy.from_image(g.stamp.array, m)
+    assert VAEGalaxy.from_image(g.stamp.array, m, pixel_scale=0.05).stamp.scale == 0.05
+    # Flux cuts need sampled fluxes; the caller's pixel_scale wins over the sampled one.
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="flux cuts"):
+        VAEGalaxy.sample(2, 1, m, sampling="prior", min_flux=1.0)
+    assert {x.stamp.scale for x in VAEGalaxy.sample(3, 1, m, pixel_scale=0.07)} == {0.07}
+    with pytest.raises(galsim.GalSimValueError, match="finite"):
+        VAEGalaxy.sample(1, 1, model)[0].withFlux(np.inf)

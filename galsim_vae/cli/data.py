@@ -6,6 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from astropy.io.fits import getheader as read_dataset_header
+
+from ..errors import GalSimValueError
 from ..pipeline.dataset import read_dataset, write_dataset
 from ..pipeline.encode import encode_catalog
 from ..pipeline.simulator import simulate
@@ -23,11 +26,24 @@ from ._common import (
 __all__ = ["add_commands"]
 
 
+def _catalog_files(path):
+    """Every file a COSMOS catalog (file or folder) reads: none of them is ever an output."""
+    rgc = open_catalog(path)
+    files = {rgc.file_name, *rgc.gal_file_name, *rgc.psf_file_name}
+    return files | (set(rgc.noise_file_name) if rgc.noise_file_name is not None else set())
+
+
+def _check_figure(fig, out, inputs):
+    if Path(fig).resolve() == Path(out).resolve() or any(
+        Path(i).resolve() == Path(fig).resolve() for i in inputs if i is not None
+    ):
+        raise GalSimValueError("the figure would replace the dataset or an input", str(fig))
+
+
 def _cmd_dataset(a):
-    rgc = open_catalog(a.catalog)
-    inputs = {rgc.file_name, *rgc.gal_file_name, *rgc.psf_file_name}
-    inputs |= set(rgc.noise_file_name) if rgc.noise_file_name is not None else set()
+    inputs = _catalog_files(a.catalog)
     check_output(a.out, inputs, overwrite=a.overwrite)
+    _check_figure(Path(a.figure) if a.figure else Path(a.out).with_suffix(".png"), a.out, inputs)
     qc = cuts(a)
     images, psfs, rows, errors = real_stamps(
         a.catalog,
@@ -69,6 +85,9 @@ def _cmd_dataset(a):
 
 def _cmd_simulate(a):
     check_output(a.out, [a.compare], overwrite=a.overwrite)
+    stem = Path(a.out).with_suffix("")
+    for fig in (f"{stem}.png", f"{stem}_vs_real.png"):
+        _check_figure(fig, a.out, [a.compare])
     t0 = time.perf_counter()
     images, psfs, rows, _, truths = simulate(
         a.n,
@@ -112,8 +131,18 @@ def _cmd_simulate(a):
     return 0
 
 
+def _is_dataset(path):
+    try:
+        return read_dataset_header(path).get("CREATOR") == "galsim_vae"
+    except OSError:
+        return False
+
+
 def _cmd_encode(a):
-    check_output(a.out, [a.catalog, model_arg(a)], overwrite=a.overwrite)
+    src = Path(a.catalog)
+    is_dataset = src.is_file() and src.suffix == ".fits" and _is_dataset(src)
+    inputs = {str(src)} if is_dataset else _catalog_files(a.catalog)
+    check_output(a.out, [*inputs, model_arg(a)], overwrite=a.overwrite)
     t = encode_catalog(
         a.catalog,
         a.out,

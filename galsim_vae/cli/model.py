@@ -100,10 +100,10 @@ def _cmd_fit_density(a):
     mu, _ = model.encode_normalized(ds.images)
     aux = None
     if model.representation == "flux":  # sizes and fluxes drawn with the latents
-        aux = {
-            "log10_pixel_scale": np.log10(np.asarray(ds.table["pixel_scale"], dtype=float)),
-            "log10_flux": np.log10(ds.flux),
-        }
+        aux = {"log10_flux": np.log10(ds.flux)}
+        scale = np.log10(np.asarray(ds.table["pixel_scale"], dtype=float))
+        if np.ptp(scale) > 0:  # a one-scale training set has no size to draw
+            aux = {"log10_pixel_scale": scale, **aux}
     dens = LatentDensity.fit(
         mu,
         aux=aux,

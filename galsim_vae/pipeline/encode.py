@@ -41,11 +41,15 @@ __all__ = ["encode_stamps", "encode_catalog"]
 _METRICS = ("noise_sigma", "snr", "width_pix", "nonuniformity")
 
 
-def encode_stamps(images, model_file=None, *, idents=None, rows=None, metrics=None) -> dict:
+def encode_stamps(
+    images, model_file=None, *, idents=None, rows=None, metrics=None, scales=None
+) -> dict:
     """Encode a chunk of stamps (flux units) with the (per-process cached) model.
 
     Bad stamps (wrong shape, NaN or infinite pixels, constant) are flagged, not raised.
-    ``metrics`` (a dict of arrays, one value per stamp) is used instead of measuring them.
+    ``metrics`` (a dict of arrays, one value per stamp) is used instead of measuring them;
+    ``scales`` (arcsec/px, one per stamp) is written as the ``pixel_scale`` column (the model's
+    scale when None), so that a galaxy built from a row has its stamp's size.
     """
     model = get_model(model_file)
     n = len(images)
@@ -67,6 +71,9 @@ def encode_stamps(images, model_file=None, *, idents=None, rows=None, metrics=No
     # or flux), so that a galaxy built from a row has the flux of the stamp it came from.
     for k in ("norm_min", "norm_max") if model.representation == "minmax" else ("flux",):
         out[k] = np.full(n, np.nan)
+    out["pixel_scale"] = np.asarray(
+        np.full(n, model.pixel_scale) if scales is None else scales, dtype=float
+    )
     good, stack = [], []
     for i, img in enumerate(images):
         if img is None or isinstance(img, str):
@@ -129,7 +136,10 @@ def _catalog_chunk(catalog_file, indices, stamp_size, pixel_scale, seed, model_f
             idents.append(-1)
             for c in _METRICS:
                 mets[c].append(np.nan)
-    return encode_stamps(images, model_file, idents=idents, rows=indices, metrics=mets)
+    scales = np.full(len(indices), float(pixel_scale))
+    return encode_stamps(
+        images, model_file, idents=idents, rows=indices, metrics=mets, scales=scales
+    )
 
 
 _rgc_cache = {}
@@ -148,7 +158,10 @@ def _dataset_chunk(path, indices, model_file):
         cat = h["CATALOG"].data[sl]
         ident = np.asarray(cat["ident"])
         mets = {c: np.asarray(cat[c], dtype=float) for c in _METRICS}
-    return encode_stamps(list(imgs), model_file, idents=ident, rows=indices, metrics=mets)
+        scales = np.asarray(cat["pixel_scale"], dtype=float)
+    return encode_stamps(
+        list(imgs), model_file, idents=ident, rows=indices, metrics=mets, scales=scales
+    )
 
 
 def _source(path):

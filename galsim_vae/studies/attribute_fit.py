@@ -173,6 +173,12 @@ def fit_attribute_model(
         tuple: ``(AttributeModel, report dict)``.
     """
     m = get_model(model)
+    if m.representation != "minmax":  # before hours of Sersic fits
+        raise GalSimValueError(
+            "fit-attributes fits min-max models; attribute models of flux-representation "
+            "models are not implemented yet",
+            m.file_name,
+        )
     images, table, _, _ = read_dataset(dataset)
     if "bulge_fraction" not in table.colnames:
         raise GalSimValueError(
