@@ -22,6 +22,8 @@ from .stamp import half_light_radius
 __all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
 
 PSF_MODES = ("keep", "deconvolve")
+#: The pixel scale of the COSMOS HST images, arcsec/px.
+HST_SCALE = 0.03
 
 
 def _deconvolved(gal):
@@ -92,6 +94,12 @@ class VAEGalaxy(GSObject):
     ones. ``psf_mode="deconvolve"`` divides out ``original_psf`` (default :func:`hst_f814w_psf`)
     as ``galsim.RealGalaxy`` does; such an object must then be convolved with a PSF at least as
     wide (use :func:`reconvolve`, which checks), and is drawn by FFT only.
+
+    A galaxy at a pixel scale coarser than the HST 0.03"/px (a flux model's large galaxies, or
+    ``pixel_scale=``) is the galaxy as HST saw it resampled onto larger pixels: its stamp holds
+    the HST PSF convolved with that pixel, so ``"keep"`` carries both and ``"deconvolve"``
+    divides out both by default (``original_psf``). Giving a min-max model's galaxy another
+    ``pixel_scale`` scales the whole stamp, PSF included: the HST PSF in it grows with it.
 
     The object never holds the torch model: it holds the model's file name and asks
     :func:`galsim_vae.model.get_model` for the (per-process, cached) model when it needs to decode.
@@ -433,10 +441,15 @@ class VAEGalaxy(GSObject):
 
     @property
     def original_psf(self):
-        """The PSF divided out in ``"deconvolve"`` mode."""
-        if self._original_psf is None:
-            return hst_f814w_psf(self._gsparams)
-        return self._original_psf
+        """The PSF divided out in ``"deconvolve"`` mode: :func:`hst_f814w_psf`, and for a stamp
+        coarser than the HST 0.03"/px also the stamp's pixel, which resampling added."""
+        if self._original_psf is not None:
+            return self._original_psf
+        psf = hst_f814w_psf(self._gsparams)
+        if self._pixel_scale > HST_SCALE * (1 + 1e-9):
+            pix = galsim.Pixel(self._pixel_scale, gsparams=self._gsparams)
+            psf = galsim.Convolve(psf, pix, gsparams=self._gsparams)
+        return psf
 
     @lazy_property
     def _stamp(self):

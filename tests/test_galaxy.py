@@ -348,3 +348,14 @@ def test_flux_model_edges(flux_model, model):
     assert {x.stamp.scale for x in VAEGalaxy.sample(3, 1, m, pixel_scale=0.07)} == {0.07}
     with pytest.raises(galsim.GalSimValueError, match="finite"):
         VAEGalaxy.sample(1, 1, model)[0].withFlux(np.inf)
+
+
+def test_deconvolved_psf_follows_the_stamp_scale(gal):
+    # A galaxy resampled onto 0.09" pixels carries that pixel in its stamp: deconvolve mode
+    # divides it out with the HST PSF, so the original PSF is wider than the HST PSF alone.
+    from galsim_vae.psf import psf_sigma
+
+    fine = VAEGalaxy(gal.latent, psf_mode="deconvolve")
+    coarse = VAEGalaxy(gal.latent, psf_mode="deconvolve", pixel_scale=0.09)
+    assert fine.original_psf == galsim_vae.hst_f814w_psf()
+    assert psf_sigma(coarse.original_psf) > 1.3 * psf_sigma(fine.original_psf)

@@ -1,4 +1,5 @@
-"""Training: the paper's three losses (:mod:`.losses`) and the training loop (:mod:`.loop`).
+"""Training: the losses (the paper's three and the Gaussian likelihood, :mod:`.losses`) and the
+training loop (:mod:`.loop`).
 
 Not imported by ``import galsim_vae``; the networks themselves are in :mod:`galsim_vae.nn` and
 weights are read and written only by :mod:`galsim_vae.checkpoint`.

@@ -150,7 +150,7 @@ def train(
         model: a :class:`~galsim_vae.nn.VAE` (fresh, or any state: ``resume`` replaces it).
         train_images, valid_images: normalised stamps ``(N, 1, S, S)``, in the representation
             of ``loss`` (:attr:`VAELoss.representation`).
-        loss: the :class:`~galsim_vae.losses.VAELoss`.
+        loss: the :class:`~galsim_vae.training.losses.VAELoss`.
         out_dir: run folder.
         config: :class:`TrainConfig`.
         pixel_scale: arcsec/px of the stamps, stored with the weights.
