@@ -1,8 +1,6 @@
 """Population numbers of sampled galaxies against COSMOS (galsim_vae.studies.population)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import galsim
 import numpy as np
@@ -12,8 +10,6 @@ from astropy.io import fits
 from galsim_vae import VAEGalaxy, get_model
 from galsim_vae.stamp import border_pixels
 from galsim_vae.studies import population as pop
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_population.py"
 
 
 def _stamp(pedestal_fraction, *, flux=100.0, hlr=0.15, size=64):
@@ -227,15 +223,16 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert again == r
 
 
-def test_check_population_script(data_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("check_population", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    argv = ["--n", "12", "--seed", "2", "--out", str(tmp_path), "--data", str(data_dir)]
-    assert mod.main(argv) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["meta"]["n"] == 12 and set(printed["targets"]) == set(pop.TARGETS)
-    assert json.loads((tmp_path / "population.json").read_text()) == printed
-    assert mod.main(argv) == 2  # refuses to replace its output
-    assert "--overwrite" in capsys.readouterr().err
-    assert mod.main([*argv, "--overwrite"]) == 0
+def test_population_command(data_dir, tmp_path, capsys):
+    from galsim_vae.cli import main
+
+    argv = ["population", "--n", "12", "--seed", "2", "--out", str(tmp_path)]
+    argv += ["--data-dir", str(data_dir)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    written = json.loads((tmp_path / "population.json").read_text())
+    assert written["meta"]["n"] == 12 and set(printed) == set(pop.TARGETS)
+    assert printed == written["targets"]
+    assert main(argv) == 2  # refuses to replace its output
+    assert "overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0

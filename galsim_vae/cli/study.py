@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..studies.analysis import evaluate
+from ..studies.population import population_report
 from ..studies.validation import validate
 from ._common import add_model_option, model_arg
 
@@ -15,7 +16,15 @@ __all__ = ["add_commands"]
 def _cmd_evaluate(a):
 
     res = evaluate(
-        a.model, a.dataset, a.out, split=a.split, seed=a.seed, n_show=a.n_show, sersic=a.sersic
+        a.model,
+        a.dataset,
+        a.out,
+        split=a.split,
+        seed=a.seed,
+        n_show=a.n_show,
+        sersic=a.sersic,
+        nproc=a.nproc,
+        progress=not a.quiet,
     )
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
     return 0
@@ -33,6 +42,21 @@ def _cmd_validate(a):
     )
     print(json.dumps(res["statistics_closer_than_sersic"], indent=1))
     print(f"wrote {Path(a.out) / 'validation.md'}")
+    return 0
+
+
+def _cmd_population(a):
+    report = population_report(
+        model_arg(a),
+        n=a.n,
+        seed=a.seed,
+        data_dir=a.data_dir,
+        out_dir=a.out,
+        overwrite=a.overwrite,
+    )
+    print(json.dumps(report["targets"], indent=1))
+    if a.out:
+        print(f"wrote {Path(a.out) / 'population.json'} and {Path(a.out) / 'population.png'}")
     return 0
 
 
@@ -56,6 +80,8 @@ def add_commands(sub):
         action="store_true",
         help="also fit PSF-convolved Sersic profiles and compare chi2",
     )
+    e.add_argument("--nproc", type=int, default=1, help="processes for the Sersic fits")
+    e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
 
     v = sub.add_parser(
@@ -76,3 +102,19 @@ def add_commands(sub):
         help="summary.json of scripts/compare_losses.sh, added to the report",
     )
     v.set_defaults(func=_cmd_validate)
+
+    pp = sub.add_parser(
+        "population",
+        help="sampled galaxies against real COSMOS: pedestals, sizes, magnitudes, resolution",
+        description="Sample galaxies from a model and measure them against real COSMOS data: "
+        "decoded sky pedestals, half-light radii (COSMOS F814W<23.5 parametric galaxies with the "
+        "HST PSF), F814W magnitudes (the COSMOS magnitude catalog), and the GREAT3-style "
+        "resolution fraction; JSON and a PNG in OUT.",
+    )
+    add_model_option(pp)
+    pp.add_argument("--n", type=int, default=2000, help="galaxies to sample")
+    pp.add_argument("--seed", type=int, default=0)
+    pp.add_argument("--out", default=None, help="folder for population.json and population.png")
+    pp.add_argument("--data-dir", default=None, help="real data folder (default: auto)")
+    pp.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pp.set_defaults(func=_cmd_population)
