@@ -94,12 +94,7 @@ class VAEModelInput:
                 raise GalSimConfigValueError(f"vae_model latent_file {p}: {e}", str(p)) from e
 
     def getNObjects(self):
-        # GalSim asks only when the image does not say how many objects to draw.
-        if self.latents is None:
-            raise GalSimConfigError(
-                "vae_model has no latent_file to count galaxies from: give image.nobjects"
-            )
-        return len(self.latents)
+        return 0 if self.latents is None else len(self.latents)
 
     # Pickled as its arguments: each worker process reloads (once) from the files.
     def __getstate__(self):

@@ -314,16 +314,3 @@ def test_index_sequence_and_random_run_over_the_latent_file(tmp_path):
     # A Random index without min/max stays inside the file.
     rnd = latents({"type": "Random"}, 12)
     assert set(rnd) <= {tuple(r) for r in z} and len(set(rnd)) > 1
-
-
-def test_scattered_image_without_nobjects_asks_for_them():
-    # Without a latent file the input has nothing to count: a clear error, not an empty image.
-    config = {
-        "modules": ["galsim_vae"],
-        "input": {"vae_model": {}},
-        "gal": {"type": "VAEGalaxy", "sampling": "prior"},
-        "image": {"type": "Scattered", "size": 32, "pixel_scale": 0.2, "random_seed": 1},
-        "psf": {"type": "Gaussian", "fwhm": 0.7},
-    }
-    with pytest.raises(galsim.GalSimConfigError, match="nobjects"):
-        galsim.config.BuildImage(config)
