@@ -13,7 +13,7 @@ from galsim_vae.pipeline.simulator import simulate
 
 def test_simulate_throughput(benchmark, data_dir, bench_n):
     """Target: 20,000 COSMOS-like stamps in under 3 minutes on 2 cores (both used)."""
-    images, _, rows, _ = benchmark.pedantic(
+    images, _, rows, _, _ = benchmark.pedantic(
         simulate,
         args=(bench_n,),
         kwargs=dict(seed=2026, data_dir=data_dir, progress=False),
