@@ -291,3 +291,26 @@ def test_side_outputs_and_catalog_folders_are_protected(btk_dir, tmp_path, capsy
     argv = ["encode", str(btk_dir), "--out", str(images), "--overwrite", "--quiet"]
     assert main(argv) == 2
     assert "input" in capsys.readouterr().err and images.stat().st_size == size
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["encode", "x.fits", "--out", "y.fits", "--chunk-size", "-5"], "-5 is below"),
+        (["encode", "x.fits", "--out", "y.fits", "--chunk-size", "0"], "0 is below"),
+        (["train", "x.fits", "--out", "r", "--batch-size", "1"], "1 is below the minimum 2"),
+        (["train", "x.fits", "--out", "r", "--epochs", "0"], "0 is below"),
+        (["train", "x.fits", "--out", "r", "--lr", "nan"], "nan is not a finite positive"),
+        (["train", "x.fits", "--out", "r", "--lr", "-1"], "-1 is not a finite positive"),
+        (["draw", "--pixel-scale", "0"], "0 is not a finite positive"),
+        (["draw", "--gallery", "0"], "0 is below"),
+        (["fit-density", "x.fits", "--components", "0"], "0 is below"),
+        (["simulate", "--out", "s.fits", "--n", "ten"], "'ten' is not an integer"),
+    ],
+)
+def test_bad_numbers_exit_2_naming_the_value(argv, message, capsys):
+    # Refused while parsing, before any file is read or written.
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 from pathlib import Path
 
@@ -10,6 +12,8 @@ from ..model import default_model_path
 from ..pipeline.metrics import QualityCuts
 
 __all__ = [
+    "count",
+    "positive",
     "add_model_option",
     "model_arg",
     "add_cuts",
@@ -18,6 +22,32 @@ __all__ = [
     "check_output",
     "model_sidecar",
 ]
+
+
+def count(minimum=1):
+    """An argparse type: an integer of at least ``minimum`` (bad input exits 2, naming it)."""
+
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{v} is below the minimum {minimum}")
+        return v
+
+    return parse
+
+
+def positive(text):
+    """An argparse type: a finite number above zero."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite positive number")
+    return v
 
 
 def add_overwrite_option(p):

@@ -19,8 +19,10 @@ from ._common import (
     add_model_option,
     add_overwrite_option,
     check_output,
+    count,
     cuts,
     model_arg,
+    positive,
 )
 
 __all__ = ["add_commands"]
@@ -174,7 +176,7 @@ def add_commands(sub):
     d.add_argument("--out", required=True, help="output dataset (.fits)")
     d.add_argument("--figure", default=None, help="metrics PNG (default: OUT with .png)")
     d.add_argument("--stamp-size", type=int, default=64)
-    d.add_argument("--pixel-scale", type=float, default=0.03, help="arcsec/px (fixed mode)")
+    d.add_argument("--pixel-scale", type=positive, default=0.03, help="arcsec/px (fixed mode)")
     d.add_argument("--scale-mode", choices=("fixed", "fit"), default="fixed")
     d.add_argument("--seed", type=int, default=1234, help="seed of the noise padding")
     d.add_argument("--nproc", type=int, default=None)
@@ -189,12 +191,12 @@ def add_commands(sub):
         description="Simulate COSMOS-like HST stamps from real fit catalogs, PSFs "
         "and noise, and write a dataset file plus metric PNGs.",
     )
-    s.add_argument("--n", type=int, default=20000)
+    s.add_argument("--n", type=count(), default=20000)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--data-dir", default=None, help="real data folder (default: auto)")
     s.add_argument("--stamp-size", type=int, default=64)
-    s.add_argument("--pixel-scale", type=float, default=0.03, help="arcsec/px (the finest)")
+    s.add_argument("--pixel-scale", type=positive, default=0.03, help="arcsec/px (the finest)")
     s.add_argument(
         "--scale-mode",
         choices=("fixed", "fit"),
@@ -227,7 +229,7 @@ def add_commands(sub):
     n.add_argument("catalog", help="dataset file, or COSMOS catalog file or folder")
     n.add_argument("--out", required=True, help="output FITS table")
     add_model_option(n)
-    n.add_argument("--chunk-size", type=int, default=2048)
+    n.add_argument("--chunk-size", type=count(), default=2048)
     n.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786)")
     n.add_argument("--nproc", type=int, default=None)
     n.add_argument("--quiet", action="store_true")

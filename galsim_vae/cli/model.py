@@ -25,8 +25,10 @@ from ._common import (
     add_model_option,
     add_overwrite_option,
     check_output,
+    count,
     model_arg,
     model_sidecar,
+    positive,
 )
 
 __all__ = ["add_commands"]
@@ -204,9 +206,11 @@ def add_commands(sub):
         default=None,
         help="beta (beta and gauss losses) or lambda (flow loss)",
     )
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--epochs", type=count(), default=40)
+    t.add_argument(
+        "--batch-size", type=count(2), default=64, help="at least 2 (BatchNorm) [default: 64]"
+    )
+    t.add_argument("--lr", type=positive, default=1e-3)
     t.add_argument("--lr-patience", type=int, default=4)
     t.add_argument("--stop-patience", type=int, default=10)
     t.add_argument("--seed", type=int, default=0)
@@ -233,7 +237,7 @@ def add_commands(sub):
     f.add_argument("dataset")
     add_model_option(f)
     f.add_argument("--split", default="passes")
-    f.add_argument("--components", type=int, default=16)
+    f.add_argument("--components", type=count(), default=16)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument(
         "--out",
@@ -252,8 +256,8 @@ def add_commands(sub):
     fa.add_argument("dataset", help="a simulated dataset (true attributes)")
     add_model_option(fa)
     fa.add_argument("--out", default=None)
-    fa.add_argument("--max-rows", type=int, default=10000)
-    fa.add_argument("--n-per", type=int, default=48, help="galaxies per requested attribute")
+    fa.add_argument("--max-rows", type=count(), default=10000)
+    fa.add_argument("--n-per", type=count(), default=48, help="galaxies per requested attribute")
     fa.add_argument(
         "--neighbours", type=int, default=64, help="training galaxies a request draws from"
     )
@@ -279,13 +283,13 @@ def add_commands(sub):
     )
     d.add_argument("--out", default="out", help="output folder [default: out]")
     add_model_option(d)
-    d.add_argument("--n", type=int, default=60, help="number of galaxies")
-    d.add_argument("--size", type=int, default=512, help="image side, pixels")
-    d.add_argument("--pixel-scale", type=float, default=0.2, help="arcsec/pixel")
+    d.add_argument("--n", type=count(), default=60, help="number of galaxies")
+    d.add_argument("--size", type=count(16), default=512, help="image side, pixels")
+    d.add_argument("--pixel-scale", type=positive, default=0.2, help="arcsec/pixel")
     d.add_argument("--psf", default="moffat", choices=("moffat", "gaussian", "airy", "none"))
-    d.add_argument("--fwhm", type=float, default=0.7, help="PSF FWHM, arcsec")
+    d.add_argument("--fwhm", type=positive, default=0.7, help="PSF FWHM, arcsec")
     d.add_argument("--noise", type=float, default=5.0, help="Gaussian noise sigma per pixel")
     d.add_argument("--sampling", default="density", choices=("density", "prior"))
     d.add_argument("--seed", type=int, default=1)
-    d.add_argument("--gallery", type=int, default=32, help="galaxies in the gallery PNG")
+    d.add_argument("--gallery", type=count(), default=32, help="galaxies in the gallery PNG")
     d.set_defaults(func=_cmd_draw)

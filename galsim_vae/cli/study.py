@@ -8,7 +8,7 @@ from pathlib import Path
 from ..studies.analysis import evaluate
 from ..studies.population import population_report
 from ..studies.validation import validate
-from ._common import add_model_option, model_arg
+from ._common import add_model_option, count, model_arg
 
 __all__ = ["add_commands"]
 
@@ -112,7 +112,7 @@ def add_commands(sub):
         "resolution fraction; JSON and a PNG in OUT.",
     )
     add_model_option(pp)
-    pp.add_argument("--n", type=int, default=2000, help="galaxies to sample")
+    pp.add_argument("--n", type=count(), default=2000, help="galaxies to sample")
     pp.add_argument("--seed", type=int, default=0)
     pp.add_argument("--out", default=None, help="folder for population.json and population.png")
     pp.add_argument("--data-dir", default=None, help="real data folder (default: auto)")
