@@ -16,29 +16,27 @@ from .errors import (
     GalSimValueError,
 )
 from .model import VAEModel, default_model_path, get_model
-from .psf import hst_f814w_psf, psf_sigma
+from .psf import HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
 from .stamp import half_light_radius
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
 
 PSF_MODES = ("keep", "deconvolve")
-#: The pixel scale of the COSMOS HST images, arcsec/px.
-HST_SCALE = 0.03
 
 
-def _deconvolved(gal):
-    """The VAEGalaxy in deconvolve mode inside ``gal`` (through transformations), and its
-    original PSF transformed as it was; ``(None, None)`` for anything else."""
+def _deconvolved_psf(gal):
+    """The original PSF of a deconvolve-mode VAEGalaxy inside ``gal`` (through
+    transformations), transformed as the galaxy was; None for anything else."""
     jacs = []
     while isinstance(gal, galsim.Transformation):
         jacs.append(gal.jac)
         gal = gal.original
     if not (isinstance(gal, VAEGalaxy) and gal.psf_mode == "deconvolve"):
-        return None, None
+        return None
     psf = gal.original_psf
     for jac in reversed(jacs):
         psf = galsim.Transformation(psf, jac=jac)
-    return gal, psf
+    return psf
 
 
 def reconvolve(gal, psf, *, gsparams=None):
@@ -55,7 +53,7 @@ def reconvolve(gal, psf, *, gsparams=None):
         psf: the target PSF profile.
         gsparams: a ``galsim.GSParams`` for the convolution. [default: None]
     """
-    _, original = _deconvolved(gal)
+    original = _deconvolved_psf(gal)
     if original is not None:
         s_t, s_o = psf_sigma(psf), psf_sigma(original)
         if s_t < s_o:
@@ -252,10 +250,6 @@ class VAEGalaxy(GSObject):
         n = check_count(n)
         m = model if isinstance(model, VAEModel) else get_model(model)
         rng = as_deviate(rng)
-        if (min_flux is not None or max_flux is not None) and m.representation != "flux":
-            raise GalSimIncompatibleValuesError(
-                "flux cuts need a flux model with a joint density", model=m.file_name
-            )
         out, drawn = [], 0
         while len(out) < n:
             k = n if not out and drawn == 0 else max(2 * (n - len(out)), 64)
@@ -446,7 +440,7 @@ class VAEGalaxy(GSObject):
         if self._original_psf is not None:
             return self._original_psf
         psf = hst_f814w_psf(self._gsparams)
-        if self._pixel_scale > HST_SCALE * (1 + 1e-9):
+        if self._pixel_scale > HST_PIXEL_SCALE * (1 + 1e-9):
             pix = galsim.Pixel(self._pixel_scale, gsparams=self._gsparams)
             psf = galsim.Convolve(psf, pix, gsparams=self._gsparams)
         return psf

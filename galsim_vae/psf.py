@@ -5,7 +5,10 @@ from __future__ import annotations
 import galsim
 import numpy as np
 
-__all__ = ["hst_f814w_psf", "psf_from_image", "psf_sigma"]
+__all__ = ["HST_PIXEL_SCALE", "hst_f814w_psf", "psf_from_image", "psf_sigma"]
+
+#: Pixel scale of the COSMOS HST/ACS F814W images, arcsec/pixel.
+HST_PIXEL_SCALE = 0.03
 
 
 def hst_f814w_psf(gsparams=None):

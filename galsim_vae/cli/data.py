@@ -6,10 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from astropy.io.fits import getheader as read_dataset_header
-
 from ..errors import GalSimValueError
-from ..pipeline.dataset import read_dataset, write_dataset
+from ..pipeline.dataset import is_dataset_file, read_dataset, write_dataset
 from ..pipeline.encode import encode_catalog
 from ..pipeline.simulator import simulate
 from ..pipeline.stamps import open_catalog, real_stamps
@@ -133,17 +131,8 @@ def _cmd_simulate(a):
     return 0
 
 
-def _is_dataset(path):
-    try:
-        return read_dataset_header(path).get("CREATOR") == "galsim_vae"
-    except OSError:
-        return False
-
-
 def _cmd_encode(a):
-    src = Path(a.catalog)
-    is_dataset = src.is_file() and src.suffix == ".fits" and _is_dataset(src)
-    inputs = {str(src)} if is_dataset else _catalog_files(a.catalog)
+    inputs = {a.catalog} if is_dataset_file(a.catalog) else _catalog_files(a.catalog)
     check_output(a.out, [*inputs, model_arg(a)], overwrite=a.overwrite)
     t = encode_catalog(
         a.catalog,

@@ -51,6 +51,7 @@ __all__ = [
     "read_dataset",
     "read_truths",
     "check_dataset_header",
+    "is_dataset_file",
 ]
 
 #: Version of the dataset file layout; bumped when it changes incompatibly.
@@ -207,6 +208,18 @@ def write_dataset(
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return table
+
+
+def is_dataset_file(path) -> bool:
+    """Whether ``path`` is a galsim_vae dataset file (any version), as opposed to a catalog."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        with fits.open(p) as h:
+            return h[0].header.get("CREATOR") == "galsim_vae" and "STAMPS" in h
+    except OSError:
+        return False
 
 
 def check_dataset_header(h, p):

@@ -31,7 +31,7 @@ from .._utils import atomic_path
 from ..errors import GalSimValueError
 from ..model import get_model
 from ._parallel import default_nproc, item_seed, spawn_pool
-from .dataset import check_dataset_header
+from .dataset import check_dataset_header, is_dataset_file
 from .metrics import stamp_metrics
 from .stamps import open_catalog, real_stamp
 
@@ -167,14 +167,10 @@ def _dataset_chunk(path, indices, model_file):
 def _source(path):
     """('dataset', path, n) or ('catalog', catalog_file, n)."""
     p = Path(path)
-    if p.is_file():
-        try:
-            with fits.open(p) as h:
-                if h[0].header.get("CREATOR") == "galsim_vae" and "STAMPS" in h:
-                    check_dataset_header(h, p)  # a newer format is refused, not misread
-                    return "dataset", str(p), int(h["STAMPS"].header["NAXIS3"])
-        except OSError as e:
-            raise GalSimValueError(f"Cannot read {p} ({e})", str(p)) from e
+    if is_dataset_file(p):
+        with fits.open(p) as h:
+            check_dataset_header(h, p)  # a newer format is refused, not misread
+            return "dataset", str(p), int(h["STAMPS"].header["NAXIS3"])
     rgc = open_catalog(path)
     return "catalog", str(rgc.file_name), int(rgc.nobjects)
 

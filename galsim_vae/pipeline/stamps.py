@@ -32,7 +32,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import GalSimRangeError, GalSimValueError
-from ..psf import psf_from_image
+from ..psf import HST_PIXEL_SCALE, psf_from_image
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 
@@ -51,8 +51,6 @@ __all__ = [
 
 #: Environment variable naming a COSMOS catalog file or the folder that holds one.
 COSMOS_ENV = "GALSIM_VAE_COSMOS"
-#: Pixel scale of the COSMOS F814W images, arcsec/pixel.
-HST_PIXEL_SCALE = 0.03
 SCALE_MODES = ("fixed", "fit")
 
 _REQUIRED_COLUMNS = (

@@ -53,12 +53,11 @@ from .._version import __version__
 from ..errors import GalSimValueError
 from ..galaxy import VAEGalaxy
 from ..model import VAEModel, get_model
-from ..psf import hst_f814w_psf
+from ..psf import HST_PIXEL_SCALE, hst_f814w_psf
 from ..stamp import border_pixels, half_light_radius
 
 __all__ = [
     "ZEROPOINT",
-    "HST_SCALE",
     "TARGETS",
     "magnitudes",
     "stamp_hlr",
@@ -75,9 +74,8 @@ __all__ = [
 
 #: F814W AB zeropoint of the COSMOS images (counts/s): ``mag = -2.5 log10(flux) + ZEROPOINT``.
 ZEROPOINT = 25.94
-#: Pixel scale (arcsec) at which the COSMOS reference galaxies are drawn.
-HST_SCALE = 0.03
-#: Side (pixels at :data:`HST_SCALE`) of the stamp the reference galaxies are measured on: 7.68".
+#: Side (pixels at ``HST_PIXEL_SCALE``, 0.03") of the stamp the reference galaxies are
+#: measured on: 7.68".
 REFERENCE_STAMP = 256
 #: The issue's targets, as the report checks them.
 TARGETS = {
@@ -220,10 +218,10 @@ def _upgrade_old_fits(t) -> list:
         def comp(ie, a_pix, n, q):
             if not (a_pix > 0 and q > 0):
                 return 0.0, 0.0
-            hlr = HST_SCALE * a_pix * np.sqrt(q)
+            hlr = HST_PIXEL_SCALE * a_pix * np.sqrt(q)
             n = min(max(n, 0.3), 6.2)
             unit = galsim.Sersic(n, half_light_radius=1.0).xValue(galsim.PositionD(1.0, 0.0))
-            return hlr, ie / unit * (hlr / HST_SCALE) ** 2
+            return hlr, ie / unit * (hlr / HST_PIXEL_SCALE) ** 2
 
         s_hlr, s_flux = comp(sp[0], sp[1], sp[2], sp[3])
         b_hlr, b_flux = comp(bp[8], bp[9], 4.0, bp[11]) if use_b else (0.0, 0.0)
@@ -318,7 +316,7 @@ def _reference(data_dir: str, stamp_pixels: int) -> dict:
         im = p.drawImage(
             nx=REFERENCE_STAMP,
             ny=REFERENCE_STAMP,
-            scale=HST_SCALE,
+            scale=HST_PIXEL_SCALE,
             method="no_pixel",
             use_true_center=False,
         )
@@ -466,7 +464,7 @@ def _stamp_pixels(gals) -> int:
     if not stamps:
         raise GalSimValueError("No galaxy could be decoded", len(gals))
     sides = [st.array.shape[0] * st.scale for st in stamps]
-    return max(2, min(REFERENCE_STAMP, int(round(np.median(sides) / HST_SCALE))))
+    return max(2, min(REFERENCE_STAMP, int(round(np.median(sides) / HST_PIXEL_SCALE))))
 
 
 def _size_summary(hlr, ref) -> dict:
@@ -906,7 +904,9 @@ def _plot(gals, flux, hlr, ref, mag, cat, ratio, report, path, data_dir):
     for ax, k in zip(axes[3], pick):
         a = (
             ref_gal["profiles"][k]
-            .drawImage(nx=side, ny=side, scale=HST_SCALE, method="no_pixel", use_true_center=False)
+            .drawImage(
+                nx=side, ny=side, scale=HST_PIXEL_SCALE, method="no_pixel", use_true_center=False
+            )
             .array
         )
         _show(ax, a, f'COSMOS {ref_gal["mag"][k]:.1f} mag, {ref["hlr"][k]:.2f}"')
