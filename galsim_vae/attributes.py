@@ -160,6 +160,8 @@ class AttributeModel:
         inverse_latents=None,
         sky=None,
         inverse_sky=None,
+        pixel_scale=None,
+        flux=None,
         k=64,
         jitter=0.25,
         size_weight=2.0,
@@ -179,6 +181,11 @@ class AttributeModel:
             inverse_sky: the same for the stamps as they are (``inverse_latents``); the sky
                 predictor is then fitted on both, so that it serves latents of any orientation
                 (as :meth:`VAEModel.sample_latents` draws them). [default: None]
+            pixel_scale: each training stamp's pixel scale (arcsec), for flux-representation
+                models whose galaxies are drawn at their own scales: a galaxy's size is then its
+                size in pixels (the latent) times its pixel scale. [default: None, one scale]
+            flux: each training stamp's flux, given to the galaxies drawn from it (with
+                ``pixel_scale``). [default: None]
             k: neighbours. [default: 64]
             jitter: latent jitter, in units of the neighbours' latent spread. [default: 0.25]
             size_weight: weight of the size axis in the forward search. [default: 2]
@@ -189,6 +196,12 @@ class AttributeModel:
         import sklearn
         from sklearn.neighbors import NearestNeighbors
 
+        if flux is not None and pixel_scale is None:
+            raise GalSimIncompatibleValuesError(
+                "flux is given with pixel_scale (flux-representation models)",
+                flux=np.shape(flux),
+                pixel_scale=pixel_scale,
+            )
         z = np.asarray(latents, dtype=float)
         zi = z if inverse_latents is None else np.asarray(inverse_latents, dtype=float)
         if zi.shape != z.shape:
@@ -207,8 +220,26 @@ class AttributeModel:
         # Support: how far the 16th (or k-th, if fewer) neighbour of a training galaxy is.
         ks = min(_SUPPORT_K, k)
         dist, _ = NearestNeighbors(n_neighbors=ks + 1).fit(attrs * metric).kneighbors()
-        inverse, n_inv = _fit_mlp(zi, attrs, hidden, "inv_")
-        forward, n_fwd = _fit_mlp(attrs, z, hidden, "fwd_")
+        extra = {}
+        fwd_attrs, inv_in = attrs, zi
+        if pixel_scale is not None:
+            # Sizes in pixels for the forward regressor (what the latent describes); the scale
+            # itself is an input of the inverse one.
+            scale = np.broadcast_to(np.asarray(pixel_scale, dtype=float), (len(z),)).copy()
+            if np.any(~(scale > 0)):
+                raise GalSimValueError("pixel_scale must be positive", pixel_scale)
+            fwd_attrs = attrs.copy()
+            fwd_attrs[:, 1] -= np.log10(scale)
+            inv_in = np.column_stack([zi, np.log10(scale)])
+            extra = {"pixel_scales": scale, "attrs_pixel": fwd_attrs}
+            extra["min_pixel_scale"] = np.min(scale)
+            if flux is not None:
+                f = np.broadcast_to(np.asarray(flux, dtype=float), (len(z),))
+                if np.any(~(f > 0)):
+                    raise GalSimValueError("flux must be positive", flux)
+                extra["log10_fluxes"] = np.log10(f)
+        inverse, n_inv = _fit_mlp(inv_in, attrs, hidden, "inv_")
+        forward, n_fwd = _fit_mlp(fwd_attrs, z, hidden, "fwd_")
         if sky is not None:
             zs, ys = z, np.asarray(sky, dtype=float)
             if inverse_sky is not None:
@@ -220,10 +251,12 @@ class AttributeModel:
             "latents": z,
             **inverse,
             **forward,
+            **extra,
             "attrs": attrs,
             "metric": metric,
             "support_radius": np.percentile(dist[:, -1], 99),
-            "hlr_range": np.percentile(hlr, [1, 99]),
+            # A scale model stretches its largest galaxies' pixel scales up to twice their size.
+            "hlr_range": np.percentile(hlr, [1, 99]) * ([1, 2] if pixel_scale is not None else 1),
             "q_range": np.percentile(q, [1, 99]),
             "q_median": np.median(q),
         }
@@ -287,7 +320,11 @@ class AttributeModel:
 
     def _neighbours(self, t, hlr, q):
         req = self._request(t, hlr, q)
-        dist, idx = self._search().kneighbors(req * self.a["metric"])
+        find = req
+        if self.scale_model:  # larger or smaller than the training galaxies: stretched scales
+            find = req.copy()
+            find[:, 1] = np.clip(find[:, 1], *np.percentile(self.a["attrs"][:, 1], [0.5, 99.5]))
+        dist, idx = self._search().kneighbors(find * self.a["metric"])
         ks = int(self.meta.get("support_k", self.k))
         far = dist[:, ks - 1] > 2 * float(self.a["support_radius"])
         if np.any(far):
@@ -303,12 +340,39 @@ class AttributeModel:
             )
         return req, idx
 
+    @property
+    def scale_model(self) -> bool:
+        """Whether galaxies get their own pixel scales (a flux-representation model's)."""
+        return "pixel_scales" in self.a
+
     def mean(self, t, hlr, q) -> np.ndarray:
-        """The mean latent of each attribute set (the forward regressor)."""
+        """The mean latent of each attribute set (the forward regressor; sizes in pixels of the
+        model's scale, or of each galaxy's own for a :attr:`scale_model`)."""
         return _apply_mlp(self.a, "fwd_", self._request(t, hlr, q))
 
     def sample(self, t, hlr, q, rng) -> np.ndarray:
-        """One latent per attribute set from the conditional distribution, with a GalSim rng."""
+        """One latent per attribute set from the conditional distribution, with a GalSim rng.
+
+        A :attr:`scale_model`'s latents are only half of a galaxy: use
+        :meth:`sample_population` for their pixel scales and fluxes.
+        """
+        return self.sample_population(t, hlr, q, rng)["latent"]
+
+    def sample_population(self, t, hlr, q, rng) -> dict:
+        """Latents, pixel scales and fluxes of galaxies with the requested attributes.
+
+        One neighbour of each request in attribute space is picked at random. For a
+        :attr:`scale_model` its pixel scale is stretched by the ratio of the requested size to
+        its own (never below the finest training scale), so that the galaxy has the requested
+        size in arcsec with the neighbour's size in pixels; whatever size in pixels is left to
+        change (requests smaller than any galaxy at the finest scale) and the type and axis ratio
+        are moved in latent space by the forward regressor. Each galaxy takes its neighbour's
+        flux.
+
+        Returns:
+            dict: ``latent`` ``(N, latent_dim)``; ``pixel_scale`` and ``flux`` ``(N,)`` arrays
+            for a :attr:`scale_model` (``flux`` None without training fluxes), else None.
+        """
         import galsim
 
         req, nb = self._neighbours(t, hlr, q)
@@ -318,12 +382,25 @@ class AttributeModel:
         ud.generate(u)
         pick = nb[np.arange(len(nb)), np.minimum((u * self.k).astype(int), self.k - 1)]
         z = self.a["latents"]
+        scale = flux = None
+        if self.scale_model:
+            own = self.a["pixel_scales"][pick]
+            stretch = 10 ** (req[:, 1] - self.a["attrs"][pick, 1])
+            scale = np.maximum(own * stretch, float(self.a["min_pixel_scale"]))
+            target = req.copy()
+            target[:, 1] -= np.log10(scale)
+            base = self.a["attrs_pixel"][pick]
+            if "log10_fluxes" in self.a:
+                flux = 10 ** self.a["log10_fluxes"][pick]
+        else:
+            target, base = req, self.a["attrs"][pick]
         # The neighbour's latent, moved by the regressor from its attributes to the request's.
-        shift = _apply_mlp(self.a, "fwd_", req) - _apply_mlp(self.a, "fwd_", self.a["attrs"][pick])
+        shift = _apply_mlp(self.a, "fwd_", target) - _apply_mlp(self.a, "fwd_", base)
         spread = z[nb].std(axis=1)
         g = np.empty(z.shape[1] * len(nb))
         galsim.GaussianDeviate(rng).generate(g)
-        return z[pick] + shift + self.jitter * spread * g.reshape(len(nb), -1)
+        latent = z[pick] + shift + self.jitter * spread * g.reshape(len(nb), -1)
+        return {"latent": latent, "pixel_scale": scale, "flux": flux}
 
     def decoded_sky(self, latents):
         """Sky level of each latent's decoded stamp, in normalised units; None without a predictor.
@@ -337,13 +414,26 @@ class AttributeModel:
             return None
         return _apply_mlp(self.a, "sky_", np.asarray(latents, dtype=float))[:, 0]
 
-    def estimate(self, latents) -> dict:
+    def estimate(self, latents, pixel_scale=None) -> dict:
         """``hubble_type`` (T), ``half_light_radius`` (arcsec) and ``axis_ratio`` of latents.
 
         The latents are those of stamps as they are (any orientation), as from
-        :func:`galsim_vae.encode_catalog` or :meth:`VAEModel.encode`.
+        :func:`galsim_vae.encode_catalog` or :meth:`VAEModel.encode`; a :attr:`scale_model`
+        needs each stamp's ``pixel_scale`` (arcsec) too.
         """
-        y = _apply_mlp(self.a, "inv_", np.asarray(latents, dtype=float))
+        x = np.atleast_2d(np.asarray(latents, dtype=float))
+        if self.scale_model:
+            if pixel_scale is None:
+                raise GalSimValueError(
+                    "this attribute model needs each latent's pixel_scale (a flux model's "
+                    "galaxies have their own)",
+                    pixel_scale,
+                )
+            sc = np.broadcast_to(np.asarray(pixel_scale, dtype=float), (len(x),))
+            if np.any(~(sc > 0)):
+                raise GalSimRangeError("pixel_scale must be positive", pixel_scale, 0)
+            x = np.column_stack([x, np.log10(sc)])
+        y = _apply_mlp(self.a, "inv_", x)
         return {
             "hubble_type": np.clip(y[:, 0], -5, 10),
             "half_light_radius": 10 ** y[:, 1],

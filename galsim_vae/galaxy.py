@@ -11,7 +11,6 @@ from ._utils import as_deviate, check_count
 from .attributes import ttype
 from .errors import (
     GalSimIncompatibleValuesError,
-    GalSimNotImplementedError,
     GalSimRangeError,
     GalSimValueError,
 )
@@ -323,9 +322,11 @@ class VAEGalaxy(GSObject):
 
         Array-like attributes give one galaxy each (a batch); scalars give one galaxy. The
         latent is drawn from the conditional distribution of the model's attribute file, so the
-        same request gives different plausible galaxies, with the training set's median flux
-        scale and their sky set to zero (the normalisation constants are shifted by
-        :meth:`VAEModel.sky_free_constants <galsim_vae.VAEModel.sky_free_constants>`). The
+        same request gives different plausible galaxies. A flux model's galaxy takes the pixel
+        scale that gives it the requested size and the flux of the training galaxy it was drawn
+        near; a min-max model's has the training set's median flux scale and its sky set to
+        zero (the normalisation constants are shifted by :meth:`VAEModel.sky_free_constants
+        <galsim_vae.VAEModel.sky_free_constants>`). The
         attribute model makes galaxies with their major axis along x; the position angle
         (degrees, counter-clockwise from +x) is applied as a GalSim rotation, uniform in
         [0, 360) from ``rng`` when not given, so that a population has no preferred direction
@@ -343,12 +344,14 @@ class VAEGalaxy(GSObject):
             if value is None:
                 raise GalSimValueError(f"from_attributes needs {name}", value)
         m = model if isinstance(model, VAEModel) else get_model(model)
-        if m.representation != "minmax":
-            raise GalSimNotImplementedError(
-                "from_attributes needs a min-max model; attribute models of flux-representation "
-                "models are not fitted yet"
-            )
         am = m.attributes
+        if am.scale_model != (m.representation == "flux"):
+            raise GalSimIncompatibleValuesError(
+                "the attribute file is for another kind of model (refit it: galsim-vae "
+                "fit-attributes)",
+                representation=m.representation,
+                scale_model=am.scale_model,
+            )
         single = np.ndim(half_light_radius) == 0 and isinstance(hubble_type, (str, int, float))
         types = [hubble_type] if isinstance(hubble_type, (str, int, float)) else hubble_type
         t = np.array([ttype(h) for h in types], dtype=float)
@@ -371,12 +374,19 @@ class VAEGalaxy(GSObject):
         t, h, q, pa = (np.broadcast_to(v, (n,)) for v in (t, h, q, pa))
         am.check(h, q)
         rng = as_deviate(rng)
-        z = am.sample(t, h, q, rng)
+        pop = am.sample_population(t, h, q, rng)
+        z = pop["latent"]
         if position_angle is None:  # random orientations, after the latents (same latents)
             pa = np.empty(n)
             galsim.UniformDeviate(rng).generate(pa)
             pa = 360.0 * pa  # not 180: lopsided galaxies have no preferred half either
-        if "norm_min" in kwargs or "norm_max" in kwargs:
+        if am.scale_model:  # each galaxy at its own scale, with its neighbour's flux
+            per = {"pixel_scale": pop["pixel_scale"]}
+            if pop["flux"] is not None:
+                per["flux"] = pop["flux"]
+            per.update(kwargs)  # the caller's values win
+            gals = cls.from_latents(z, m, **per)
+        elif "norm_min" in kwargs or "norm_max" in kwargs:
             gals = cls.from_latents(z, m, **kwargs)
         else:
             lo, hi = m.sky_free_constants(z)

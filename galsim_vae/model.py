@@ -183,14 +183,15 @@ class VAEModel:
         shift = lo + sky * (hi - lo)  # the decoded sky in flux units
         return lo - shift, hi - shift
 
-    def estimate_attributes(self, latents) -> dict:
+    def estimate_attributes(self, latents, pixel_scale=None) -> dict:
         """Hubble type (T), half-light radius (arcsec) and axis ratio of latents.
 
         The inverse attribute model (:meth:`AttributeModel.estimate
         <galsim_vae.AttributeModel.estimate>`) of the model's attribute file; the latents are
-        those of stamps as they are (any orientation), as :meth:`encode` gives them.
+        those of stamps as they are (any orientation), as :meth:`encode` gives them. A flux
+        model's galaxies need their stamps' ``pixel_scale`` (arcsec, one or one per latent).
         """
-        return self.attributes.estimate(self._check_latents(latents))
+        return self.attributes.estimate(self._check_latents(latents), pixel_scale)
 
     # Pickled as its file name: the receiving process loads the (checksummed) file itself, once.
     def __getstate__(self):

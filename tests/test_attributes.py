@@ -201,3 +201,61 @@ def test_attribute_galaxies_have_random_orientations():
     assert [g.original.latent for g in free] == [g.latent for g in aligned]
     with pytest.raises(galsim.GalSimValueError, match="position_angle"):
         VAEGalaxy.from_attributes("Sb", 0.2, position_angle=np.nan, model=m)
+
+
+def _toy_scale_model(n=2000, seed=4):
+    """Pairs of a flux model: large galaxies drawn at coarser scales, the latent carries the
+    size in pixels (latent 0 = 10 log10 hlr_pix), each stamp has its own flux."""
+    r = np.random.default_rng(seed)
+    t = r.uniform(-5, 10, n)
+    h = 10 ** r.normal(-0.6, 0.3, n)
+    q = r.uniform(0.2, 1.0, n)
+    scale = np.maximum(0.03, h / 6.0)  # galaxies above 0.18" are 6 pixels, like "fit" mode
+    z = r.normal(scale=0.05, size=(n, 8))
+    z[:, 0], z[:, 1] = 10 * np.log10(h / scale), t / 5
+    flux = 10 ** r.uniform(1, 3, n)
+    am = AttributeModel.fit(z, t, h, q, inverse_latents=z, pixel_scale=scale, flux=flux)
+    return am, z, h, scale, flux
+
+
+def test_scale_model_sizes_come_from_pixel_scales_and_latents():
+    am, z_train, h, scale, flux = _toy_scale_model()
+    assert am.scale_model and not _toy_model(500)[0].scale_model
+    rng = galsim.BaseDeviate(5)
+    lo, hi = am.a["hlr_range"]
+    # Twice the largest training sizes is inside the range: stretched scales, no warning.
+    assert hi == pytest.approx(2 * np.percentile(h, 99))
+    for req in (0.9 * np.percentile(h, 2), np.median(h), np.percentile(h, 90), 0.95 * hi):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pop = am.sample_population(np.full(100, 3.0), np.full(100, req), np.full(100, 0.6), rng)
+        size = pop["pixel_scale"] * 10 ** (pop["latent"][:, 0] / 10)
+        assert np.median(size) == pytest.approx(req, rel=0.05)
+        assert np.all(pop["pixel_scale"] >= 0.03 - 1e-12)
+        # The size is the stretched scale's, not an extrapolated latent's: sizes in pixels stay
+        # those of the training galaxies.
+        assert np.median(pop["latent"][:, 0]) <= np.percentile(z_train[:, 0], 99.5)
+        # Fluxes are the training galaxies' (the neighbours'), not one median value.
+        assert np.all(np.isin(pop["flux"], flux)) and len(np.unique(pop["flux"])) > 10
+    # sample() gives the latents of the same draw.
+    a = am.sample([3.0], [0.3], [0.6], galsim.BaseDeviate(7))
+    b = am.sample_population([3.0], [0.3], [0.6], galsim.BaseDeviate(7))["latent"]
+    np.testing.assert_array_equal(a, b)
+    # The inverse model needs the stamps' scales, and reads the size back with them.
+    with pytest.raises(galsim.GalSimValueError, match="pixel_scale"):
+        am.estimate(z_train[:10])
+    est = am.estimate(z_train[:300], scale[:300])
+    ratio = est["half_light_radius"] / h[:300]
+    assert abs(np.median(ratio) - 1) < 0.05 and np.std(np.log(ratio)) < 0.1
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="flux"):
+        AttributeModel.fit(z_train, np.zeros(len(h)), h, np.full(len(h), 0.5), flux=flux)
+
+
+def test_scale_model_round_trips_through_its_file(tmp_path):
+    am, *_ = _toy_scale_model(500)
+    back = AttributeModel.load(am.save(tmp_path / "a.npz"))
+    assert back.scale_model
+    a = am.sample_population([1.0, 5.0], [0.2, 0.5], [0.5, 0.7], galsim.BaseDeviate(3))
+    b = back.sample_population([1.0, 5.0], [0.2, 0.5], [0.5, 0.7], galsim.BaseDeviate(3))
+    np.testing.assert_allclose(b["pixel_scale"], a["pixel_scale"], rtol=1e-5)
+    np.testing.assert_allclose(b["latent"], a["latent"], rtol=1e-4, atol=1e-5)

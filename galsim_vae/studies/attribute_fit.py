@@ -30,15 +30,17 @@ __all__ = ["measure_sersic", "fit_attribute_model"]
 
 
 class _SersicWorker:
-    """Per-process Sersic fitter for :func:`measure_sersic` (holds the PSF image)."""
+    """Per-process Sersic fitter for :func:`measure_sersic` (holds the PSF images)."""
 
-    def __init__(self, stamps, psf_image, scale, fit_sky):
-        self.stamps, self.psf, self.scale, self.fit_sky = stamps, psf_image, scale, fit_sky
+    def __init__(self, stamps, psf_images, scales, fit_sky):
+        self.stamps, self.psfs, self.scales, self.fit_sky = stamps, psf_images, scales, fit_sky
 
     def __call__(self, i):
         s = np.asarray(self.stamps[i], dtype=float)
         sig = max(float(np.std(border_pixels(s))), 1e-3 * float(np.ptp(s)), 1e-12)
-        f = fit_sersic_lsq(s, self.psf, sig, scale=self.scale, fit_sky=self.fit_sky)
+        psf = self.psfs[i if len(self.psfs) > 1 else 0]
+        scale = float(self.scales[i if len(self.scales) > 1 else 0])
+        f = fit_sersic_lsq(s, psf, sig, scale=scale, fit_sky=self.fit_sky)
         return f.params[1], f.params[2], f.params[3], f.params[4]
 
 
@@ -55,8 +57,9 @@ def measure_sersic(stamps, psf=None, *, scale=0.03, fit_sky=False, nproc=1, prog
 
     Parameters:
         stamps: array (N, S, S) of stamps in flux units at ``scale``.
-        psf: a GSObject or a PSF image at ``scale``. [default: None, the HST F814W PSF]
-        scale: pixel scale (arcsec). [default: 0.03]
+        psf: a GSObject, a PSF image at ``scale``, or an (N, P, P) array of one PSF image per
+            stamp (each at its stamp's scale). [default: None, the HST F814W PSF]
+        scale: pixel scale (arcsec), or one per stamp. [default: 0.03]
         fit_sky: fit a constant sky level too. On noisy stamps it is degenerate with the size
             and index of extended galaxies (the wings trade against the sky). [default: False]
         nproc: processes (None: all cores). [default: 1]
@@ -69,15 +72,30 @@ def measure_sersic(stamps, psf=None, *, scale=0.03, fit_sky=False, nproc=1, prog
     stamps = np.asarray(stamps, dtype=np.float32)
     if stamps.ndim != 3:
         raise GalSimValueError("stamps must be an (N, S, S) array", stamps.shape)
+    n = len(stamps)
+    scales = np.atleast_1d(np.asarray(scale, dtype=float))
+    if len(scales) not in (1, n) or scales.ndim != 1 or np.any(~(scales > 0)):
+        raise GalSimValueError("scale must be positive: one value or one per stamp", scale)
     psf = hst_f814w_psf() if psf is None else psf
     if isinstance(psf, galsim.GSObject):  # an image is much cheaper to convolve with
-        psf = psf.drawImage(
-            nx=48, ny=48, scale=scale, method="no_pixel", use_true_center=False
-        ).array
+        psfs = np.array(
+            [
+                psf.drawImage(
+                    nx=48, ny=48, scale=sc, method="no_pixel", use_true_center=False
+                ).array
+                for sc in np.unique(scales)
+            ]
+        )
+        psfs = psfs[np.searchsorted(np.unique(scales), scales)] if len(scales) > 1 else psfs
+    else:
+        psfs = np.asarray(psf, dtype=float)
+        psfs = psfs[None] if psfs.ndim == 2 else psfs
+        if psfs.ndim != 3 or len(psfs) not in (1, n):
+            raise GalSimValueError("psf must be one image or one per stamp", np.shape(psf))
     res = np.array(
         parallel_map(
             _SersicWorker,
-            (stamps, np.asarray(psf), float(scale), bool(fit_sky)),
+            (stamps, psfs, scales, bool(fit_sky)),
             range(len(stamps)),
             nproc=nproc,
             chunk=32,
@@ -112,8 +130,9 @@ def _measure_resumable(x, ident, path, *, block=1000, **kwargs):
         if n <= len(ident) and np.array_equal(d["index"], ident[:n]):
             done = {k: v for k, v in d.items() if k != "index"}
     start = len(done.get("half_light_radius", ()))
+    scale = np.broadcast_to(np.asarray(kwargs.pop("scale", 0.03), dtype=float), (len(x),))
     for i in range(start, len(x), block):
-        part = measure_sersic(x[i : i + block], **kwargs)
+        part = measure_sersic(x[i : i + block], scale=scale[i : i + block], **kwargs)
         done = {k: np.concatenate([done[k], v]) if done else v for k, v in part.items()}
         if path is not None:
             save_arrays(path, {"index": ident[: i + len(part["sersic_n"])], **done}, {})
@@ -173,12 +192,7 @@ def fit_attribute_model(
         tuple: ``(AttributeModel, report dict)``.
     """
     m = get_model(model)
-    if m.representation != "minmax":  # before hours of Sersic fits
-        raise GalSimValueError(
-            "fit-attributes fits min-max models; attribute models of flux-representation "
-            "models are not implemented yet",
-            m.file_name,
-        )
+    flux_model = m.representation == "flux"
     images, table, _, _ = read_dataset(dataset)
     if "bulge_fraction" not in table.colnames:
         raise GalSimValueError(
@@ -186,6 +200,12 @@ def fit_attribute_model(
         )
     sel = np.flatnonzero(np.asarray(table["passes"], dtype=bool))[:max_rows]
     x = images[sel]
+    if flux_model:  # each stamp at its own scale (the stamps of a "fit" scale-mode set)
+        if "pixel_scale" not in table.colnames:
+            raise GalSimValueError("the dataset has no pixel_scale column", str(dataset))
+        scale = np.asarray(table["pixel_scale"], dtype=float)[sel]
+    else:
+        scale = np.full(len(sel), m.pixel_scale)
     # The simulator's max_knot_fraction is not stored with the dataset; the largest knot
     # fraction among its rows stands for it.
     kmax = float(np.max(table["knot_fraction"])) if "knot_fraction" in table.colnames else 0.0
@@ -198,35 +218,52 @@ def fit_attribute_model(
         if report_dir is not None:
             Path(report_dir).mkdir(parents=True, exist_ok=True)
             save = Path(report_dir) / "measurements.npz"
-        meas = _measure_resumable(
-            x, ident, save, scale=m.pixel_scale, nproc=nproc, progress=progress
-        )
+        meas = _measure_resumable(x, ident, save, scale=scale, nproc=nproc, progress=progress)
     hlr, q = meas["half_light_radius"], meas["axis_ratio"]
     xc = np.array([rotate_stamps(a[None], -b)[0] for a, b in zip(x, meas["position_angle"])])
-    xn, lo_u, hi_u = normalize(x)
-    z, _ = m.encode_normalized(xn)
-    xcn, lo_c, hi_c = normalize(xc)
-    zc, _ = m.encode_normalized(xcn)
     tr = np.asarray(table["split"])[sel] == "train"
-    am = AttributeModel.fit(
-        zc[tr],
-        t[tr],
-        hlr[tr],
-        q[tr],
-        k=k,
-        inverse_latents=z[tr],
-        sky=(-lo_c / (hi_c - lo_c))[tr],
-        inverse_sky=(-lo_u / (hi_u - lo_u))[tr],
-        meta={
-            "dataset": Path(dataset).name,
-            "model_sha256": m.metadata["sha256"],
-            "n_rows": int(tr.sum()),
-            "size_estimator": "measure_sersic (PSF-convolved Sersic fit, hst_f814w_psf)",
-        },
-    )
+    meta = {
+        "dataset": Path(dataset).name,
+        "model_sha256": m.metadata["sha256"],
+        "n_rows": int(tr.sum()),
+        "size_estimator": "measure_sersic (PSF-convolved Sersic fit, hst_f814w_psf)",
+    }
+    if flux_model:
+        xn, const = m.normalize(x)
+        z, _ = m.encode_normalized(xn)
+        zc, _ = m.encode_normalized(m.normalize(xc)[0])
+        flux = const["flux"]
+        tr &= flux > 0  # a stamp's flux is what its galaxies get
+        am = AttributeModel.fit(
+            zc[tr],
+            t[tr],
+            hlr[tr],
+            q[tr],
+            k=k,
+            inverse_latents=z[tr],
+            pixel_scale=scale[tr],
+            flux=flux[tr],
+            meta={**meta, "n_rows": int(tr.sum())},
+        )
+    else:
+        xn, lo_u, hi_u = normalize(x)
+        z, _ = m.encode_normalized(xn)
+        xcn, lo_c, hi_c = normalize(xc)
+        zc, _ = m.encode_normalized(xcn)
+        am = AttributeModel.fit(
+            zc[tr],
+            t[tr],
+            hlr[tr],
+            q[tr],
+            k=k,
+            inverse_latents=z[tr],
+            sky=(-lo_c / (hi_c - lo_c))[tr],
+            inverse_sky=(-lo_u / (hi_u - lo_u))[tr],
+            meta=meta,
+        )
     rep = {"n_train": int(tr.sum())}
-    ho = ~tr
-    est = am.estimate(z[ho])
+    ho = np.asarray(table["split"])[sel] != "train"
+    est = am.estimate(z[ho], scale[ho] if flux_model else None)
     ratio = est["half_light_radius"] / hlr[ho]
     rep["inverse_heldout_n"] = int(ho.sum())
     rep["inverse_hlr_bias"] = float(np.median(ratio) - 1)
@@ -240,11 +277,19 @@ def fit_attribute_model(
 
     def measured(tq, hq, qq):
         # The galaxies as users get them (as from_attributes makes them): VAEGalaxy stamps.
-        zz = am.sample(tq, hq, qq, rng)
-        lo, hi = m.sky_free_constants(zz)
-        gals = VAEGalaxy.from_latents(zz, m, norm_min=lo, norm_max=hi)
+        if flux_model:
+            pop = am.sample_population(tq, hq, qq, rng)
+            gals = VAEGalaxy.from_latents(
+                pop["latent"], m, pixel_scale=pop["pixel_scale"], flux=pop["flux"]
+            )
+            sc = pop["pixel_scale"]
+        else:
+            zz = am.sample(tq, hq, qq, rng)
+            lo, hi = m.sky_free_constants(zz)
+            gals = VAEGalaxy.from_latents(zz, m, norm_min=lo, norm_max=hi)
+            sc = m.pixel_scale
         stamps = np.array([g.stamp.array for g in gals])
-        return measure_sersic(stamps, scale=m.pixel_scale, nproc=nproc)
+        return measure_sersic(stamps, scale=sc, nproc=nproc)
 
     # Sizes: each request takes the type and axis ratio of a training galaxy of about that size.
     sizes = np.geomspace(*np.percentile(ht, [2, 98]), 6)
@@ -304,9 +349,10 @@ def fit_attribute_model(
     if real_dataset is not None:
         ri, rt, _, _ = read_dataset(real_dataset)
         rs = np.flatnonzero(np.asarray(rt["passes"], dtype=bool))
-        zr, _ = m.encode_normalized(normalize(ri[rs])[0])
-        er = am.estimate(zr)["half_light_radius"]
-        fr = measure_sersic(ri[rs], scale=m.pixel_scale, nproc=nproc)["half_light_radius"]
+        rscale = np.asarray(rt["pixel_scale"], dtype=float)[rs] if flux_model else m.pixel_scale
+        zr, _ = m.encode_normalized(m.normalize(ri[rs])[0])
+        er = am.estimate(zr, rscale if flux_model else None)["half_light_radius"]
+        fr = measure_sersic(ri[rs], scale=rscale, nproc=nproc)["half_light_radius"]
         r = er / fr
         rep["real_n"] = int(len(rs))
         rep["real_hlr_bias"] = float(np.median(r) - 1)
