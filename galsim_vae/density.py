@@ -114,12 +114,22 @@ class LatentDensity:
         return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
 
     def log_prob(self, latents) -> np.ndarray:
-        """Log density of each latent."""
+        """Log density of each latent: of the latents alone (the marginal of a joint density), or
+        of latents with their auxiliary columns (``aux_names``) appended."""
         from scipy.stats import multivariate_normal
 
         z = np.atleast_2d(np.asarray(latents, dtype=float))
+        k = z.shape[1]
+        if k not in (self.latent_dim, self.means.shape[1]):
+            raise GalSimValueError(
+                f"latents must have {self.latent_dim} columns (or {self.means.shape[1]} with "
+                f"{', '.join(self.aux_names)})"
+                if self.aux_names
+                else f"latents must have {self.latent_dim} columns",
+                z.shape,
+            )
         comps = [
-            np.log(w) + multivariate_normal(m, c).logpdf(z)
+            np.log(w) + multivariate_normal(m[:k], c[:k, :k]).logpdf(z)
             for w, m, c in zip(self.weights, self.means, self.covariances)
         ]
         return np.logaddexp.reduce(np.atleast_2d(np.array(comps)), axis=0)

@@ -444,6 +444,12 @@ class VAEGalaxy(GSObject):
         return self._model_file
 
     @property
+    def pixel_scale(self):
+        """Pixel scale (arcsec) of the decoded stamp: the model's, or the galaxy's own (a flux
+        model's galaxies are drawn at their own scales: this is their size)."""
+        return self._pixel_scale
+
+    @property
     def original_psf(self):
         """The PSF divided out in ``"deconvolve"`` mode: :func:`hst_f814w_psf`, and for a stamp
         coarser than the HST 0.03"/px also the stamp's pixel, which resampling added."""

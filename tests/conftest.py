@@ -65,3 +65,34 @@ def sim_dataset(tmp_path_factory, data_dir):
     )
     write_dataset(out, images, rows, psfs=psfs, truths=truths, cuts=cuts, seed=1, valid=32, test=32)
     return out
+
+
+@pytest.fixture(scope="session")
+def minmax_model(sim_dataset, tmp_path_factory):
+    """A tiny min-max model (the paper's representation, beta loss) with a latent density and an
+    attribute file (forward, inverse and sky models fitted on the simulation's own sizes), for
+    the tests of the min-max code paths now that the shipped model is a flux model."""
+    from galsim_vae import AttributeModel, get_model
+    from galsim_vae.attributes import attributes_path
+    from galsim_vae.cli import main
+    from galsim_vae.pipeline.dataset import read_dataset
+    from galsim_vae.stamp import normalize
+
+    d = tmp_path_factory.mktemp("minmax")
+    argv = ["train", str(sim_dataset), "--out", str(d), "--preset", "tiny", "--loss", "beta"]
+    argv += ["--epochs", "6", "--batch-size", "16", "--lr", "3e-3", "--quiet", "--seed", "1"]
+    assert main(argv) == 0
+    f = d / "best.safetensors"
+    assert main(["fit-density", str(sim_dataset), "--model", str(f), "--components", "2"]) == 0
+    m = get_model(str(f))
+    images, table, _, _ = read_dataset(sim_dataset)
+    xn, lo, hi = normalize(images)
+    z, _ = m.encode_normalized(xn)
+    hlr = np.clip(np.asarray(table["hlr"], dtype=float), 0.02, None)  # true, arcsec
+    t = np.linspace(-5, 10, len(z))
+    q = np.clip(np.asarray(table["disk_q"], dtype=float), 0.1, 1.0)
+    am = AttributeModel.fit(
+        z, t, hlr, q, k=16, sky=-lo / (hi - lo), meta={"model_sha256": m.metadata["sha256"]}
+    )
+    am.save(attributes_path(f))
+    return get_model(str(f))

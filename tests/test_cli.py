@@ -197,8 +197,10 @@ def test_fit_density_command(sim_dataset, tmp_path):
     argv = ["fit-density", str(sim_dataset), "--components", "2"]
     assert main([*argv, "--out", str(out)]) == 0
     d = LatentDensity.load(out)
-    assert d.weights.shape == (2,) and d.means.shape == (2, 64)
-    assert d.covariances.shape == (2, 64, 64)
+    # The shipped flux model's density is joint: latents, then log flux (the set has one scale).
+    assert d.aux_names == ("log10_flux",) and d.latent_dim == 64
+    assert d.weights.shape == (2,) and d.means.shape == (2, 65)
+    assert d.covariances.shape == (2, 65, 65)
     assert d.meta["model_sha256"] == get_model().metadata["sha256"]
     assert d.meta["n_fit"] == n_pass and d.meta["n_components"] == 2
     assert d.meta["split"] == "passes" and d.meta["dataset"] == sim_dataset.name

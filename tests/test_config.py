@@ -131,15 +131,15 @@ def test_index_into_encoded_fits_table(tmp_path):
         obj = _build_config(config(index))
         assert isinstance(obj, VAEGalaxy)
         np.testing.assert_array_equal(obj.latent, mu[index])
-    # The row keeps its stamp's normalisation (its shape and sky depend on it); flux= only
-    # rescales it.
+    # The row keeps its stamp's pixel scale (the galaxy's size); flux= sets the flux.
     t = Table.read(tmp_path / "z.fits")
+    assert obj.pixel_scale == t["pixel_scale"][1] == 0.03
     a = obj.drawImage(nx=40, ny=40, scale=0.03).array
-    own = VAEGalaxy(mu[1], flux=20.0, norm_min=t["norm_min"][1], norm_max=t["norm_max"][1])
+    own = VAEGalaxy(mu[1], flux=20.0, pixel_scale=t["pixel_scale"][1])
     b = own.drawImage(nx=40, ny=40, scale=0.03).array
     np.testing.assert_allclose(a, b, atol=1e-7 * b.max())
     median = VAEGalaxy(mu[1], flux=20.0).drawImage(nx=40, ny=40, scale=0.03).array
-    assert np.abs(a - median).max() > 1e-3 * b.max()  # the median constants differ
+    assert np.abs(a - median).max() > 1e-3 * b.max()  # the model's median scale differs
     with pytest.raises(galsim.GalSimConfigError, match="out of range"):
         _build_config(config(5))
 
@@ -156,7 +156,7 @@ def test_latent_file_with_a_flagged_row(tmp_path):
         for _ in range(3)
     ]
     stamps[1] = "OSError: missing file"  # encode flags the row and leaves NaN latents
-    res = encode_stamps(stamps)
+    res = encode_stamps(stamps, scales=np.full(3, 0.03))
     assert list(res["flag"]) == [False, True, False]
     Table(res).write(tmp_path / "z.fits")
     config = {
@@ -171,7 +171,8 @@ def test_latent_file_with_a_flagged_row(tmp_path):
     np.testing.assert_array_equal(gal.latent, res["mu"][2])
     from galsim_vae import VAEGalaxy
 
-    assert gal.flux == pytest.approx(VAEGalaxy.from_image(stamps[2]).flux, rel=1e-6)
+    own = VAEGalaxy.from_image(galsim.Image(stamps[2], scale=0.03))
+    assert gal.flux == pytest.approx(own.flux, rel=1e-6) and gal.pixel_scale == 0.03
     config = {k: v for k, v in config.items() if k != "gal"}
     config["gal"] = {"type": "VAEGalaxy", "index": 2}
     config["input"] = {"vae_model": {"latent_file": str(tmp_path / "z.fits")}}

@@ -82,7 +82,11 @@ def test_bad_rows_are_flagged():
     good = rng.normal(size=(64, 64))
     nan = good.copy()
     nan[3, 3] = np.nan
-    res = encode_stamps([good, nan, np.zeros((32, 32)), "OSError: missing", np.ones((64, 64))])
+    stamps = [good, nan, np.zeros((32, 32)), "OSError: missing", np.ones((64, 64))]
+    # The shipped flux model's galaxies are as large as their stamps' scales: never guessed.
+    with pytest.raises(galsim.GalSimValueError, match="pixel scale"):
+        encode_stamps(stamps)
+    res = encode_stamps(stamps, scales=np.full(5, 0.03))
     assert list(res["flag"]) == [False, True, True, True, True]
     assert "NaN" in res["reason"][1] and "shape" in res["reason"][2]
     assert "missing" in res["reason"][3] and "constant" in res["reason"][4]

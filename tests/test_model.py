@@ -25,8 +25,14 @@ def tiny_file(tmp_path):
 
 def test_shipped_model_loads_with_one_call():
     m = VAEModel()
-    assert m.latent_dim == 64 and m.stamp_size == 64 and m.pixel_scale == 0.03
-    assert m.metadata["loss"] == "beta" and m.density is not None
+    assert m.latent_dim == 64 and m.stamp_size == 64
+    # The shipped model is a flux model ("Model v2"): galaxies at their own pixel scales, from
+    # 0.03"/px up; a joint density of latents, scales and fluxes; an attribute file.
+    assert m.representation == "flux" and m.metadata["loss"] == "gauss"
+    lo, hi = m.dataset_summary["pixel_scale_range"]
+    assert lo == 0.03 and hi > 0.1 and lo <= m.pixel_scale <= hi
+    assert m.density is not None and m.density.aux_names
+    assert m.attributes.scale_model
     assert default_model_path().stat().st_size <= 20e6
     assert get_model() is get_model()
 

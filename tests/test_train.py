@@ -75,6 +75,37 @@ def test_resume_equals_uninterrupted(data, tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
+def test_resume_refuses_what_it_cannot_continue(data, tmp_path):
+    from galsim_vae.checkpoint import load_training_state, save_training_state
+    from galsim_vae.errors import GalSimIncompatibleValuesError
+
+    tr, va = data
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=5)
+    run = tmp_path / "run"
+    train(_model(), tr, va, loss=VAELoss("beta"), out_dir=run, config=cfg, progress=False)
+    best = (run / "best.safetensors").read_bytes()
+    more = TrainConfig(epochs=3, batch_size=16, seed=5)
+    # Another loss, or other data, would mix two runs' losses: refused, naming the difference.
+    with pytest.raises(GalSimIncompatibleValuesError, match="loss: beta -> original"):
+        train(_model(), tr, va, loss=VAELoss("original"), out_dir=run, config=more)
+    with pytest.raises(GalSimIncompatibleValuesError, match="n_train: 48 -> 32"):
+        train(_model(), tr[:32], va, loss=VAELoss("beta"), out_dir=run, config=more)
+    # A kill between the weights and the state of an older run (no weights in its state): the
+    # epochs differ, and it is refused rather than resumed from mismatched halves.
+    st = load_training_state(run / "last.state.pt")
+    old = {k: v for k, v in st.items() if k not in ("model", "identity")}
+    save_training_state(run / "last.state.pt", {**old, "epoch": 1})
+    with pytest.raises(GalSimValueError, match="interrupted"):
+        train(_model(), tr, va, loss=VAELoss("beta"), out_dir=run, config=more, progress=False)
+    # Weights without a state: never trained over (its best.safetensors kept), nor with
+    # resume off.
+    (run / "last.state.pt").unlink()
+    for resume in (True, False):
+        with pytest.raises(GalSimValueError, match="another run's weights"):
+            train(_model(), tr, va, loss=VAELoss("beta"), out_dir=run, config=more, resume=resume)
+    assert (run / "best.safetensors").read_bytes() == best
+
+
 def test_same_seed_same_weights(data, tmp_path):
     tr, va = data
     cfg = TrainConfig(epochs=1, batch_size=16, seed=2)

@@ -16,6 +16,7 @@ from ..galaxy import VAEGalaxy
 from ..model import density_path, get_model
 from ..nn import PRESETS, build_vae
 from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset
+from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene
@@ -170,13 +171,12 @@ def _cmd_draw(a):
         title=f'{a.n} VAE galaxies, {a.psf} PSF {a.fwhm}", {a.pixel_scale}"/px, seed {a.seed}',
     )
     g = VAEGalaxy.sample(a.gallery, a.seed, model, sampling=a.sampling)
-    stamps = [x.stamp.array for x in g]
-
+    # On one grid at the HST 0.03"/px, 96 pixels (2.9") across, so that the panels show the
+    # galaxies' sizes (a flux model's galaxies each come at their own pixel scale).
+    kw = dict(nx=96, ny=96, scale=HST_PIXEL_SCALE, method="no_pixel", use_true_center=False)
+    stamps = [x.drawImage(**kw).array for x in g]
     plot_gallery(
-        np.array(stamps),
-        out / "gallery.png",
-        title="Samples at HST resolution",
-        scale=g[0].stamp.scale,
+        np.array(stamps), out / "gallery.png", title="Samples at HST resolution", scale=kw["scale"]
     )
     print(f"wrote {out / 'scene.fits'}, {out / 'scene.png'} and {out / 'gallery.png'}")
     return 0
@@ -224,7 +224,12 @@ def add_commands(sub):
         help="stop after the epoch that passes this wall time (rerun to resume)",
     )
     t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--no-resume", action="store_true")
+    t.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="never continue a run: an output folder that holds one is refused (by default a "
+        "rerun resumes it, if it was trained with the same data, loss and network)",
+    )
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 

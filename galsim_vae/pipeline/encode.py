@@ -48,11 +48,18 @@ def encode_stamps(
 
     Bad stamps (wrong shape, NaN or infinite pixels, constant) are flagged, not raised.
     ``metrics`` (a dict of arrays, one value per stamp) is used instead of measuring them;
-    ``scales`` (arcsec/px, one per stamp) is written as the ``pixel_scale`` column (the model's
-    scale when None), so that a galaxy built from a row has its stamp's size.
+    ``scales`` (arcsec/px, one per stamp) is written as the ``pixel_scale`` column, so that a
+    galaxy built from a row has its stamp's size: a flux model needs them (its galaxies' sizes
+    are their scales, never guessed); a min-max model's are its own scale when None.
     """
     model = get_model(model_file)
     n = len(images)
+    if scales is None and model.representation == "flux":
+        raise GalSimValueError(
+            "encoding with a flux model needs each stamp's pixel scale (scales=): it is the "
+            "galaxy's size",
+            None,
+        )
     k, s = model.latent_dim, model.stamp_size
     out = {
         "row": np.asarray(rows if rows is not None else np.arange(n), dtype=np.int64),

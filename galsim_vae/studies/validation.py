@@ -30,6 +30,7 @@ from scipy.stats import wasserstein_distance
 
 from .._utils import atomic_path, write_json
 from ..errors import GalSimValueError
+from ..galaxy import VAEGalaxy
 from ..model import get_model
 from ..pipeline.dataset import read_dataset
 from .attribute_fit import measure_sersic
@@ -160,11 +161,21 @@ def validate(
     except GalSimValueError:
         am = None
 
-    def decode_like(z, idx):
+    def decode_like(z, idx, pixel_scale=None):
         # Latents decoded with the flux scale of real stamps idx, their sky removed as
-        # VAEGalaxy removes it (a flux model's decoded sky is zero already).
+        # VAEGalaxy removes it (a flux model's decoded sky is zero already). A flux model's
+        # galaxies at their own pixel scales are drawn onto the real stamps' pixels, as a
+        # real galaxy of that size is in its stamp.
         if m.representation == "flux":
-            return m.decode_flux(z, flux=enc["flux"][idx])
+            gals = VAEGalaxy.from_latents(
+                z,
+                m,
+                flux=enc["flux"][idx],
+                pixel_scale=pixel_scale if pixel_scale is not None else m.pixel_scale,
+            )
+            size = x.shape[-1]
+            kw = dict(nx=size, ny=size, scale=scale, method="no_pixel", use_true_center=False)
+            return np.array([g.drawImage(**kw).array for g in gals])
         lo, hi = enc["norm_min"][idx], enc["norm_max"][idx]
         return m.decode_flux(z, *m.sky_free_constants(z, lo, hi))
 
@@ -172,23 +183,24 @@ def validate(
     for mode in ("density", "prior"):
         if mode == "density" and m.density is None:
             continue
-        z = m.sample_latents(n, galsim.BaseDeviate(seed + 1), sampling=mode)
-        imgs = decode_like(z, pair)
+        pop = m.sample_population(n, galsim.BaseDeviate(seed + 1), sampling=mode)
+        imgs = decode_like(pop["latent"], pair, pop["pixel_scale"])
         pops[f"vae_{mode}"] = (noisy(imgs, sig[pair]), sig[pair])
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
     pops["sersic"] = (noisy(np.array([f.model for f in fits]), sig), sig)
     if am is not None:
-        est = am.estimate(enc["mu"])
+        own = np.asarray(t["pixel_scale"], dtype=float) if am.scale_model else None
+        est = am.estimate(enc["mu"], own)
         meas = measure_sersic(x, scale=scale)
         lo, hi = am.a["hlr_range"]
         hlr = np.clip(meas["half_light_radius"], lo, hi)
         q = np.clip(meas["axis_ratio"], *am.a["q_range"])
         with warnings.catch_warnings():  # real galaxies outside the training attributes
             warnings.simplefilter("ignore", galsim.GalSimWarning)
-            z = am.sample(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
-        imgs = decode_like(z, np.arange(len(x)))
+            pa = am.sample_population(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
+        imgs = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"])
         pops["vae_attributes"] = (noisy(imgs, sig), sig)
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
     dist = {

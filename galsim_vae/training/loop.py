@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .._utils import write_json
 from ..checkpoint import load_state_dict, load_training_state, save_training_state, save_vae
-from ..errors import GalSimValueError
+from ..errors import GalSimIncompatibleValuesError, GalSimValueError
 from ..nn import VAE
 from .losses import VAELoss
 
@@ -200,10 +200,51 @@ def train(
     )
     history, best, bad, epoch0 = [], float("inf"), 0, 0
     last, state_file = out / "last.safetensors", out / "last.state.pt"
-    if resume and last.is_file() and state_file.is_file():
-        tensors, meta = load_state_dict(last)
-        model.load_state_dict(tensors)
+    # What makes a run this run: resuming with another of these would mix two runs' losses.
+    identity = {
+        "loss": loss.kind,
+        "loss_param": float(loss.param),
+        "representation": loss.representation,
+        "architecture": asdict(model.config),
+        "dataset": (dataset or {}).get("file"),
+        "n_train": int(len(train_images)),
+        "n_valid": int(len(valid_images)),
+    }
+    identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
+    if not (resume and state_file.is_file()):
+        old = [f.name for f in (last, out / "best.safetensors") if f.is_file()]
+        if old:  # a run without its state (or resume=False): never trained over
+            raise GalSimValueError(
+                f"{out} holds another run's weights ({', '.join(old)})"
+                + ("" if resume else " and resume is off")
+                + " but no training state to resume from; use another output folder "
+                "or remove them",
+                str(out),
+            )
+    if resume and state_file.is_file():
         st = load_training_state(state_file)
+        was = json.loads(st["identity"]) if "identity" in st else None
+        if was is not None and was != identity:
+            diff = {k: (was.get(k), identity[k]) for k in identity if was.get(k) != identity[k]}
+            raise GalSimIncompatibleValuesError(
+                f"{out} is a run of other settings or data; resuming would mix them (use "
+                "another output folder). Differences (run, now): "
+                + "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items()),
+                **{k: v[1] for k, v in diff.items() if k != "architecture"},
+            )
+        if "model" in st:  # written with the state in one atomic step
+            tensors = st["model"]
+        else:  # older runs: the weights file, which must be of the state's epoch
+            if not last.is_file():
+                raise GalSimValueError("the run's last.safetensors is missing", str(last))
+            tensors, meta = load_state_dict(last)
+            if int(meta.get("epoch", st["epoch"])) != int(st["epoch"]):
+                raise GalSimValueError(
+                    f"{last} is of epoch {meta.get('epoch')} but the training state of epoch "
+                    f"{st['epoch']} (interrupted between the two writes); cannot resume",
+                    str(out),
+                )
+        model.load_state_dict(tensors)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         gen.set_state(st["generator"])
@@ -285,6 +326,8 @@ def train(
         save_training_state(
             state_file,
             {
+                "model": model.state_dict(),
+                "identity": json.dumps(identity, sort_keys=True),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "generator": gen.get_state(),
