@@ -288,8 +288,28 @@ def fit_attribute_model(
             lo, hi = m.sky_free_constants(zz)
             gals = VAEGalaxy.from_latents(zz, m, norm_min=lo, norm_max=hi)
             sc = m.pixel_scale
-        stamps = np.array([g.stamp.array for g in gals])
-        return measure_sersic(stamps, scale=sc, nproc=nproc)
+        # A galaxy that cannot be drawn (a flux model's latent decoding to no positive flux) is
+        # counted, and measured as NaN.
+        ok = np.ones(len(gals), dtype=bool)
+        stamps = []
+        for i, g in enumerate(gals):
+            try:
+                stamps.append(g.stamp.array)
+            except GalSimValueError:
+                ok[i] = False
+        failed[0] += int((~ok).sum())
+        res = {}
+        if ok.any():
+            sc_ok = np.broadcast_to(np.asarray(sc, dtype=float), (len(gals),))[ok]
+            res = measure_sersic(np.array(stamps), scale=sc_ok, nproc=nproc)
+        out = {}
+        for k in ("half_light_radius", "sersic_n", "axis_ratio", "position_angle"):
+            out[k] = np.full(len(gals), np.nan)
+            if ok.any():
+                out[k][ok] = res[k]
+        return out
+
+    failed = [0]
 
     # Sizes: each request takes the type and axis ratio of a training galaxy of about that size.
     sizes = np.geomspace(*np.percentile(ht, [2, 98]), 6)
@@ -300,8 +320,8 @@ def fit_attribute_model(
             near = np.argsort(np.abs(np.log(ht / h)))[:5]
         pick = near[(np.array([ud() for _ in range(n_per)]) * len(near)).astype(int)]
         got = measured(tt[pick], np.full(n_per, h), qt[pick])["half_light_radius"]
-        med.append(float(np.median(got)))
-        spread.append(np.percentile(got, [16, 84]).tolist())
+        med.append(float(np.nanmedian(got)))
+        spread.append(np.nanpercentile(got, [16, 84]).tolist())
     rep["size_requested"] = sizes.tolist()
     rep["size_requested_percentile"] = [float(np.mean(ht <= h) * 100) for h in sizes]
     rep["size_measured_median"] = med
@@ -329,6 +349,7 @@ def fit_attribute_model(
         pool = qt[near] if near.any() else qt
         qq = pool[(np.array([ud() for _ in range(n_per)]) * len(pool)).astype(int)]
         n_got = measured(np.full(n_per, tv), np.full(n_per, h_type), qq)["sersic_n"]
+        n_got = n_got[np.isfinite(n_got)]
         ns.append(float(np.median(n_got)))
         # Bootstrap error of the median, to judge the steps between types.
         ns_err.append(
@@ -341,6 +362,8 @@ def fit_attribute_model(
     rep["sersic_n_by_type_error"] = ns_err
     rep["sersic_n_by_type_training"] = ns_train
     rep["sersic_n_monotonic"] = _is_monotonic(ns)
+    rep["n_generated"] = int(n_per * (len(sizes) + len(types)))
+    rep["n_undrawable"] = failed[0]  # galaxies whose decoded stamp had no positive flux
     # Each step from one type to the next later one, in units of its bootstrap error.
     rep["sersic_n_step_sigma"] = (
         (np.array(ns[:-1]) - ns[1:]) / np.hypot(ns_err[:-1], ns_err[1:])
