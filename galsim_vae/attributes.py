@@ -162,6 +162,7 @@ class AttributeModel:
         inverse_sky=None,
         pixel_scale=None,
         flux=None,
+        hlr_range=None,
         k=64,
         jitter=0.25,
         size_weight=2.0,
@@ -186,6 +187,9 @@ class AttributeModel:
                 size in pixels (the latent) times its pixel scale. [default: None, one scale]
             flux: each training stamp's flux, given to the galaxies drawn from it (with
                 ``pixel_scale``). [default: None]
+            hlr_range: (smallest, largest) half-light radius :meth:`check` accepts. [default:
+                None, the 1st to 99th percentile of ``hlr``; with ``pixel_scale`` up to twice
+                the 99th]
             k: neighbours. [default: 64]
             jitter: latent jitter, in units of the neighbours' latent spread. [default: 0.25]
             size_weight: weight of the size axis in the forward search. [default: 2]
@@ -196,6 +200,10 @@ class AttributeModel:
         import sklearn
         from sklearn.neighbors import NearestNeighbors
 
+        if hlr_range is not None and not (
+            np.shape(hlr_range) == (2,) and 0 < hlr_range[0] < hlr_range[1] < np.inf
+        ):
+            raise GalSimValueError("hlr_range must be (smallest, largest) > 0", hlr_range)
         if flux is not None and pixel_scale is None:
             raise GalSimIncompatibleValuesError(
                 "flux is given with pixel_scale (flux-representation models)",
@@ -256,7 +264,9 @@ class AttributeModel:
             "metric": metric,
             "support_radius": np.percentile(dist[:, -1], 99),
             # A scale model stretches its largest galaxies' pixel scales up to twice their size.
-            "hlr_range": np.percentile(hlr, [1, 99]) * ([1, 2] if pixel_scale is not None else 1),
+            "hlr_range": np.percentile(hlr, [1, 99]) * ([1, 2] if pixel_scale is not None else 1)
+            if hlr_range is None
+            else np.asarray(hlr_range, dtype=float),
             "q_range": np.percentile(q, [1, 99]),
             "q_median": np.median(q),
         }

@@ -229,7 +229,8 @@ class VAEGalaxy(GSObject):
         With a flux model's joint density each galaxy also gets its own pixel scale (size) and
         flux. Cuts like ``COSMOSCatalog``'s select galaxies by flux and half-light radius: more
         galaxies are drawn and those outside the cuts rejected (the flux cut before decoding),
-        in rounds, until ``n`` pass.
+        in rounds, until ``n`` pass. A latent from the density's tails that decodes to no positive
+        flux (a flux model's) is never returned: another is drawn in its place.
 
         Parameters:
             n: number of galaxies.
@@ -273,6 +274,8 @@ class VAEGalaxy(GSObject):
                     if k2 not in kwargs:  # the caller's value wins
                         per[k2] = pop[k2][keep]
             gals = cls.from_latents(pop["latent"][keep], m, **per, **kwargs) if keep.any() else []
+            # A latent from the density's tails can decode to no positive flux: never returned.
+            gals = [g for g in gals if g._drawable]
             if min_hlr is not None or max_hlr is not None:
                 lo = -np.inf if min_hlr is None else min_hlr
                 hi = np.inf if max_hlr is None else max_hlr
@@ -465,13 +468,21 @@ class VAEGalaxy(GSObject):
     def _stamp(self):
         return get_model(self._model_file).decode(np.array(self.latent))[0]
 
+    @property
+    def _drawable(self):
+        """False for a flux model's galaxy whose decoded stamp has no positive flux (a latent
+        far outside the training set): it cannot be scaled to a flux."""
+        if self._representation != "flux":
+            return True
+        return bool(float(self._stamp.sum()) > 0.1 * self._stamp.shape[-1])
+
     @lazy_property
     def stamp(self):
         """The decoded stamp in flux units, with zero sky, as a ``galsim.Image``."""
         if self._representation == "flux":
             # Scaled to its flux exactly (a decoded stamp sums to about S, not exactly).
             total = float(self._stamp.sum())
-            if not total > 0.1 * self._stamp.shape[-1]:
+            if not self._drawable:
                 raise GalSimValueError(
                     "The decoded galaxy has no positive flux: its latent lies far outside the "
                     "model's training set",
@@ -495,6 +506,8 @@ class VAEGalaxy(GSObject):
         """Half-light radius of the decoded stamp (arcsec, about the stamp centre, interpolated
         between pixels: :func:`galsim_vae.stamp.half_light_radius`), PSF included as the stamp
         has it (``psf_mode`` aside); NaN for a stamp without positive flux."""
+        if not self._drawable:
+            return float("nan")
         return half_light_radius(self.stamp)
 
     @lazy_property

@@ -63,7 +63,10 @@ def test_fit_attributes_command(sim_dataset, tmp_path):
     meas = np.load(report / "measurements.npz")
     assert len(meas["index"]) == 40
     rep = __import__("json").loads((report / "attributes.json").read_text())
-    assert len(rep["size_measured_median"]) == len(rep["size_requested"]) == 6
+    # Six sizes across the training range, and a flux model's two ends of its accepted range.
+    n_sizes = 8 if am.scale_model else 6
+    assert len(rep["size_measured_median"]) == len(rep["size_requested"]) == n_sizes
+    assert 0 <= rep["n_undrawable"] <= rep["n_generated"]
     assert all(v > 0 for v in rep["size_measured_median"])
     assert (report / "attributes.png").is_file()
     # The inverse model reads sizes back from the latents of the training stamps' own galaxies.

@@ -79,7 +79,8 @@ def test_resume_after_interruption(sim_dataset, tmp_path, monkeypatch):
 
 def test_bad_rows_are_flagged():
     rng = np.random.default_rng(0)
-    good = rng.normal(size=(64, 64))
+    gal = galsim.Exponential(half_light_radius=0.2, flux=50.0)
+    good = gal.drawImage(nx=64, ny=64, scale=0.03).array + rng.normal(0, 0.02, (64, 64))
     nan = good.copy()
     nan[3, 3] = np.nan
     stamps = [good, nan, np.zeros((32, 32)), "OSError: missing", np.ones((64, 64))]

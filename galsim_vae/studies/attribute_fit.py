@@ -24,7 +24,7 @@ from ..psf import hst_f814w_psf
 from ..stamp import border_pixels, normalize
 from .analysis import rotate_stamps
 from .plots import plot_attribute_report
-from .sersic import fit_sersic_lsq
+from .sersic import SERSIC_MAX_HLR, fit_sersic_lsq
 
 __all__ = ["measure_sersic", "fit_attribute_model"]
 
@@ -234,6 +234,11 @@ def fit_attribute_model(
         zc, _ = m.encode_normalized(m.normalize(xc)[0])
         flux = const["flux"]
         tr &= flux > 0  # a stamp's flux is what its galaxies get
+        # Sizes from 10% below the smallest training galaxies (0.5th percentile: a latent
+        # shift at the finest scale) to twice the largest (99th: stretched scales), but no larger
+        # than the Sersic estimator measures (its bound), so that every accepted size is checked.
+        lo = 0.9 * np.percentile(hlr[tr], 0.5)
+        hi = min(2 * np.percentile(hlr[tr], 99), SERSIC_MAX_HLR)
         am = AttributeModel.fit(
             zc[tr],
             t[tr],
@@ -243,6 +248,7 @@ def fit_attribute_model(
             inverse_latents=z[tr],
             pixel_scale=scale[tr],
             flux=flux[tr],
+            hlr_range=(lo, hi),
             meta={**meta, "n_rows": int(tr.sum())},
         )
     else:
@@ -313,6 +319,8 @@ def fit_attribute_model(
 
     # Sizes: each request takes the type and axis ratio of a training galaxy of about that size.
     sizes = np.geomspace(*np.percentile(ht, [2, 98]), 6)
+    if flux_model:  # and the ends of the accepted range, beyond the training sizes
+        sizes = np.concatenate([[am.a["hlr_range"][0]], sizes, [am.a["hlr_range"][1]]])
     med, spread = [], []
     for h in sizes:
         near = np.flatnonzero(np.abs(np.log(ht / h)) < 0.1)

@@ -35,8 +35,10 @@ __all__ = [
 ]
 
 PARAMS = ("flux", "hlr", "n", "g1", "g2", "x0", "y0")
+#: The largest half-light radius (arcsec) the Sersic fits reach (their bound).
+SERSIC_MAX_HLR = 1.5
 _LO = np.array([0.0, 0.01, 0.3, -0.8, -0.8, -0.3, -0.3])
-_HI = np.array([np.inf, 1.5, 6.2, 0.8, 0.8, 0.3, 0.3])
+_HI = np.array([np.inf, SERSIC_MAX_HLR, 6.2, 0.8, 0.8, 0.3, 0.3])
 _GSP = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3)
 
 
