@@ -333,7 +333,9 @@ class VAEGalaxy(GSObject):
         attribute model makes galaxies with their major axis along x; the position angle
         (degrees, counter-clockwise from +x) is applied as a GalSim rotation, uniform in
         [0, 360) from ``rng`` when not given, so that a population has no preferred direction
-        (a shear simulation must not see one). ``flux=`` works as usual.
+        (a shear simulation must not see one). ``flux=`` works as usual. A flux model's latent
+        moved far from its training galaxy could decode to no positive flux and then fail to draw
+        (``GalSimValueError``); none of the 720 galaxies its attribute check draws did.
 
         Parameters:
             hubble_type: class name (E, S0, Sa, Sb, Sc, Sd, Irr) or T-type in [-5, 10].

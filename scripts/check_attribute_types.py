@@ -41,11 +41,17 @@ def main():
     for name, tv in HUBBLE_TYPES.items():
         qq = pool[(np.array([ud() for _ in range(a.n_per)]) * len(pool)).astype(int)]
         n = len(qq)
-        z = am.sample(np.full(n, tv), np.full(n, a.hlr), qq, rng)
-        lo, hi = m.sky_free_constants(z)  # the sky predictor of the model's attribute file
-        gals = VAEGalaxy.from_latents(z, m, norm_min=lo, norm_max=hi)
+        pop = am.sample_population(np.full(n, tv), np.full(n, a.hlr), qq, rng)
+        z = pop["latent"]
+        if am.scale_model:  # a flux model: each galaxy at its own scale, with its flux
+            gals = VAEGalaxy.from_latents(z, m, pixel_scale=pop["pixel_scale"], flux=pop["flux"])
+            scale = pop["pixel_scale"]
+        else:
+            lo, hi = m.sky_free_constants(z)  # the sky predictor of the model's attribute file
+            gals = VAEGalaxy.from_latents(z, m, norm_min=lo, norm_max=hi)
+            scale = m.pixel_scale
         stamps = np.array([g.stamp.array for g in gals])
-        sn = measure_sersic(stamps, scale=m.pixel_scale, nproc=a.nproc)["sersic_n"]
+        sn = measure_sersic(stamps, scale=scale, nproc=a.nproc)["sersic_n"]
         err = np.std([np.median(boot.choice(sn, len(sn))) for _ in range(200)])
         out["types"].append(name)
         out["sersic_n"].append(float(np.median(sn)))

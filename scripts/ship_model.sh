@@ -18,7 +18,10 @@ for f in best.safetensors best_density.npz best_attributes.npz history.json \
     attributes_report/attributes.json; do
     [ -f "$RUN/$f" ] || { echo "missing $RUN/$f: run the training script and fit-attributes" >&2; exit 1; }
 done
-# 1. The model and its companions (each records the weights' SHA-256; get_model checks it).
+# 1. The model and its companions (each records the weights' SHA-256; get_model checks it, here
+#    before anything is replaced).
+python3 -c "import sys; from galsim_vae import get_model; m = get_model(sys.argv[1]); \
+m.density; m.attributes; print('ok:', m.file_name, m.representation)" "$RUN/best.safetensors"
 cp "$RUN/best.safetensors" "$PKG/default_vae.safetensors"
 cp "$RUN/best_density.npz" "$PKG/default_vae_density.npz"
 cp "$RUN/best_attributes.npz" "$PKG/default_vae_attributes.npz"

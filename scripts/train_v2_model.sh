@@ -45,10 +45,11 @@ python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/real_btk100.fits" 
 # 6. The sampled population against COSMOS (pedestals, sizes, magnitudes, resolution).
 python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 2000 --seed 1 \
     --out "$RUN/population" --overwrite
-# 7. Its attribute model (Hubble type, size, axis ratio <-> latents, pixel scales and fluxes):
-#    PSF-convolved Sersic fits of 3,000 training stamps (resumable in the report folder; the
-#    fits do not depend on the model, so MEASUREMENTS= may name another run's measurements.npz).
-[ -f "$RUN/best_attributes.npz" ] || python3 -m galsim_vae fit-attributes \
-    "$WORK/sim_fit${NSIM%000}k.fits" --model "$RUN/best.safetensors" --max-rows 3000 \
-    --report "$RUN/attributes_report" --real "$WORK/real_btk100.fits" --nproc "$NPROC" --quiet \
+# 7. Its attribute model (Hubble type, size, axis ratio <-> latents, pixel scales and fluxes),
+#    refitted like the density for whatever best.safetensors is now: PSF-convolved Sersic fits
+#    of 3,000 training stamps, kept in the report folder (a rerun measures only what is missing;
+#    the fits do not depend on the model, so MEASUREMENTS= may name another run's file).
+python3 -m galsim_vae fit-attributes "$WORK/sim_fit${NSIM%000}k.fits" \
+    --model "$RUN/best.safetensors" --max-rows 3000 --report "$RUN/attributes_report" \
+    --real "$WORK/real_btk100.fits" --nproc "$NPROC" --quiet --overwrite \
     ${MEASUREMENTS:+--measurements "$MEASUREMENTS"}

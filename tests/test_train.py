@@ -101,9 +101,16 @@ def test_resume_refuses_what_it_cannot_continue(data, tmp_path):
     # resume off.
     (run / "last.state.pt").unlink()
     for resume in (True, False):
-        with pytest.raises(GalSimValueError, match="another run's weights"):
+        with pytest.raises(GalSimValueError, match="holds another run"):
             train(_model(), tr, va, loss=VAELoss("beta"), out_dir=run, config=more, resume=resume)
     assert (run / "best.safetensors").read_bytes() == best
+    # A run killed during its first epoch has its epoch-0 state: it resumes from the start.
+    fresh = tmp_path / "fresh"
+    cfg0 = TrainConfig(epochs=0, batch_size=16, seed=5)
+    assert train(_model(), tr, va, loss=VAELoss("beta"), out_dir=fresh, config=cfg0) == []
+    assert (fresh / "last.state.pt").is_file() and not (fresh / "last.safetensors").exists()
+    hist = train(_model(), tr, va, loss=VAELoss("beta"), out_dir=fresh, config=cfg, progress=False)
+    assert len(hist) == 2
 
 
 def test_same_seed_same_weights(data, tmp_path):

@@ -166,6 +166,9 @@ def validate(
         # VAEGalaxy removes it (a flux model's decoded sky is zero already). A flux model's
         # galaxies at their own pixel scales are drawn onto the real stamps' pixels, as a
         # real galaxy of that size is in its stamp.
+        # Returns the images and which latents gave one: a flux model's latent that decodes to
+        # no positive flux (from the prior's or the density's tails) cannot be drawn, and is
+        # counted instead.
         if m.representation == "flux":
             gals = VAEGalaxy.from_latents(
                 z,
@@ -173,19 +176,23 @@ def validate(
                 flux=enc["flux"][idx],
                 pixel_scale=pixel_scale if pixel_scale is not None else m.pixel_scale,
             )
+            ok = np.array([g._drawable for g in gals], dtype=bool)
             size = x.shape[-1]
             kw = dict(nx=size, ny=size, scale=scale, method="no_pixel", use_true_center=False)
-            return np.array([g.drawImage(**kw).array for g in gals])
+            imgs = np.array([g.drawImage(**kw).array for g, k in zip(gals, ok) if k])
+            return imgs.reshape(-1, size, size), ok
         lo, hi = enc["norm_min"][idx], enc["norm_max"][idx]
-        return m.decode_flux(z, *m.sky_free_constants(z, lo, hi))
+        return m.decode_flux(z, *m.sky_free_constants(z, lo, hi)), np.ones(len(z), dtype=bool)
 
     pair = rng.integers(0, len(x), n)
+    undrawable = {}
     for mode in ("density", "prior"):
         if mode == "density" and m.density is None:
             continue
         pop = m.sample_population(n, galsim.BaseDeviate(seed + 1), sampling=mode)
-        imgs = decode_like(pop["latent"], pair, pop["pixel_scale"])
-        pops[f"vae_{mode}"] = (noisy(imgs, sig[pair]), sig[pair])
+        imgs, ok = decode_like(pop["latent"], pair, pop["pixel_scale"])
+        pops[f"vae_{mode}"] = (noisy(imgs, sig[pair][ok]), sig[pair][ok])
+        undrawable[f"vae_{mode}"] = int((~ok).sum())
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
@@ -193,15 +200,16 @@ def validate(
     if am is not None:
         own = np.asarray(t["pixel_scale"], dtype=float) if am.scale_model else None
         est = am.estimate(enc["mu"], own)
-        meas = measure_sersic(x, scale=scale)
+        meas = measure_sersic(x, scale=np.asarray(t["pixel_scale"], dtype=float))
         lo, hi = am.a["hlr_range"]
         hlr = np.clip(meas["half_light_radius"], lo, hi)
         q = np.clip(meas["axis_ratio"], *am.a["q_range"])
         with warnings.catch_warnings():  # real galaxies outside the training attributes
             warnings.simplefilter("ignore", galsim.GalSimWarning)
             pa = am.sample_population(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
-        imgs = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"])
-        pops["vae_attributes"] = (noisy(imgs, sig), sig)
+        imgs, ok = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"])
+        pops["vae_attributes"] = (noisy(imgs, sig[ok]), sig[ok])
+        undrawable["vae_attributes"] = int((~ok).sum())
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
     dist = {
         name: {k: _distance(stats[name][k], stats["real"][k]) for k in STATISTICS}
@@ -223,6 +231,7 @@ def validate(
         "n_samples": n,
         "wasserstein_to_real": dist,
         "statistics_closer_than_sersic": wins,
+        "n_undrawable": undrawable,
         "n_statistics": len(STATISTICS),
         "medians": {p: {k: _median(v) for k, v in s.items()} for p, s in stats.items()},
     }

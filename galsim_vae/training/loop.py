@@ -212,13 +212,12 @@ def train(
     }
     identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
     if not (resume and state_file.is_file()):
-        old = [f.name for f in (last, out / "best.safetensors") if f.is_file()]
+        old = [f.name for f in (last, out / "best.safetensors", state_file) if f.is_file()]
         if old:  # a run without its state (or resume=False): never trained over
             raise GalSimValueError(
-                f"{out} holds another run's weights ({', '.join(old)})"
-                + ("" if resume else " and resume is off")
-                + " but no training state to resume from; use another output folder "
-                "or remove them",
+                f"{out} holds another run ({', '.join(old)})"
+                + (" but no training state to resume from" if resume else " and resume is off")
+                + "; use another output folder or remove them",
                 str(out),
             )
     if resume and state_file.is_file():
@@ -259,6 +258,25 @@ def train(
         dataset=dataset,
         extra={"train_config": asdict(config)},
     )
+    if not (resume and state_file.is_file()):  # a fresh run
+        # The run's state before its first epoch: a kill during epoch 1 (or between its weights
+        # and its state) leaves a run that resumes, not one refused as "another run's weights".
+        model.cpu()
+        save_training_state(
+            state_file,
+            {
+                "model": model.state_dict(),
+                "identity": json.dumps(identity, sort_keys=True),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "history": json.dumps(history),
+                "best": best,
+                "bad": bad,
+                "epoch": 0,
+            },
+        )
+        model.to(dev)
     n = len(train_images)
     t_start = time.perf_counter()
     for epoch in range(epoch0 + 1, config.epochs + 1):
