@@ -144,3 +144,31 @@ def test_validate_cli_errors(tmp_path, real_dataset):
         )
         == 2
     )
+
+
+def test_compare_simulator(real_dataset, sim_dataset, tmp_path, capsys):
+    from galsim_vae.pipeline.dataset import read_dataset
+    from galsim_vae.studies.validation import STATISTICS, compare_simulator
+
+    out = tmp_path / "sim"
+    res = compare_simulator(real_dataset, sim_dataset, out, per_real=1, seed=3)
+    n_real = int(read_dataset(real_dataset)[1]["passes"].sum())
+    assert res["n_real"] == n_real and res["n_simulated"] == n_real
+    assert res["pixel_scale"] == pytest.approx(0.03)
+    assert set(res["wasserstein_sim_to_real"]) == set(STATISTICS)
+    assert all(v >= 0 for v in res["wasserstein_real_half_to_half"].values())
+    assert json.loads((out / "simulator.json").read_text()) == json.loads(json.dumps(res))
+    assert "distance sim-real" in (out / "simulator.md").read_text()
+    assert (out / "simulator_statistics.png").read_bytes()[:4] == b"\x89PNG"
+    # Matching works: the simulated stamps' median SNR is the real one's, closer than the pool's.
+    _, st, _, _ = read_dataset(sim_dataset)
+    pool = np.median(np.asarray(st["snr"])[np.asarray(st["passes"], dtype=bool)])
+    real, sim = res["median_snr"]["real"], res["median_snr"]["simulated"]
+    assert abs(np.log(sim / real)) < abs(np.log(pool / real))
+    # Not enough simulated stamps for the matching: a clear error, nothing half-written.
+    with pytest.raises(galsim.GalSimValueError, match="simulated stamps"):
+        compare_simulator(real_dataset, sim_dataset, tmp_path / "x", per_real=1000)
+    assert not (tmp_path / "x").exists()
+    argv = ["validate", str(real_dataset), "--simulated", str(sim_dataset), "--out", str(out)]
+    argv += ["--per-real", "1"]
+    assert main(argv) == 0 and "simulator.md" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..studies.analysis import evaluate
 from ..studies.population import population_report
-from ..studies.validation import validate
+from ..studies.validation import compare_simulator, validate
 from ._common import add_model_option, count, model_arg
 
 __all__ = ["add_commands"]
@@ -31,7 +31,11 @@ def _cmd_evaluate(a):
 
 
 def _cmd_validate(a):
-
+    if a.simulated is not None:
+        res = compare_simulator(a.dataset, a.simulated, a.out, per_real=a.per_real, seed=a.seed)
+        print(json.dumps(res["wasserstein_sim_to_real"], indent=1))
+        print(f"wrote {Path(a.out) / 'simulator.md'}")
+        return 0
     res = validate(
         a.dataset,
         a.out,
@@ -100,6 +104,18 @@ def add_commands(sub):
         "--loss-summary",
         default=None,
         help="summary.json of scripts/compare_losses.sh, added to the report",
+    )
+    v.add_argument(
+        "--simulated",
+        default=None,
+        help="a simulated dataset: compare the simulator (not a model) with the real galaxies, "
+        "at matched SNR and size",
+    )
+    v.add_argument(
+        "--per-real",
+        type=count(),
+        default=4,
+        help="with --simulated: matched simulated stamps per real galaxy [default: 4]",
     )
     v.set_defaults(func=_cmd_validate)
 
