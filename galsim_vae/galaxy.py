@@ -14,7 +14,7 @@ from .errors import (
     GalSimRangeError,
     GalSimValueError,
 )
-from .model import VAEModel, default_model_path, get_model
+from .model import MAX_LATENT, VAEModel, default_model_path, get_model
 from .psf import HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
 from .stamp import half_light_radius
 
@@ -156,11 +156,21 @@ class VAEGalaxy(GSObject):
             raise TypeError(f"model must be a VAEModel, a file name or None, got {model!r}")
         if isinstance(latent, (str, bytes)):
             raise TypeError(f"latent must be a sequence of numbers, got {latent!r}")
-        z = np.asarray(latent, dtype=float).ravel() if not np.isscalar(latent) else None
+        z = np.asarray(latent, dtype=float) if not np.isscalar(latent) else None
         if z is None:
             raise TypeError(f"latent must be a sequence of numbers, got {latent!r}")
+        if z.ndim != 1:  # a (2, 32) array is two halves of something, not one latent
+            raise GalSimValueError("VAEGalaxy latent must be one sequence of numbers", z.shape)
         if not np.all(np.isfinite(z)):
             raise GalSimValueError("VAEGalaxy latent contains NaN or infinite values", latent)
+        if np.any(np.abs(z) > MAX_LATENT):
+            raise GalSimRangeError(
+                f"VAEGalaxy latent values beyond +-{MAX_LATENT:g} lie far outside the model's "
+                "latent space",
+                float(np.abs(z).max()),
+                -MAX_LATENT,
+                MAX_LATENT,
+            )
         m = m if m is not None else get_model(self._model_file)
         if len(z) != m.latent_dim:
             raise GalSimValueError(

@@ -24,7 +24,7 @@ from ._utils import as_deviate, check_count
 from .attributes import AttributeModel, attributes_path
 from .checkpoint import load_vae
 from .density import LatentDensity
-from .errors import GalSimIncompatibleValuesError, GalSimValueError
+from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
 from .stamp import (
     REPRESENTATIONS,
     border_pixels,
@@ -45,6 +45,8 @@ __all__ = [
 
 #: File name of the shipped model inside ``galsim_vae/data``.
 DEFAULT_MODEL = "default_vae.safetensors"
+#: The largest latent value accepted (the prior is a unit Gaussian; float32 overflows at 3e38).
+MAX_LATENT = 100.0
 
 
 def density_path(model_file) -> Path:
@@ -213,6 +215,15 @@ class VAEModel:
         if not np.all(np.isfinite(z)):
             raise GalSimValueError(
                 "latents contain NaN or infinite values", np.argwhere(~np.isfinite(z)).tolist()
+            )
+        if np.any(np.abs(z) > MAX_LATENT):
+            raise GalSimRangeError(
+                f"latent values beyond +-{MAX_LATENT:g} lie far outside the latent space the "
+                "model was trained on (its prior is a unit Gaussian; the training galaxies' "
+                "latents stay within +-10)",
+                float(np.abs(z).max()),
+                -MAX_LATENT,
+                MAX_LATENT,
             )
         return z
 

@@ -174,6 +174,16 @@ def test_bad_inputs(model, gal, minmax_model):
         VAEGalaxy(np.full(64, np.nan))
     with pytest.raises(galsim.GalSimValueError, match="NaN"):
         VAEGalaxy([np.inf] + [0.0] * 63)
+    # Latents far outside the latent space (float32 overflows at 3e38, absurd fluxes long
+    # before): refused, like a (2, 32) array that is not one latent.
+    for big in (1e39, 1e6, 101.0):
+        with pytest.raises(galsim.GalSimRangeError, match="latent"):
+            VAEGalaxy(np.full(64, big))
+    with pytest.raises(galsim.GalSimRangeError, match="latent"):
+        model.decode(np.full((1, 64), -1e6))
+    VAEGalaxy(np.full(64, 99.0))  # the limit is 100
+    with pytest.raises(galsim.GalSimValueError, match="one sequence"):
+        VAEGalaxy(np.zeros((2, 32)))
     with pytest.raises(TypeError):
         VAEGalaxy("latent")
     with pytest.raises(TypeError):
