@@ -72,6 +72,16 @@ def test_resume_after_interruption(sim_dataset, tmp_path, monkeypatch):
     assert not (tmp_path / "b.fits").exists()
     assert len(list((tmp_path / "b.fits.parts").glob("*.npz"))) == 2
     monkeypatch.setattr(enc, "_dataset_chunk", real)
+    # The leftover chunks are of chunk size 40 and this model: another chunking or model is
+    # refused (it would drop or duplicate rows, or mix two models' latents), naming the change.
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="chunk_size: 40 -> 25"):
+        encode_catalog(sim_dataset, tmp_path / "b.fits", chunk_size=25, progress=False)
+    from test_cli import write_tiny_model
+
+    other = write_tiny_model(tmp_path / "tiny.safetensors")
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="model_sha256"):
+        encode_catalog(sim_dataset, tmp_path / "b.fits", chunk_size=40, model=other)
+    assert len(list((tmp_path / "b.fits.parts").glob("*.npz"))) == 2  # nothing lost
     resumed = encode_catalog(sim_dataset, tmp_path / "b.fits", chunk_size=40, progress=False)
     assert list(resumed["row"]) == list(full["row"])
     np.testing.assert_allclose(resumed["mu"], full["mu"])

@@ -18,6 +18,7 @@ each worker process loads the model once. The output is the same, row for row.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._utils import atomic_path
-from ..errors import GalSimValueError
+from .._utils import atomic_path, write_json
+from ..errors import GalSimIncompatibleValuesError, GalSimValueError
 from ..model import get_model
 from ._parallel import default_nproc, item_seed, spawn_pool
 from .dataset import check_dataset_header, is_dataset_file
@@ -235,7 +236,34 @@ def encode_catalog(
     own_client = client is not None and isinstance(scheduler, str)  # ours to close
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
+    # What the saved chunks are of: a leftover folder of another run (other input, model,
+    # chunking or drawing) is never mixed into this one.
+    run = {
+        "source": str(Path(path).resolve()),
+        "kind": kind,
+        "n_rows": int(n),
+        "chunk_size": int(chunk_size),
+        "model_sha256": get_model(model_file).metadata["sha256"],
+        "stamp_size": int(stamp_size),
+        "pixel_scale": float(pixel_scale),
+        "seed": int(seed),
+    }
+    manifest = parts / "run.json"
+    if parts.is_dir() and any(parts.iterdir()):
+        was = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if was != run:
+            diff = (
+                "; ".join(f"{k}: {was.get(k)} -> {v}" for k, v in run.items() if was.get(k) != v)
+                if was is not None
+                else "it has no record of its run"
+            )
+            raise GalSimIncompatibleValuesError(
+                f"{parts} holds chunks of another encoding run ({diff}); rerun with that run's "
+                "settings to finish it, or remove the folder",
+                **{k: v for k, v in run.items() if was is None or was.get(k) != v},
+            )
     parts.mkdir(parents=True, exist_ok=True)
+    write_json(manifest, run)
     chunks = [list(range(a, min(a + chunk_size, n))) for a in range(0, n, chunk_size)]
     todo = [(k, c) for k, c in enumerate(chunks) if not (parts / f"{k:06d}.npz").is_file()]
     bar = tqdm(
