@@ -43,7 +43,7 @@ python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/sim_fit_heldout.fi
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/real_btk100.fits" \
     --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_real" --quiet
 # 6. The sampled population against COSMOS (pedestals, sizes, magnitudes, resolution).
-python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 2000 --seed 1 \
+python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 10000 --seed 1 \
     --out "$RUN/population" --overwrite
 # 7. Its attribute model (Hubble type, size, axis ratio <-> latents, pixel scales and fluxes),
 #    refitted like the density for whatever best.safetensors is now: PSF-convolved Sersic fits
