@@ -47,4 +47,4 @@ python3 -m galsim_vae draw --out "$WORK/draw_default"
 cp "$WORK/draw_default/scene.png" "$WORK/draw_default/gallery.png" docs/figures/
 # 5. The validation report against the real galaxies.
 python3 -m galsim_vae validate "$WORK/real_btk100.fits" --out docs/validation \
-    --loss-summary docs/runs/loss_comparison_summary.json
+    --loss-summary docs/runs/loss_comparison_summary.json --overwrite

@@ -37,11 +37,11 @@ python3 -m galsim_vae fit-density "$WORK/sim_fit${NSIM%000}k.fits" --model "$RUN
     --split train --components 16 --overwrite
 # 5. Against the floor and Sersic: held-out simulations, then the 53 real galaxies that pass.
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/sim_fit_heldout.fits" \
-    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet
+    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet --overwrite
 [ -f "$WORK/real_btk100.fits" ] || python3 -m galsim_vae dataset --out "$WORK/real_btk100.fits" \
     --nproc "$NPROC" --quiet "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/real_btk100.fits" \
-    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_real" --quiet
+    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_real" --quiet --overwrite
 # 6. The sampled population against COSMOS (pedestals, sizes, magnitudes, resolution).
 python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 10000 --seed 1 \
     --out "$RUN/population" --overwrite

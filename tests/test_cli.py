@@ -316,3 +316,27 @@ def test_bad_numbers_exit_2_naming_the_value(argv, message, capsys):
         main(argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_output_folders_are_not_overwritten(tmp_path, capsys):
+    # draw, evaluate and validate write into folders: a folder holding their files is refused
+    # before any work unless --overwrite, and so is an --out that is a file.
+    out = tmp_path / "draw"
+    argv = ["draw", "--out", str(out), "--n", "2", "--size", "48", "--gallery", "8"]
+    assert main(argv) == 0
+    first = (out / "scene.fits").read_bytes()
+    assert main([*argv, "--seed", "5"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "scene.fits").read_bytes() == first
+    assert main([*argv, "--seed", "5", "--overwrite"]) == 0
+    assert (out / "scene.fits").read_bytes() != first
+    for cmd in (["evaluate", "default", "x.fits"], ["validate", "x.fits"]):
+        d = tmp_path / cmd[0]
+        d.mkdir()
+        name = "evaluate.json" if cmd[0] == "evaluate" else "validation.json"
+        (d / name).write_text("keep me")
+        assert main([*cmd, "--out", str(d)]) == 2
+        assert "--overwrite" in capsys.readouterr().err and (d / name).read_text() == "keep me"
+    f = tmp_path / "file.txt"
+    f.write_text("keep me")
+    assert main(["draw", "--out", str(f)]) == 2 and f.read_text() == "keep me"

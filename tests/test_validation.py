@@ -170,5 +170,5 @@ def test_compare_simulator(real_dataset, sim_dataset, tmp_path, capsys):
         compare_simulator(real_dataset, sim_dataset, tmp_path / "x", per_real=1000)
     assert not (tmp_path / "x").exists()
     argv = ["validate", str(real_dataset), "--simulated", str(sim_dataset), "--out", str(out)]
-    argv += ["--per-real", "1"]
+    argv += ["--per-real", "1", "--overwrite"]  # the folder holds the report above
     assert main(argv) == 0 and "simulator.md" in capsys.readouterr().out

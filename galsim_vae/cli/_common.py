@@ -75,6 +75,20 @@ def check_output(out, inputs=(), *, overwrite=False) -> Path:
     return o
 
 
+def check_output_dir(out, names, *, overwrite=False) -> Path:
+    """Refuse, before any work, an output folder that already holds files the command writes
+    (``names``), unless ``overwrite``; or an output that is a file."""
+    o = Path(out)
+    if o.exists() and not o.is_dir():
+        raise GalSimValueError("--out is a file, not a folder", str(out))
+    there = [n for n in names if (o / n).exists()]
+    if there and not overwrite:
+        raise GalSimValueError(
+            f"{out} already holds {', '.join(there)}; pass --overwrite to replace them", str(out)
+        )
+    return o
+
+
 def model_sidecar(model_file, default_path, out):
     """Where a file that belongs to a model (density, attributes) goes: ``out``, or beside the
     model; never beside the shipped model, which belongs to the installed package."""

@@ -26,6 +26,7 @@ from ._common import (
     add_model_option,
     add_overwrite_option,
     check_output,
+    check_output_dir,
     count,
     model_arg,
     model_sidecar,
@@ -148,6 +149,7 @@ def _cmd_fit_attributes(a):
 
 def _cmd_draw(a):
 
+    check_output_dir(a.out, ("scene.fits", "scene.png", "gallery.png"), overwrite=a.overwrite)
     model = model_arg(a)
     image, gals, _ = draw_scene(
         a.n,
@@ -287,6 +289,7 @@ def add_commands(sub):
         "samples at HST resolution.",
     )
     d.add_argument("--out", default="out", help="output folder [default: out]")
+    add_overwrite_option(d)
     add_model_option(d)
     d.add_argument("--n", type=count(), default=60, help="number of galaxies")
     d.add_argument("--size", type=count(16), default=512, help="image side, pixels")

@@ -8,13 +8,13 @@ from pathlib import Path
 from ..studies.analysis import evaluate
 from ..studies.population import population_report
 from ..studies.validation import compare_simulator, validate
-from ._common import add_model_option, count, model_arg
+from ._common import add_model_option, add_overwrite_option, check_output_dir, count, model_arg
 
 __all__ = ["add_commands"]
 
 
 def _cmd_evaluate(a):
-
+    check_output_dir(a.out, ("evaluate.json", "reconstructions.png"), overwrite=a.overwrite)
     res = evaluate(
         a.model,
         a.dataset,
@@ -31,6 +31,10 @@ def _cmd_evaluate(a):
 
 
 def _cmd_validate(a):
+    names = (
+        ("simulator.json", "simulator.md") if a.simulated else ("validation.json", "validation.md")
+    )
+    check_output_dir(a.out, names, overwrite=a.overwrite)
     if a.simulated is not None:
         res = compare_simulator(a.dataset, a.simulated, a.out, per_real=a.per_real, seed=a.seed)
         print(json.dumps(res["wasserstein_sim_to_real"], indent=1))
@@ -86,6 +90,7 @@ def add_commands(sub):
     )
     e.add_argument("--nproc", type=int, default=1, help="processes for the Sersic fits")
     e.add_argument("--quiet", action="store_true")
+    add_overwrite_option(e)
     e.set_defaults(func=_cmd_evaluate)
 
     v = sub.add_parser(
@@ -117,6 +122,7 @@ def add_commands(sub):
         default=4,
         help="with --simulated: matched simulated stamps per real galaxy [default: 4]",
     )
+    add_overwrite_option(v)
     v.set_defaults(func=_cmd_validate)
 
     pp = sub.add_parser(
