@@ -148,6 +148,7 @@ class AttributeModel:
         self.k = int(self.meta.get("k", 16))
         self.jitter = float(self.meta.get("jitter", 0.25))
         self._nn = None
+        self._size_clip = None
 
     @classmethod
     def fit(
@@ -333,7 +334,9 @@ class AttributeModel:
         find = req
         if self.scale_model:  # larger or smaller than the training galaxies: stretched scales
             find = req.copy()
-            find[:, 1] = np.clip(find[:, 1], *np.percentile(self.a["attrs"][:, 1], [0.5, 99.5]))
+            if self._size_clip is None:  # once per model, not per request
+                self._size_clip = np.percentile(self.a["attrs"][:, 1], [0.5, 99.5])
+            find[:, 1] = np.clip(find[:, 1], *self._size_clip)
         dist, idx = self._search().kneighbors(find * self.a["metric"])
         ks = int(self.meta.get("support_k", self.k))
         far = dist[:, ks - 1] > 2 * float(self.a["support_radius"])

@@ -234,39 +234,23 @@ def fit_attribute_model(
         zc, _ = m.encode_normalized(m.normalize(xc)[0])
         flux = const["flux"]
         tr &= flux > 0  # a stamp's flux is what its galaxies get
+        meta["n_rows"] = int(tr.sum())
         # Sizes from 10% below the smallest training galaxies (0.5th percentile: a latent
         # shift at the finest scale) to twice the largest (99th: stretched scales), but no larger
-        # than the Sersic estimator measures (its bound), so that every accepted size is checked.
+        # than the Sersic estimator measures (its bound; at that bound its check can only say
+        # "at least").
         lo = 0.9 * np.percentile(hlr[tr], 0.5)
         hi = min(2 * np.percentile(hlr[tr], 99), SERSIC_MAX_HLR)
-        am = AttributeModel.fit(
-            zc[tr],
-            t[tr],
-            hlr[tr],
-            q[tr],
-            k=k,
-            inverse_latents=z[tr],
-            pixel_scale=scale[tr],
-            flux=flux[tr],
-            hlr_range=(lo, hi),
-            meta={**meta, "n_rows": int(tr.sum())},
-        )
+        kind = dict(pixel_scale=scale[tr], flux=flux[tr], hlr_range=(lo, hi))
     else:
         xn, lo_u, hi_u = normalize(x)
         z, _ = m.encode_normalized(xn)
         xcn, lo_c, hi_c = normalize(xc)
         zc, _ = m.encode_normalized(xcn)
-        am = AttributeModel.fit(
-            zc[tr],
-            t[tr],
-            hlr[tr],
-            q[tr],
-            k=k,
-            inverse_latents=z[tr],
-            sky=(-lo_c / (hi_c - lo_c))[tr],
-            inverse_sky=(-lo_u / (hi_u - lo_u))[tr],
-            meta=meta,
-        )
+        kind = dict(sky=(-lo_c / (hi_c - lo_c))[tr], inverse_sky=(-lo_u / (hi_u - lo_u))[tr])
+    am = AttributeModel.fit(
+        zc[tr], t[tr], hlr[tr], q[tr], k=k, inverse_latents=z[tr], meta=meta, **kind
+    )
     rep = {"n_train": int(tr.sum())}
     ho = np.asarray(table["split"])[sel] != "train"
     est = am.estimate(z[ho], scale[ho] if flux_model else None)

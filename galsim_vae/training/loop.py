@@ -258,9 +258,9 @@ def train(
         dataset=dataset,
         extra={"train_config": asdict(config)},
     )
-    if not (resume and state_file.is_file()):  # a fresh run
-        # The run's state before its first epoch: a kill during epoch 1 (or between its weights
-        # and its state) leaves a run that resumes, not one refused as "another run's weights".
+
+    def save_state(epoch):
+        # One atomic file with the weights and everything else a resume needs (model on CPU).
         model.cpu()
         save_training_state(
             state_file,
@@ -273,10 +273,15 @@ def train(
                 "history": json.dumps(history),
                 "best": best,
                 "bad": bad,
-                "epoch": 0,
+                "epoch": epoch,
             },
         )
         model.to(dev)
+
+    if not (resume and state_file.is_file()):  # a fresh run
+        # The run's state before its first epoch: a kill during epoch 1 (or between its weights
+        # and its state) leaves a run that resumes, not one refused as "another run's weights".
+        save_state(0)
     n = len(train_images)
     t_start = time.perf_counter()
     for epoch in range(epoch0 + 1, config.epochs + 1):
@@ -341,21 +346,7 @@ def train(
         if improved:
             save_vae(out / "best.safetensors", model, epoch=epoch, **save_kw)
         save_vae(last, model, epoch=epoch, **save_kw)
-        save_training_state(
-            state_file,
-            {
-                "model": model.state_dict(),
-                "identity": json.dumps(identity, sort_keys=True),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(),
-                "history": json.dumps(history),
-                "best": best,
-                "bad": bad,
-                "epoch": epoch,
-            },
-        )
-        model.to(dev)
+        save_state(epoch)
         write_json(out / "history.json", history)
         if progress:
             h = history[-1]
