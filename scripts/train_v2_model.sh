@@ -21,11 +21,11 @@ mkdir -p "$WORK"
 # 1. Training set: per-galaxy scales (fit mode), truths kept; the flux-fraction cut at 90%
 #    (de Vaucouleurs wings reach past any stamp).
 [ -f "$WORK/sim_fit${NSIM%000}k.fits" ] || python3 -m galsim_vae simulate --n "$NSIM" \
-    --scale-mode fit --seed 2027 --out "$WORK/sim_fit${NSIM%000}k.fits" \
+    --scale-mode fit --morphology smooth --seed 2027 --out "$WORK/sim_fit${NSIM%000}k.fits" \
     --min-flux-fraction 0.9 --nproc "$NPROC" --quiet
 # 2. Held-out simulations (another seed) for the floor and the Sersic comparison.
 [ -f "$WORK/sim_fit_heldout.fits" ] || python3 -m galsim_vae simulate --n 1200 \
-    --scale-mode fit --seed 777 --out "$WORK/sim_fit_heldout.fits" --min-flux-fraction 0.9 \
+    --scale-mode fit --morphology smooth --seed 777 --out "$WORK/sim_fit_heldout.fits" --min-flux-fraction 0.9 \
     --nproc "$NPROC" --quiet --valid 0 --test 0
 # 3. The compact network, Gaussian likelihood with beta = 1 (the ELBO); resumes.
 python3 -m galsim_vae train "$WORK/sim_fit${NSIM%000}k.fits" --out "$RUN" --preset compact \

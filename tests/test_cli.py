@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -281,6 +282,38 @@ def test_train_seed_fixes_the_initial_weights(sim_dataset, tmp_path):
         w.append(load_state_dict(tmp_path / run / "last.safetensors")[0])
     assert all(np.array_equal(w[0][k], w[1][k]) for k in w[0])
     assert not all(np.array_equal(w[0][k], w[2][k]) for k in w[0])
+
+
+def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
+    from galsim_vae.checkpoint import load_state_dict, read_metadata
+
+    argv = ["train", str(sim_dataset), "--preset", "tiny", "--epochs", "1", "--quiet"]
+    argv += ["--max-train", "16", "--batch-size", "8", "--lr", "1e-9"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--seed", "3"]) == 0
+    start = tmp_path / "a" / "last.safetensors"
+    w0 = load_state_dict(start)[0]
+    # Another seed, but the weights of run a: at a negligible rate they stay those weights.
+    assert main([*argv, "--out", str(tmp_path / "b"), "--seed", "4", "--init", str(start)]) == 0
+    w1 = load_state_dict(tmp_path / "b" / "last.safetensors")[0]
+    conv = [k for k in w0 if k.endswith("weight") and w0[k].ndim == 4]
+    assert conv and all(np.allclose(w0[k], w1[k], atol=1e-6) for k in conv)
+    meta = read_metadata(tmp_path / "b" / "last.safetensors")
+    assert json.loads(meta["init_sha256"]) == read_metadata(start)["sha256"]
+    # Resuming run b from other starting weights would mix two runs.
+    other = tmp_path / "c"
+    assert main([*argv, "--out", str(other), "--seed", "5"]) == 0
+    capsys.readouterr()
+    b2 = [*argv, "--out", str(tmp_path / "b"), "--seed", "4", "--epochs", "2"]
+    assert main([*b2, "--init", str(other / "last.safetensors")]) == 2
+    assert "init" in capsys.readouterr().err
+    # Another network or representation is refused before any training.
+    assert (
+        main([*argv, "--out", str(tmp_path / "d"), "--preset", "compact", "--init", str(start)])
+        == 2
+    )
+    assert "preset" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert main([*argv, "--out", str(tmp_path / "e"), "--init", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_side_outputs_and_catalog_folders_are_protected(btk_dir, tmp_path, capsys):

@@ -1,5 +1,6 @@
 import importlib
 
+import galsim
 import numpy as np
 import pytest
 
@@ -34,10 +35,14 @@ def test_simulated_rows_are_consistent(data_dir):
         assert abs(r["flux"] - r["flux_fraction"] * r["flux_total"]) < 8 * 64 * np.sqrt(
             r["noise_variance"]
         )
-    # The truth is the same galaxy without noise: its flux is the true flux in the stamp, and
-    # the stamp minus its truth is noise of the row's variance.
+    # The truth is the same galaxy without noise: its flux is the true flux in the stamp (with a
+    # companion's light on top where there is one), and the stamp minus its truth is noise of the
+    # row's variance.
     fluxes = np.array([r["flux_fraction"] * r["flux_total"] for r in rows])
-    np.testing.assert_allclose(truths.sum(axis=(1, 2)), fluxes, rtol=1e-4)
+    alone = np.array([r["companion_row"] < 0 for r in rows])
+    assert alone.any()
+    np.testing.assert_allclose(truths.sum(axis=(1, 2))[alone], fluxes[alone], rtol=1e-4)
+    assert np.all(truths.sum(axis=(1, 2))[~alone] > fluxes[~alone])
     ratio = (images - truths).var(axis=(1, 2)) / np.array([r["noise_variance"] for r in rows])
     assert 0.8 < np.median(ratio) < 1.2
 
@@ -70,9 +75,10 @@ def test_fit_mode_scales_each_galaxy_to_fit(fit_set):
     y, x = np.mgrid[:32, :32] - 16.0
     width = [np.sqrt((p * (x**2 + y**2)).sum() / p.sum()) for p in psfs]  # pixels
     assert np.corrcoef(width, scale)[0, 1] < -0.8
-    np.testing.assert_allclose(
-        truths.sum(axis=(1, 2)), [r["flux_total"] * f for r, f in zip(rows, frac)], rtol=1e-4
-    )
+    own = np.array([r["flux_total"] * f for r, f in zip(rows, frac)])
+    alone = np.array([r["companion_row"] < 0 for r in rows])  # a companion's light adds
+    np.testing.assert_allclose(truths.sum(axis=(1, 2))[alone], own[alone], rtol=1e-4)
+    assert np.all(truths.sum(axis=(1, 2))[~alone] > own[~alone])
 
 
 def test_fit_mode_noise_is_resampled_like_real_stamps(fit_set):
@@ -89,3 +95,101 @@ def test_fit_mode_noise_is_resampled_like_real_stamps(fit_set):
     growth = per_var[~native] / k[~native]
     assert np.all(growth > 0.9) and np.median(growth) < 4
     assert np.corrcoef(per_var, k)[0, 1] > 0.8
+
+
+def test_smooth_morphology_draws_the_v2_galaxies(data_dir):
+    smooth = sim_mod.COSMOSLikeSimulator(data_dir, morphology="smooth")
+    structured = sim_mod.COSMOSLikeSimulator(data_dir)
+    same = 0
+    for i in range(20):
+        a, b = smooth.stamp(i, 9), structured.stamp(i, 9)
+        assert "arm_m" not in a["row"] and "arm_m" in b["row"]
+        assert a["row"]["flux_true"] == b["row"]["flux_true"]
+        assert a["row"]["psf_index"] == b["row"]["psf_index"]
+        if b["row"]["late_type_redraw"]:  # a faint galaxy made a disk galaxy of its flux
+            assert b["row"]["bulge_fraction"] < sim_mod.STRUCTURE["max_bulge_fraction"]
+            assert a["row"]["dimming_mag"] > 0
+            continue
+        # The structure is drawn after the smooth parameters: the same bulge and disk underneath.
+        for k in ("bulge_fraction", "disk_hlr", "disk_q", "bulge_hlr", "bulge_beta"):
+            assert a["row"][k] == b["row"][k]
+        same += 1
+    assert 5 < same < 20
+    with pytest.raises(ValueError, match="morphology"):
+        sim_mod.COSMOSLikeSimulator(data_dir, morphology="spiral")
+
+
+def test_spiral_disk_keeps_flux_and_profile_and_winds():
+    hlr, gsp = 0.3, galsim.GSParams()
+    flat = sim_mod._spiral_disk(hlr, 2.0, 2, 20.0, 0.0, 0.0, gsp)
+    arms = sim_mod._spiral_disk(hlr, 2.0, 3, 20.0, 0.6, 0.0, gsp)
+    kw = dict(nx=128, ny=128, scale=0.01, method="no_pixel")
+    f, s = flat.drawImage(**kw).array, arms.drawImage(**kw).array
+    exp = galsim.Exponential(half_light_radius=hlr, flux=2.0).drawImage(**kw).array
+    # Without arms: the exponential disk; with them the same flux and radial profile...
+    np.testing.assert_allclose(f, exp, atol=0.05 * exp.max())  # the cusp, sampled at h/6
+    assert s.sum() == pytest.approx(f.sum(), rel=1e-3)
+    y, x = np.indices(s.shape) - 63.5
+    ring = (np.hypot(x, y) > 15) & (np.hypot(x, y) < 40)
+    assert s[ring].sum() == pytest.approx(f[ring].sum(), rel=0.02)
+    # ... but three arms: the ring's light varies with angle, and a 120-degree turn maps the
+    # image onto itself far better than a 60-degree one.
+    assert (s[ring] / f[ring]).std() > 0.25  # amplitude 0.6: 0.42 for a pure cosine
+    t = np.arctan2(y, x)
+    sector = ring & (np.abs(t) < 0.3)
+    turned = ring & (np.abs(np.angle(np.exp(1j * (t - 2 * np.pi / 3)))) < 0.3)
+    half = ring & (np.abs(np.angle(np.exp(1j * (t - np.pi / 3)))) < 0.3)
+    assert abs(s[sector].sum() - s[turned].sum()) < 0.2 * abs(s[sector].sum() - s[half].sum())
+
+
+def test_structured_set_has_each_structure_at_its_rate(data_dir):
+    sim = sim_mod.COSMOSLikeSimulator(data_dir)
+    ud = galsim.UniformDeviate(3)
+    ps = [sim.draw_params(ud) for _ in range(3000)]
+    disky = np.array([p["bulge_fraction"] < sim_mod.STRUCTURE["max_bulge_fraction"] for p in ps])
+    S = sim_mod.STRUCTURE
+    rate = {
+        "spiral_fraction": np.mean([p["arm_m"] > 0 for p, d in zip(ps, disky) if d]),
+        "bar_fraction": np.mean([p["bar_light"] > 0 for p, d in zip(ps, disky) if d]),
+        "clumpy_fraction": np.mean(
+            [p["n_clumps"] > 0 for p, d in zip(ps, disky) if d and p["dimming_mag"] == 0]
+        ),
+        "companion_fraction": np.mean([p["companion_row"] >= 0 for p in ps]),
+    }
+    for k, v in rate.items():
+        assert v == pytest.approx(S[k], abs=0.04), k
+    # Bulge-dominated galaxies get no disk structure.
+    assert not any(
+        p["arm_m"] or p["bar_light"] or p["n_clumps"] for p, d in zip(ps, disky) if not d
+    )
+    # Faint galaxies are late types: the faintest third are nearly all disk galaxies.
+    dim = np.array([p["dimming_mag"] for p in ps])
+    assert disky[dim > 2 / 3 * sim.max_dimming].mean() > 0.9 > disky[dim == 0].mean()
+    a1 = np.array([p["lopsided_a1"] for p, d in zip(ps, disky) if d])
+    assert np.mean(a1) == pytest.approx(S["lopsided_mean_a1"], rel=0.15)
+
+
+def test_companion_light_is_not_the_galaxys(data_dir):
+    sim = sim_mod.COSMOSLikeSimulator(data_dir, scale_mode="fit")
+    ud = galsim.UniformDeviate(1)
+    for _ in range(400):
+        p = sim.draw_params(ud)
+        if p["companion_row"] >= 0 and p["companion_ratio"] > 0.1:
+            break
+    else:
+        pytest.fail("no companion drawn")
+    psf = sim._psf_objs[p["psf_index"]]
+    scale = sim.stamp_scale(p)
+    rng = galsim.BaseDeviate(5)
+    clean, own = sim._draw_clean(p, psf, rng, 96, scale)
+    alone = dict(p, companion_row=-1)
+    clean2, own2 = sim._draw_clean(alone, psf, galsim.BaseDeviate(5), 96, scale)
+    # The galaxy's own light is the same with or without its companion; the stamp holds more.
+    np.testing.assert_allclose(own.array, own2.array, atol=1e-6 * own2.array.max())
+    extra = clean.array.sum() - own.array.sum()
+    assert extra == pytest.approx(p["companion_ratio"] * p["flux_true"], rel=0.1)
+    # The companion sits at its separation from the centre.
+    d = clean.array - own.array
+    y, x = np.unravel_index(np.argmax(d), d.shape)
+    sep = p["companion_separation"] * (sim.stamp_size / 2 - 1) * scale
+    assert np.hypot(x - 48, y - 48) * scale == pytest.approx(sep, abs=2 * scale)

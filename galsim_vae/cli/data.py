@@ -99,9 +99,15 @@ def _cmd_simulate(a):
         pixel_scale=a.pixel_scale,
         scale_mode=a.scale_mode,
         fit_radius=a.fit_radius,
+        morphology=a.morphology,
     )
     dt = time.perf_counter() - t0
-    meta = {"SEED": a.seed, "SCALEMOD": a.scale_mode, "SIMTIME": round(dt, 2)}
+    meta = {
+        "SEED": a.seed,
+        "SCALEMOD": a.scale_mode,
+        "MORPHOL": a.morphology,
+        "SIMTIME": round(dt, 2),
+    }
     table = write_dataset(
         a.out,
         images,
@@ -197,6 +203,13 @@ def add_commands(sub):
         type=float,
         default=4.5,
         help="fit mode: half-light radii the stamp's half-width holds [default: 4.5]",
+    )
+    s.add_argument(
+        "--morphology",
+        choices=("structured", "smooth"),
+        default="structured",
+        help="structured: arms, bars, lopsided disks, giant clumps, companions; smooth: bulge + "
+        "disk + knots (the v2 model's training set) [default: structured]",
     )
     s.add_argument(
         "--no-truth", action="store_true", help="do not store the noiseless stamps (TRUTH HDU)"

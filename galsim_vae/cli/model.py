@@ -12,6 +12,7 @@ import torch
 from .._utils import atomic_path
 from ..attributes import attributes_path
 from ..density import LatentDensity
+from ..errors import GalSimIncompatibleValuesError, GalSimValueError
 from ..galaxy import VAEGalaxy
 from ..model import density_path, get_model
 from ..nn import PRESETS, build_vae
@@ -36,6 +37,29 @@ from ._common import (
 __all__ = ["add_commands"]
 
 
+def _init_weights(model, path, loss):
+    """Load the weights file ``path`` into ``model`` for fine-tuning; returns its checksum."""
+    from ..checkpoint import load_state_dict
+    from ..nn import VAEConfig
+
+    if not Path(path).is_file():
+        raise GalSimValueError("--init weights file not found", str(path))
+    tensors, meta = load_state_dict(path)
+    if VAEConfig.from_json(meta["architecture"]) != model.config:
+        raise GalSimIncompatibleValuesError(
+            f"--init {path} is another network than --preset gives; fine-tune with its preset",
+            init=str(path),
+        )
+    if meta.get("representation", "minmax") != loss.representation:
+        raise GalSimIncompatibleValuesError(
+            f"--init {path} was trained on {meta.get('representation')} stamps, the "
+            f"{loss.kind} loss takes {loss.representation} stamps",
+            init=str(path),
+        )
+    model.load_state_dict(tensors)
+    return meta["sha256"]
+
+
 def _cmd_train(a):
 
     if a.threads:
@@ -52,6 +76,9 @@ def _cmd_train(a):
     with torch.random.fork_rng():  # --seed fixes the initial weights too; global state kept
         torch.manual_seed(a.seed)
         model = build_vae(cfg)
+    init = None
+    if a.init is not None:  # fine-tuning: another run's weights, of this network and loss
+        init = _init_weights(model, a.init, loss)
     tc = TrainConfig(
         epochs=a.epochs,
         batch_size=a.batch_size,
@@ -84,6 +111,7 @@ def _cmd_train(a):
         progress=not a.quiet,
         on_epoch=plot,
         max_seconds=a.max_minutes * 60 if a.max_minutes else None,
+        init=init,
     )
     if hist:
         plot(hist)
@@ -233,6 +261,12 @@ def add_commands(sub):
         "rerun resumes it, if it was trained with the same data, loss and network)",
     )
     t.add_argument("--quiet", action="store_true")
+    t.add_argument(
+        "--init",
+        default=None,
+        help="start from these weights (fine-tuning; same preset and representation) instead of "
+        "random ones",
+    )
     t.set_defaults(func=_cmd_train)
 
     f = sub.add_parser(

@@ -10,6 +10,10 @@ measurements:
   ``cosmos_23.5_example``), with a random overall rotation and 10% log-normal scatter in size;
 - clumps: a random share (0-30%) of the disk flux moved into ``galsim.RandomKnots`` star-forming
   knots that follow the disk;
+- structure (``morphology="structured"``, the default; ``"smooth"`` draws the bulge + disk + knots
+  galaxies alone, exactly as before): spiral arms, bars, lopsided disks, giant star-forming
+  clumps and close companions, each described in :data:`STRUCTURE` with where its numbers come
+  from;
 - flux: the fit's flux, dimmed for half of the galaxies by 0-2.5 magnitudes so that the stamps
   reach the depth of the fainter real samples (``cosmos_btk100`` goes to F814W = 26); dimmed
   galaxies are shrunk along a size-luminosity relation ``r ~ L^0.25``;
@@ -52,6 +56,8 @@ from .stamps import HST_PIXEL_SCALE, check_stamp_geometry
 
 __all__ = [
     "DATA_ENV",
+    "STRUCTURE",
+    "MORPHOLOGIES",
     "find_shared_data",
     "bulge_disk_hlr",
     "COSMOSLikeSimulator",
@@ -91,6 +97,90 @@ def find_shared_data(path=None):
     raise GalSimValueError(
         f"Real data folder not found: pass it or set ${DATA_ENV}", [str(c) for c in candidates]
     )
+
+
+#: Simulator morphologies: ``"smooth"`` (bulge + disk + knots) and ``"structured"`` (plus the
+#: structures of :data:`STRUCTURE`).
+MORPHOLOGIES = ("smooth", "structured")
+
+#: The structures of ``morphology="structured"``: how often each appears and its parameter ranges.
+#: "Disk galaxies" are those with a bulge-to-total flux ratio below ``max_bulge_fraction``.
+#: Fractions of galaxies carrying a structure were set so that the simulated stamps match the real
+#: ones on the statistics of ``galsim-vae validate --simulated`` (docs/validation/simulator.md);
+#: the ranges of each structure's parameters are the published ones named below.
+STRUCTURE = {
+    "max_bulge_fraction": 0.5,
+    # Faint galaxies are late types: a galaxy dimmed by d of the simulator's max_dimming
+    # magnitudes is redrawn, with probability faint_late_type * d / max_dimming, as a disk galaxy
+    # of the fit catalogs (bulge-to-total below max_bulge_fraction) of the same flux, its sizes
+    # on the same r ~ L^0.25 relation; its clumpy fraction rises by clumpy_faint_extra * d /
+    # max_dimming. Late types and irregulars dominate the counts at I > 24 (Driver et al. 1995,
+    # Abraham et al. 1996), where the fit catalogs (F814W < 23.5) hold few of them, and clumpy
+    # galaxies are more common at the higher redshifts of fainter galaxies (Guo et al. 2015).
+    "faint_late_type": 1.0,
+    "clumpy_faint_extra": 0.3,
+    # Spiral arms: the disk's light modulated by an m-armed logarithmic spiral,
+    # I = I_exp(r) [1 + A (1 - exp(-(r/h)^2)) cos(m (theta - ln(r/h) / tan(pitch)) + phase)].
+    # Pitch angles of 10-30 deg span most spiral galaxies (Davis et al. 2014, Yu & Ho 2019);
+    # an arm-interarm contrast (1+A)/(1-A) of 1.5-4 in red light (Elmegreen et al. 2011).
+    "spiral_fraction": 0.6,
+    "arm_pitch_deg": (10.0, 30.0),
+    "arm_amplitude": (0.2, 0.6),
+    "arm_m_probability": {2: 0.7, 3: 0.2, 4: 0.1},
+    # Bars: an n = 0.5 Sersic of axis ratio 0.25-0.45 and half-light radius 0.4-0.8 disk
+    # half-light radii holding 5-15% of the galaxy's flux (bar-to-total ~0.1, Gadotti 2011), in
+    # 30% of disks (the bar fraction falls from ~65% at z ~ 0.2 to ~20% at z ~ 0.8, Sheth et al.
+    # 2008).
+    "bar_fraction": 0.3,
+    "bar_light": (0.05, 0.15),
+    "bar_hlr": (0.4, 0.8),
+    "bar_q": (0.25, 0.45),
+    # Lopsidedness: the disk (with its arms, bar-free, knots and clumps) shifted from the bulge by
+    # A1 disk scale lengths, the first-order m = 1 mode of amplitude A1; A1 exponential with mean
+    # 0.1 (mean lopsidedness of disks, Bournaud et al. 2005), in every disk galaxy.
+    "lopsided_mean_a1": 0.1,
+    # Giant star-forming clumps: 1-4 Gaussian clumps of sigma 0.02-0.05" (0.3-0.7 kpc at
+    # z ~ 0.7) each holding 2-8% of the flux, placed like the disk's light (radius ~ Gamma(2, h)),
+    # in 30% of disk galaxies (clumpy fractions of 15-55% of star-forming galaxies, Guo et al.
+    # 2015).
+    "clumpy_fraction": 0.3,
+    "clumps": (1, 4),
+    "clump_light": (0.02, 0.08),
+    "clump_sigma": (0.02, 0.05),
+    # Close companions: another galaxy of the fit catalogs, 1-30% of the primary's flux
+    # (log-uniform), at 35-95% of the stamp's half-width (0.34-0.91" at 0.03"/px). Measured on
+    # the 100 real btk100 postage stamps (photutils segmentation at 3 sigma of the smoothed image,
+    # 10 pixels): 19% hold a second source above 1% of the central one's flux, at a median 0.5"
+    # (10-90%: 0.33-0.76"), 8% above 3% and 3% above 10%.
+    "companion_fraction": 0.15,
+    "companion_ratio": (0.01, 0.3),
+    "companion_separation": (0.35, 0.95),
+}
+
+
+def _spiral_disk(hlr, flux, m, pitch_deg, amplitude, phase, gsparams):
+    """A face-on exponential disk of half-light radius ``hlr`` with ``m`` logarithmic spiral arms,
+    drawn on a grid of a sixth of its scale length out to 7 scale lengths, as an
+    ``InterpolatedImage`` of total ``flux``."""
+    h = hlr / 1.6783469900166608  # exponential scale length
+    dx = h / 6
+    n = 2 * int(np.ceil(7 * h / dx)) + 1
+    x = (np.arange(n) - n // 2) * dx
+    xx, yy = np.meshgrid(x, x)
+    r = np.hypot(xx, yy)
+    theta = np.arctan2(yy, xx)
+    with np.errstate(divide="ignore"):
+        wind = np.where(r > 0, np.log(np.maximum(r, 1e-12) / h) / np.tan(np.radians(pitch_deg)), 0)
+    arms = 1 + amplitude * (1 - np.exp(-((r / h) ** 2))) * np.cos(m * (theta - wind) + phase)
+    img = np.exp(-r / h) * arms
+    return galsim.InterpolatedImage(
+        galsim.Image(img / img.sum(), scale=dx), flux=flux, gsparams=gsparams
+    )
+
+
+def _uniform(ud, lo_hi):
+    lo, hi = lo_hi
+    return lo + (hi - lo) * ud()
 
 
 # Rendering accuracy for the training stamps: GalSim's defaults, with FFTs capped so that a rare
@@ -244,6 +334,9 @@ class COSMOSLikeSimulator:
         fit_radius: in ``"fit"`` mode, how many half-light radii (major axis, PSF included) the
             stamp's half-width holds at least. 4.5 holds more than 99% of an exponential disk's
             light. [default: 4.5]
+        morphology: ``"structured"`` (arms, bars, lopsided disks, giant clumps and companions
+            added, see :data:`STRUCTURE`) or ``"smooth"`` (bulge + disk + knots only; the
+            training set of the v2 model). [default: "structured"]
     """
 
     def __init__(
@@ -258,8 +351,11 @@ class COSMOSLikeSimulator:
         size_scatter=0.1,
         scale_mode="fixed",
         fit_radius=4.5,
+        morphology="structured",
     ):
         check_stamp_geometry(stamp_size, pixel_scale, scale_mode)
+        if morphology not in MORPHOLOGIES:
+            raise GalSimValueError("Unknown morphology", morphology, MORPHOLOGIES)
         if not fit_radius > 0:
             raise GalSimRangeError("fit_radius must be positive", fit_radius, 0)
         if not 0 <= max_knot_fraction < 1:
@@ -275,7 +371,10 @@ class COSMOSLikeSimulator:
         self.size_scatter = float(size_scatter)
         self.scale_mode = scale_mode
         self.fit_radius = float(fit_radius)
+        self.morphology = morphology
         self.fits = _fit_rows(self.data_dir)
+        bt = self.fits[:, 4] / (self.fits[:, 0] + self.fits[:, 4])
+        self._disk_rows = np.flatnonzero(bt < STRUCTURE["max_bulge_fraction"])
         self.psfs = _psf_library(self.data_dir, self.pixel_scale)
         self.variances = _noise_variances(self.data_dir)
         self._psf_objs = [
@@ -297,6 +396,7 @@ class COSMOSLikeSimulator:
             "size_scatter": self.size_scatter,
             "scale_mode": self.scale_mode,
             "fit_radius": self.fit_radius,
+            "morphology": self.morphology,
             "n_fit_rows": len(self.fits),
             "n_psfs": len(self.psfs),
         }
@@ -311,7 +411,7 @@ class COSMOSLikeSimulator:
         # Fainter galaxies are smaller: sizes follow r ~ L^0.25 under the dimming.
         scale = np.exp(self.size_scatter * gd()) * 10 ** (-0.1 * dim)
         total = (fd + fb) * 10 ** (-0.4 * dim)
-        return {
+        p = {
             "flux_true": float(total),
             "bulge_fraction": float(fb / (fd + fb)),
             "disk_hlr": float(hd * scale),
@@ -326,36 +426,212 @@ class COSMOSLikeSimulator:
             "noise_variance": float(self.variances[int(ud() * len(self.variances))]),
             "dimming_mag": float(dim),
         }
+        if self.morphology == "structured":
+            # Drawn after the smooth parameters, so that a smooth set's galaxies are unchanged.
+            p.update(self._structure_params(ud, dict(p, _row_disk_hlr=float(hd))))
+        return p
+
+    def _structure_params(self, ud, p):
+        S = STRUCTURE
+        faint = p["dimming_mag"] / self.max_dimming if self.max_dimming > 0 else 0.0
+        late = {"late_type_redraw": 0}
+        if faint > 0 and ud() < S["faint_late_type"] * faint:
+            fd, hd, qd, pd, fb, hb, qb, pb = self.fits[
+                self._disk_rows[int(ud() * len(self._disk_rows))]
+            ]
+            rot = ud() * np.pi
+            # The same flux, on the same r ~ L^0.25 relation as the dimming (and its scatter).
+            scatter = p["disk_hlr"] / (p["_row_disk_hlr"] * 10 ** (-0.1 * p["dimming_mag"]))
+            size = scatter * (p["flux_true"] / (fd + fb)) ** 0.25
+            late = {
+                "late_type_redraw": 1,
+                "bulge_fraction": float(fb / (fd + fb)),
+                "disk_hlr": float(hd * size),
+                "disk_q": float(qd),
+                "disk_beta": float(np.degrees(pd + rot) % 180),
+                "bulge_hlr": float(hb * size),
+                "bulge_q": float(qb),
+                "bulge_beta": float(np.degrees(pb + rot) % 180),
+            }
+        disky = late.get("bulge_fraction", p["bulge_fraction"]) < S["max_bulge_fraction"]
+        out = dict.fromkeys(
+            (
+                "arm_amplitude",
+                "arm_pitch_deg",
+                "arm_phase",
+                "bar_light",
+                "bar_hlr",
+                "bar_q",
+                "bar_beta",
+                "lopsided_a1",
+                "lopsided_angle",
+                "clump_light",
+                "companion_ratio",
+                "companion_separation",
+                "companion_angle",
+            ),
+            0.0,
+        )
+        out.update(arm_m=0, n_clumps=0, clump_seed=0, companion_row=-1)
+        if disky and ud() < S["spiral_fraction"]:
+            u, m = ud(), 2
+            for k, pk in S["arm_m_probability"].items():
+                m = k
+                if u < pk:
+                    break
+                u -= pk
+            out.update(
+                arm_m=int(m),
+                arm_amplitude=_uniform(ud, S["arm_amplitude"]),
+                arm_pitch_deg=_uniform(ud, S["arm_pitch_deg"]),
+                arm_phase=2 * np.pi * ud(),
+            )
+        if disky and ud() < S["bar_fraction"]:
+            out.update(
+                bar_light=_uniform(ud, S["bar_light"]),
+                bar_hlr=_uniform(ud, S["bar_hlr"]) * p["disk_hlr"],
+                bar_q=_uniform(ud, S["bar_q"]),
+                bar_beta=180 * ud(),
+            )
+        if disky:
+            out.update(
+                lopsided_a1=-S["lopsided_mean_a1"] * np.log(1 - ud()),
+                lopsided_angle=360 * ud(),
+            )
+        if disky and ud() < S["clumpy_fraction"] + S["clumpy_faint_extra"] * faint:
+            lo, hi = S["clumps"]
+            nc = lo + int((hi - lo + 1) * ud())
+            out.update(
+                n_clumps=nc,
+                clump_light=sum(_uniform(ud, S["clump_light"]) for _ in range(nc)),
+                clump_seed=int(ud() * 2**31),
+            )
+        if ud() < S["companion_fraction"]:
+            lo, hi = np.log(S["companion_ratio"])
+            out.update(
+                companion_row=int(ud() * len(self.fits)),
+                companion_ratio=float(np.exp(lo + (hi - lo) * ud())),
+                companion_separation=_uniform(ud, S["companion_separation"]),
+                companion_angle=360 * ud(),
+            )
+        out = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in out.items()}
+        return {**late, **out}
 
     def components(self, p, rng):
-        """The smooth part (bulge + disk) and the knots (or None) of galaxy ``p``, PSF-free."""
+        """The parts of galaxy ``p``, PSF-free: ``(smooth, compact, companion)``.
+
+        ``smooth`` is the bulge and the disk (with its arms and bar in a structured set);
+        ``compact`` the knots and giant clumps, or None; ``companion`` the close companion of a
+        structured set, or None. The first two make the galaxy whose true flux, size and flux
+        fraction the table records.
+        """
+        total = p["flux_true"]
         bulge = galsim.DeVaucouleurs(
-            half_light_radius=p["bulge_hlr"],
-            flux=p["flux_true"] * p["bulge_fraction"],
-            gsparams=_GSP,
+            half_light_radius=p["bulge_hlr"], flux=total * p["bulge_fraction"], gsparams=_GSP
         )
         bulge = bulge.shear(q=p["bulge_q"], beta=p["bulge_beta"] * galsim.degrees)
-        fdisk = p["flux_true"] * (1 - p["bulge_fraction"])
-        fk = p["knot_fraction"]
+        fdisk = total * (1 - p["bulge_fraction"])
         disk_shear = galsim.Shear(q=p["disk_q"], beta=p["disk_beta"] * galsim.degrees)
-        disk = galsim.Exponential(
-            half_light_radius=p["disk_hlr"], flux=fdisk * (1 - fk), gsparams=_GSP
-        ).shear(disk_shear)
+        structured = "arm_m" in p
+        bar = clumps = companion = None
+        shift = galsim.PositionD(0, 0)
+        if structured:
+            # Bar and clump light come out of the disk, at most 60% of it.
+            want = total * (p["bar_light"] + p["clump_light"])
+            take = min(1.0, 0.6 * fdisk / want) if want > 0 else 0.0
+            fbar, fclump = total * p["bar_light"] * take, total * p["clump_light"] * take
+            fdisk -= fbar + fclump
+            h = p["disk_hlr"] / 1.6783469900166608
+            a = np.radians(p["lopsided_angle"])
+            shift = galsim.PositionD(
+                p["lopsided_a1"] * h * np.cos(a), p["lopsided_a1"] * h * np.sin(a)
+            )
+            if fbar > 0:
+                bar = (
+                    galsim.Sersic(0.5, half_light_radius=p["bar_hlr"], flux=fbar, gsparams=_GSP)
+                    .shear(q=p["bar_q"], beta=p["bar_beta"] * galsim.degrees)
+                    .shear(disk_shear)
+                )
+            if fclump > 0:
+                clumps = self._clumps(p, fclump, disk_shear, h).shift(shift)
+            if p["companion_row"] >= 0:
+                companion = self._companion(p)
+        fk = p["knot_fraction"]
+        if structured and p["arm_m"] > 0:
+            disk = _spiral_disk(
+                p["disk_hlr"],
+                fdisk * (1 - fk),
+                p["arm_m"],
+                p["arm_pitch_deg"],
+                p["arm_amplitude"],
+                p["arm_phase"],
+                _GSP,
+            )
+        else:
+            disk = galsim.Exponential(
+                half_light_radius=p["disk_hlr"], flux=fdisk * (1 - fk), gsparams=_GSP
+            )
+        disk = disk.shear(disk_shear).shift(shift)
         knots = None
         if fk > 0:
-            knots = galsim.RandomKnots(
-                p["n_knots"],
-                half_light_radius=p["disk_hlr"],
-                flux=fdisk * fk,
-                rng=rng,
-                gsparams=_GSP,
-            ).shear(disk_shear)
-        return galsim.Add([bulge, disk]), knots
+            knots = (
+                galsim.RandomKnots(
+                    p["n_knots"],
+                    half_light_radius=p["disk_hlr"],
+                    flux=fdisk * fk,
+                    rng=rng,
+                    gsparams=_GSP,
+                )
+                .shear(disk_shear)
+                .shift(shift)
+            )
+        compact = [c for c in (knots, clumps) if c is not None]
+        compact = None if not compact else compact[0] if len(compact) == 1 else galsim.Add(compact)
+        smooth = galsim.Add([c for c in (bulge, disk, bar) if c is not None])
+        return smooth, compact, companion
+
+    def _clumps(self, p, flux, disk_shear, h):
+        """Giant clumps placed like the disk's light (radius ~ Gamma(2, h)), projected."""
+        rs = np.random.default_rng(p["clump_seed"])
+        nc = p["n_clumps"]
+        w = rs.uniform(*STRUCTURE["clump_light"], nc)
+        r = rs.gamma(2.0, h, nc)
+        phi = rs.uniform(0, 2 * np.pi, nc)
+        xy = disk_shear.getMatrix() @ np.vstack([r * np.cos(phi), r * np.sin(phi)])
+        sig = rs.uniform(*STRUCTURE["clump_sigma"], nc)
+        return galsim.Add(
+            [
+                galsim.Gaussian(sigma=sig[k], flux=flux * w[k] / w.sum(), gsparams=_GSP).shift(
+                    xy[0, k], xy[1, k]
+                )
+                for k in range(nc)
+            ]
+        )
+
+    def _companion(self, p):
+        """The close companion: a bulge + disk of the fit catalogs at ``companion_ratio`` of the
+        primary's flux (its sizes following r ~ L^0.25 to that flux), at ``companion_separation``
+        of the stamp's half-width."""
+        fd, hd, qd, pd, fb, hb, qb, pb = self.fits[p["companion_row"]]
+        flux = p["companion_ratio"] * p["flux_true"]
+        size = float(np.clip((flux / (fd + fb)) ** 0.25, 0.3, 1.5))
+        rot = np.radians(p["companion_angle"]) * 2.0  # an orientation independent of the angle
+        parts = [
+            galsim.Exponential(
+                half_light_radius=hd * size, flux=flux * fd / (fd + fb), gsparams=_GSP
+            ).shear(q=qd, beta=(pd + rot) * galsim.radians),
+            galsim.DeVaucouleurs(
+                half_light_radius=hb * size, flux=flux * fb / (fd + fb), gsparams=_GSP
+            ).shear(q=qb, beta=(pb + rot) * galsim.radians),
+        ]
+        sep = p["companion_separation"] * (self.stamp_size / 2 - 1) * self.stamp_scale(p)
+        a = np.radians(p["companion_angle"])
+        return galsim.Add(parts).shift(sep * np.cos(a), sep * np.sin(a))
 
     def galaxy(self, p, rng):
-        """The noiseless, PSF-free galaxy of parameters ``p`` as one GSObject."""
-        smooth, knots = self.components(p, rng)
-        return smooth if knots is None else galsim.Add([smooth, knots])
+        """The noiseless, PSF-free galaxy of parameters ``p`` (with its companion) as one
+        GSObject."""
+        return galsim.Add([c for c in self.components(p, rng) if c is not None])
 
     def stamp_scale(self, p):
         """Pixel scale (arcsec) of the stamp of galaxy ``p``: see ``scale_mode``."""
@@ -368,17 +644,21 @@ class COSMOSLikeSimulator:
         return max(self.pixel_scale, float(reach / (self.stamp_size / 2 - 1)))
 
     def _draw_clean(self, p, psf, rng, n, scale):
-        # The knots are drawn on their own: in one sum their k-space grid would be set by the
+        """The noiseless stamp and the galaxy's own part of it (without the companion)."""
+        # Each part is drawn on its own: in one sum the knots' k-space grid would be set by the
         # smooth part's wide wings, and point sources are costly to evaluate on a large grid.
-        clean = None
-        for part in self.components(p, rng):
+        clean = own = None
+        smooth, compact, companion = self.components(p, rng)
+        for part in (smooth, compact, companion):
             if part is None:
                 continue
+            if part is companion:
+                own = clean.copy()  # the parts drawn so far: the galaxy alone
             im = galsim.Convolve(part, psf).drawImage(
                 nx=n, ny=n, scale=scale, method="no_pixel", use_true_center=False
             )
             clean = im if clean is None else clean + im
-        return clean
+        return clean, (clean if own is None else own)
 
     def stamp(self, index, seed):
         """Stamp ``index`` of the set seeded by ``seed``: image, truth, PSF and table row.
@@ -397,7 +677,7 @@ class COSMOSLikeSimulator:
         noise = self._noise.withVariance(p["noise_variance"]).copy(rng=rng)
         psf_img = None
         if s <= native:
-            clean = self._draw_clean(p, psf, rng, n, native)
+            clean, own = self._draw_clean(p, psf, rng, n, native)
             img = clean.copy()
             img.addNoise(noise)
             if self.scale_mode == "fit":  # one PSF image per stamp, the library's cropped
@@ -406,10 +686,11 @@ class COSMOSLikeSimulator:
         else:
             # As a real postage stamp: drawn and made noisy at 0.03"/px, then resampled.
             n0 = 2 * int(np.ceil(0.5 * n * s / native)) + 8
-            clean0 = self._draw_clean(p, psf, rng, n0, native)
+            clean0, own0 = self._draw_clean(p, psf, rng, n0, native)
             noisy0 = clean0.copy()
             noisy0.addNoise(noise)
             clean, img = (resample(im, n, s) for im in (clean0, noisy0))
+            own = clean if own0 is clean0 else resample(own0, n, s)
             psf_img = resample(
                 psf.drawImage(nx=48, ny=48, scale=native, method="no_pixel", use_true_center=False),
                 FIT_PSF_SIZE,
@@ -424,7 +705,8 @@ class COSMOSLikeSimulator:
             "source": "simulated",
             "pixel_scale": s,
             "flux_total": p["flux_true"],
-            "flux_fraction": float(clean.array.sum() / p["flux_true"]),
+            # The galaxy's own light in the stamp (a companion's is not counted).
+            "flux_fraction": float(own.array.sum() / p["flux_true"]),
             "original_size": n if s <= native else n0,
             "catalog_noise_variance": p["noise_variance"],
             "flux": float(arr.sum()),

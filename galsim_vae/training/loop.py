@@ -143,6 +143,7 @@ def train(
     max_seconds: float | None = None,
     train_sigma: torch.Tensor | None = None,
     valid_sigma: torch.Tensor | None = None,
+    init: str | None = None,
 ) -> list[dict]:
     """Train ``model`` and checkpoint every epoch in ``out_dir``.
 
@@ -162,6 +163,9 @@ def train(
             resumes. [default: None, no limit]
         train_sigma, valid_sigma: each stamp's noise sigma ``(N,)`` in the normalised units,
             for the ``gauss`` loss. [default: None]
+        init: the checksum (``sha256``) of the weights ``model`` was initialised from, when it
+            was (fine-tuning); part of the run's identity, so a resume with other starting
+            weights is refused. [default: None]
 
     Returns:
         list of dict: one entry per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``lr``, ...).
@@ -210,6 +214,8 @@ def train(
         "n_train": int(len(train_images)),
         "n_valid": int(len(valid_images)),
     }
+    if init is not None:
+        identity["init"] = str(init)
     identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
     if not (resume and state_file.is_file()):
         old = [f.name for f in (last, out / "best.safetensors", state_file) if f.is_file()]
@@ -224,12 +230,16 @@ def train(
         st = load_training_state(state_file)
         was = json.loads(st["identity"]) if "identity" in st else None
         if was is not None and was != identity:
-            diff = {k: (was.get(k), identity[k]) for k in identity if was.get(k) != identity[k]}
+            diff = {
+                k: (was.get(k), identity.get(k))
+                for k in set(was) | set(identity)
+                if was.get(k) != identity.get(k)
+            }
             raise GalSimIncompatibleValuesError(
                 f"{out} is a run of other settings or data; resuming would mix them (use "
                 "another output folder). Differences (run, now): "
                 + "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items()),
-                **{k: v[1] for k, v in diff.items() if k != "architecture"},
+                **{k: v[1] for k, v in diff.items() if k not in ("architecture", "init")},
             )
         if "model" in st:  # written with the state in one atomic step
             tensors = st["model"]
@@ -256,7 +266,7 @@ def train(
         loss=loss.kind,
         loss_param=loss.param,
         dataset=dataset,
-        extra={"train_config": asdict(config)},
+        extra={"train_config": asdict(config), **({"init_sha256": init} if init else {})},
     )
 
     def save_state(epoch):
