@@ -146,16 +146,39 @@ def test_validate_cli_errors(tmp_path, real_dataset):
     )
 
 
-def test_compare_simulator(real_dataset, sim_dataset, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def fixed_sims(tmp_path_factory):
+    """Simulated stamps drawn and cut as the real dataset is (fixed 0.03"/px, default cuts)."""
+    out = tmp_path_factory.mktemp("fixed") / "sims.fits"
+    argv = ["simulate", "--n", "300", "--seed", "4", "--out", str(out), "--quiet", "--nproc", "2"]
+    assert main([*argv, "--valid", "0", "--test", "0", "--no-truth"]) == 0
+    return out
+
+
+def test_compare_simulator(real_dataset, fixed_sims, sim_dataset, tmp_path, capsys):
     from galsim_vae.pipeline.dataset import read_dataset
     from galsim_vae.studies.validation import STATISTICS, compare_simulator
 
+    # A set drawn or cut otherwise than the real one would bias the matching: refused.
+    with pytest.raises(galsim.GalSimValueError, match="scale mode"):
+        compare_simulator(real_dataset, sim_dataset, tmp_path / "y", per_real=1)
+    sim_dataset = fixed_sims
     out = tmp_path / "sim"
     res = compare_simulator(real_dataset, sim_dataset, out, per_real=1, seed=3)
     n_real = int(read_dataset(real_dataset)[1]["passes"].sum())
     assert res["n_real"] == n_real and res["n_simulated"] == n_real
     assert res["pixel_scale"] == pytest.approx(0.03)
     assert set(res["wasserstein_sim_to_real"]) == set(STATISTICS)
+    assert set(res["wasserstein_sersic_to_real"]) == set(STATISTICS)
+    closer = [
+        k
+        for k in STATISTICS
+        if res["wasserstein_sim_to_real"][k] < res["wasserstein_sersic_to_real"][k]
+    ]
+    assert res["closer_than_sersic"] == closer and res["statistics_closer_than_sersic"] == len(
+        closer
+    )
+    assert "morphology=structured" in res["simulator"]
     assert all(v >= 0 for v in res["wasserstein_real_half_to_half"].values())
     assert json.loads((out / "simulator.json").read_text()) == json.loads(json.dumps(res))
     assert "distance sim-real" in (out / "simulator.md").read_text()

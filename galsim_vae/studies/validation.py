@@ -315,6 +315,24 @@ def _simulator_settings(sim_dataset):
     return ", ".join(got)
 
 
+def _check_same_selection(real_dataset, sim_dataset):
+    """Both sets drawn in one scale mode and cut alike, or the comparison is biased: a "fit" set's
+    0.03"/px stamps are the galaxies whose major axis fits (round ones), a fixed set's passing
+    stamps all galaxies small enough, and other cuts pass other galaxies."""
+    from astropy.io import fits
+
+    hr, hs = fits.getheader(real_dataset, 0), fits.getheader(sim_dataset, 0)
+    keys = ["SCALEMOD"] + sorted(k for k in hr if k.startswith("C_"))
+    diff = {k: (hr.get(k), hs.get(k)) for k in keys if hr.get(k) != hs.get(k)}
+    if diff:
+        raise GalSimValueError(
+            "the simulated set must be drawn in the real set's scale mode with its cuts (e.g. "
+            "galsim-vae simulate --scale-mode fixed with the default cuts); differences (real, "
+            "simulated): " + "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items()),
+            str(sim_dataset),
+        )
+
+
 def _cosmos_noisy(images, sigmas, scale, seed):
     """``images`` plus COSMOS correlated noise (the real stamps' noise correlation function) at
     each stamp's ``sigma``, as the simulator adds it."""
@@ -337,7 +355,9 @@ def compare_simulator(real_dataset, sim_dataset, out_dir, *, per_real=4, seed=0)
     """The simulator against the real galaxies, on the statistics of :func:`validate`.
 
     Simulated stamps are compared with the real stamps that pass the cuts, at matched SNR and
-    size: for each real galaxy the ``per_real`` simulated stamps nearest to it in (log SNR, log
+    size. The simulated set must be drawn in the real set's scale mode and cut alike (checked):
+    a ``"fit"`` set's finest-scale stamps would be the galaxies whose major axis fits, round ones.
+    For each real galaxy the ``per_real`` simulated stamps nearest to it in (log SNR, log
     width), drawn without replacement among the simulated stamps that pass the cuts and share
     the real stamps' pixel scale (a simulated set in ``"fit"`` scale mode has its small galaxies
     there). Both sides are noisy stamps with COSMOS correlated noise, measured the same way
@@ -355,6 +375,7 @@ def compare_simulator(real_dataset, sim_dataset, out_dir, *, per_real=4, seed=0)
     per_real = int(per_real)
     if per_real < 1:
         raise GalSimValueError("per_real must be at least 1", per_real)
+    _check_same_selection(real_dataset, sim_dataset)
     ri, rt, rpsfs, _ = read_dataset(real_dataset)
     si, st, _, _ = read_dataset(sim_dataset)
     if rpsfs is None:

@@ -1,0 +1,69 @@
+import json
+
+import galsim
+import numpy as np
+import pytest
+
+from galsim_vae.studies.crossval import augment_real, crossval_real
+
+
+def test_augment_real_keeps_the_galaxy_and_renews_the_noise():
+    g = galsim.Exponential(half_light_radius=6.0, flux=100.0).shear(q=0.4, beta=20 * galsim.degrees)
+    clean = g.drawImage(nx=64, ny=64, scale=1.0, method="no_pixel").array
+    rng = np.random.default_rng(1)
+    sigma = 0.01
+    out, sig = augment_real(clean[None], [sigma], 12, rng)
+    assert out.shape == (12, 64, 64) and out.dtype == np.float32
+    # Flux kept (up to the wings the dilation moves across the border and the added noise)...
+    np.testing.assert_allclose(out.sum(axis=(1, 2)), clean.sum(), rtol=0.03)
+    # ... the added noise at half the stamp's sigma, measured on the border ...
+    np.testing.assert_allclose(sig, 0.5 * sigma, rtol=0.3)
+    # ... and each copy turned: the position angles spread, the ellipticity stays.
+    shapes = [galsim.hsm.FindAdaptiveMom(galsim.Image(a.astype(float))).observed_shape for a in out]
+    e = np.array([s.e for s in shapes])
+    beta = np.array([s.beta.deg for s in shapes])
+    e0 = galsim.hsm.FindAdaptiveMom(galsim.Image(clean)).observed_shape.e
+    np.testing.assert_allclose(e, e0, atol=0.05)
+    assert np.ptp(beta) > 60
+
+
+@pytest.fixture(scope="module")
+def cv(real_dataset, sim_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv")
+    kw = dict(folds=2, epochs=1, copies=1, n_sim=40, max_real=8, progress=False)
+    return out, kw, crossval_real(real_dataset, sim_dataset, out, **kw)
+
+
+def test_crossval_holds_each_galaxy_out_once(cv, real_dataset):
+    from galsim_vae import get_model
+    from galsim_vae.pipeline.dataset import read_dataset
+    from galsim_vae.studies.analysis import chi2_per_pixel
+
+    out, _, res = cv
+    folds = [json.loads((out / f"fold{k}" / "fold.json").read_text()) for k in range(2)]
+    held = sorted(i for f in folds for i in f["held"])
+    images, table, _, _ = read_dataset(real_dataset)
+    passing = np.flatnonzero(np.asarray(table["passes"], dtype=bool))[:8]
+    assert held == passing.tolist()  # every galaxy held out once, none twice
+    # Each fold's model is trained on the other fold's galaxies only, from the shipped weights.
+    for f in folds:
+        assert f["n_train_real"] == 8 - len(f["held"])
+        meta = json.loads((out / f"fold{f['fold']}" / "history.json").read_text())
+        assert len(meta) == 1
+    # The starting model's chi2 is the shipped model's reconstruction of the held galaxies.
+    m = get_model()
+    x = images[folds[0]["held"]].astype(float)
+    sig = np.asarray(table["noise_sigma"], dtype=float)[folds[0]["held"]]
+    np.testing.assert_allclose(folds[0]["chi2_base"], chi2_per_pixel(m.reconstruct(x), x, sig))
+    assert res["pooled"]["all"]["n"] == 8 and "fine_tuning_helps" in res
+    assert (out / "crossval.md").read_text().count("| 0 |") == 1
+
+
+def test_crossval_resumes_and_refuses_another_runs_folds(cv, real_dataset, sim_dataset):
+    out, kw, res = cv
+    stamp = (out / "fold0" / "fold.json").stat().st_mtime_ns
+    again = crossval_real(real_dataset, sim_dataset, out, **kw)
+    assert (out / "fold0" / "fold.json").stat().st_mtime_ns == stamp  # not trained again
+    assert again["pooled"] == res["pooled"]
+    with pytest.raises(galsim.GalSimValueError, match="another cross-validation"):
+        crossval_real(real_dataset, sim_dataset, out, **dict(kw, lr=1e-3))
