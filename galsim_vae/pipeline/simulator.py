@@ -105,9 +105,10 @@ MORPHOLOGIES = ("smooth", "structured")
 
 #: The structures of ``morphology="structured"``: how often each appears and its parameter ranges.
 #: "Disk galaxies" are those with a bulge-to-total flux ratio below ``max_bulge_fraction``.
-#: Fractions of galaxies carrying a structure were set so that the simulated stamps match the real
-#: ones on the statistics of ``galsim-vae validate --simulated`` (docs/validation/simulator.md);
-#: the ranges of each structure's parameters are the published ones named below.
+#: Each fraction and range is taken from the publication named beside it (the companions' from the
+#: real btk100 stamps themselves); none was fitted to the statistics they are judged on. How close
+#: the result comes to the real galaxies is measured by ``galsim-vae validate --simulated``
+#: (docs/validation/simulator_structured/simulator.md, written by ``scripts/compare_simulators.sh``).
 STRUCTURE = {
     "max_bulge_fraction": 0.5,
     # Faint galaxies are late types: a galaxy dimmed by d of the simulator's max_dimming
