@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Simulate, train and measure a flux-representation model: the recipe of the shipped model.
+#
+#   scripts/train_model.sh [DEVICE] [WORKDIR]
+#
+# DEVICE is a torch device (default: cuda if available, else cpu); WORKDIR holds the datasets and
+# runs (default: data/). Every step is skipped when its output exists, and training resumes from
+# its last checkpoint, so rerunning continues an interrupted run. Settings (environment):
+#   MORPHOLOGY   simulator morphology, structured or smooth          [structured]
+#   NSIM         training stamps simulated (per-galaxy scales)        [40000]
+#   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2028; 778]
+#   RUN          run folder                                           [WORKDIR/run_MORPHOLOGY]
+#   EPOCHS, LR, LR_PATIENCE   training epochs, start rate, plateau patience   [16, 1e-4, 2]
+#   INIT         weights to start from (fine-tuning); empty: random  [the shipped model's file]
+#   MAX_MINUTES  cap on one invocation's training time (0: none)      [0]
+#   MEASUREMENTS another run's attributes_report/measurements.npz to reuse (the Sersic fits of
+#                the training stamps do not depend on the model)
+# scripts/train_v2_model.sh sets them for the v2 model (smooth, from scratch). On the 2-core
+# development machine: simulation ~45 min (40,000 structured stamps), training ~110 s an epoch,
+# evaluation with the Sersic fits ~8 min, population ~5 min, fit-attributes ~15 min,
+# cross-validation ~15 min.
+set -euo pipefail
+DEVICE=${1:-$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")}
+WORK=${2:-data}
+NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
+MORPHOLOGY=${MORPHOLOGY:-structured}
+NSIM=${NSIM:-40000}
+PREFIX=$([ "$MORPHOLOGY" = smooth ] && echo fit || echo struct)
+SIM="$WORK/sim_${PREFIX}${NSIM%000}k.fits"
+HELDOUT="$WORK/sim_${PREFIX}_heldout.fits"
+RUN=${RUN:-"$WORK/run_$MORPHOLOGY"}
+INIT=${INIT-galsim_vae/data/default_vae.safetensors}
+mkdir -p "$WORK"
+# 1. Training set: per-galaxy scales (fit mode); the flux-fraction cut at 90% (de Vaucouleurs
+#    wings reach past any stamp).
+[ -f "$SIM" ] || python3 -m galsim_vae simulate --n "$NSIM" --scale-mode fit \
+    --morphology "$MORPHOLOGY" --seed "${SIM_SEED:-2028}" --out "$SIM" \
+    --min-flux-fraction 0.9 --nproc "$NPROC" --quiet --no-truth
+# 2. Held-out simulations (another seed, truths kept) for the floor and the Sersic comparison.
+[ -f "$HELDOUT" ] || python3 -m galsim_vae simulate --n 1200 --scale-mode fit \
+    --morphology "$MORPHOLOGY" --seed "${HELDOUT_SEED:-778}" --out "$HELDOUT" \
+    --min-flux-fraction 0.9 --nproc "$NPROC" --quiet --valid 0 --test 0
+# 3. The compact network, Gaussian likelihood with beta = 1 (the ELBO); resumes. A fine-tuning
+#    run copies its starting weights into the run folder first, so that replacing the shipped
+#    model later does not change what a resume starts from.
+if [ -n "$INIT" ]; then
+    mkdir -p "$RUN"
+    [ -f "$RUN/init.safetensors" ] || cp "$INIT" "$RUN/init.safetensors"
+fi
+python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
+    --loss gauss --loss-param 1 --epochs "${EPOCHS:-16}" --batch-size 64 --lr "${LR:-1e-4}" \
+    --lr-patience "${LR_PATIENCE:-2}" --seed 0 --device "$DEVICE" \
+    --max-minutes "${MAX_MINUTES:-0}" --quiet ${INIT:+--init "$RUN/init.safetensors"}
+# 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
+python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
+    --split train --components 16 --overwrite
+# 5. Against the floor and Sersic: held-out simulations, then the 53 real galaxies that pass.
+python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$HELDOUT" \
+    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet --overwrite
+[ -f "$WORK/real_btk100.fits" ] || python3 -m galsim_vae dataset --out "$WORK/real_btk100.fits" \
+    --nproc "$NPROC" --quiet "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
+python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/real_btk100.fits" \
+    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_real" --quiet --overwrite
+# 6. The sampled population against COSMOS (pedestals, sizes, magnitudes, resolution).
+python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 10000 --seed 1 \
+    --out "$RUN/population" --overwrite
+# 7. Its attribute model (Hubble type, size, axis ratio <-> latents, pixel scales and fluxes):
+#    PSF-convolved Sersic fits of 3,000 training stamps, kept in the report folder.
+python3 -m galsim_vae fit-attributes "$SIM" \
+    --model "$RUN/best.safetensors" --max-rows 3000 --report "$RUN/attributes_report" \
+    --real "$WORK/real_btk100.fits" --nproc "$NPROC" --quiet --overwrite \
+    ${MEASUREMENTS:+--measurements "$MEASUREMENTS"}
+# 8. Fine-tuning on the real galaxies, 5-fold cross-validated (and the model fine-tuned on all
+#    of them, shipped only if the folds say it helps).
+python3 -m galsim_vae crossval "$WORK/real_btk100.fits" "$SIM" --model "$RUN/best.safetensors" \
+    --out "$RUN/crossval" --final --device "$DEVICE" --quiet
