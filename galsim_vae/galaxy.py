@@ -410,14 +410,50 @@ class VAEGalaxy(GSObject):
         return gals[0] if single else gals
 
     @classmethod
-    def from_image(cls, image, model=None, **kwargs):
-        """Encode a stamp (``galsim.Image`` or array at the model's scale and size) to a galaxy.
+    def from_image(cls, image, model=None, *, noise=None, **kwargs):
+        """Encode a stamp to a galaxy.
 
         The latent is the encoder's mean; the stamp's normalisation constants are kept, so the
         galaxy has the stamp's flux scale. The latent sigma is in ``galaxy.latent_sigma``.
+
+        Parameters:
+            image: a ``galsim.Image`` (or an array) holding one galaxy at its centre, sky
+                subtracted. A min-max model takes stamps of its own size and scale. A flux model
+                takes a ``galsim.Image`` of any size with a pixel scale, e.g.
+                ``RealGalaxyCatalog.getGalImage(k)``: one that is not the model's size is
+                redrawn onto the model's stamp at its own scale or, where it does not fit, at the
+                coarser scale where it does (:func:`galsim_vae.pipeline.stamps.image_stamp`).
+            model: :class:`VAEModel` or weights file; the shipped model when None.
+            noise: the image's noise (e.g. ``RealGalaxyCatalog.getNoise(k)``), padding a
+                redrawn image that is smaller than the stamp; white noise at the image's border
+                variance when None. [default: None]
+            **kwargs: passed to :class:`VAEGalaxy` (``flux``, ``pixel_scale``, ``gsparams``...).
         """
         m = model if isinstance(model, VAEModel) else get_model(model)
         scale = None
+        shape = np.shape(getattr(image, "array", image))
+        if shape != (m.stamp_size, m.stamp_size) and not (
+            m.representation == "flux" and isinstance(image, galsim.Image) and image.scale
+        ):
+            raise GalSimValueError(
+                f"from_image takes a {m.stamp_size}x{m.stamp_size} stamp"
+                + (
+                    ", or (flux models) a galsim.Image of any size with its pixel scale"
+                    if m.representation == "flux"
+                    else ""
+                ),
+                shape,
+            )
+        if (
+            m.representation == "flux"
+            and isinstance(image, galsim.Image)
+            and image.scale is not None
+            and image.array.shape != (m.stamp_size, m.stamp_size)
+        ):
+            from .pipeline.stamps import image_stamp
+
+            arr, s_ = image_stamp(image, stamp_size=m.stamp_size, noise=noise)
+            image = galsim.Image(arr, scale=s_)
         if isinstance(image, galsim.Image):
             scale = image.scale
             if (

@@ -135,6 +135,35 @@ def test_from_image_round_trip(model, gal, minmax_model):
         VAEGalaxy.from_image(galsim.Image(mm.stamp.array, scale=0.1), minmax_model)
 
 
+def test_from_image_takes_catalog_postage_stamps(model, btk_dir):
+    # A RealGalaxyCatalog's postage stamps come in every size: a flux model redraws them onto its
+    # stamp, at their own scale when they fit (padded with their noise), coarser when not.
+    cat = galsim.RealGalaxyCatalog("real_galaxy_catalog_26_extension_example.fits", dir=btk_dir)
+    sizes = [max(cat.getGalImage(k).array.shape) for k in range(cat.nobjects)]
+    # The smallest stamp of a galaxy bright enough to encode (peak above 20 sigma): a stamp mostly
+    # of padding noise around a faint galaxy has no flux to normalise by.
+    bright = [
+        k
+        for k in range(cat.nobjects)
+        if cat.getGalImage(k).array.max() > 20 * cat.variance[k] ** 0.5
+    ]
+    small, big = min(bright, key=lambda k: sizes[k]), int(np.argmax(sizes))
+    assert sizes[small] < 64 < sizes[big]
+    for k in (small, big):
+        im = cat.getGalImage(k)
+        g = VAEGalaxy.from_image(im, model, noise=cat.getNoise(k, rng=galsim.BaseDeviate(k)))
+        expect = max(im.scale, im.scale * sizes[k] / 62)
+        assert g.pixel_scale == pytest.approx(expect)
+        # The galaxy keeps the image's flux (up to the noise the stamp adds or leaves out).
+        assert g.flux == pytest.approx(im.array.sum(), rel=0.15)
+        drawn = g.drawImage(nx=sizes[k], ny=sizes[k], scale=im.scale, method="no_pixel")
+        assert np.corrcoef(drawn.array.ravel(), im.array.ravel())[0, 1] > 0.5
+    # Without its noise the padding is white noise at the border's level: still a galaxy.
+    assert VAEGalaxy.from_image(cat.getGalImage(small), model).flux > 0
+    with pytest.raises(galsim.GalSimValueError, match="scale"):
+        VAEGalaxy.from_image(cat.getGalImage(big).array, model)
+
+
 def test_psf_modes(gal):
     dec = VAEGalaxy(gal.latent, psf_mode="deconvolve", flux=gal.flux, pixel_scale=gal.pixel_scale)
     wide = galsim.Gaussian(fwhm=0.6)

@@ -108,7 +108,7 @@ MORPHOLOGIES = ("smooth", "structured")
 #: Each fraction and range is taken from the publication named beside it (the companions' from the
 #: real btk100 stamps themselves); none was fitted to the statistics they are judged on. How close
 #: the result comes to the real galaxies is measured by ``galsim-vae validate --simulated``
-#: (docs/validation/simulator_structured/simulator.md, written by ``scripts/compare_simulators.sh``).
+#: (docs/validation/simulator_structured/simulator.md, by ``scripts/compare_simulators.sh``).
 STRUCTURE = {
     "max_bulge_fraction": 0.5,
     # Faint galaxies are late types: a galaxy dimmed by d of the simulator's max_dimming
