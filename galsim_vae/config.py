@@ -13,8 +13,9 @@ Object type ``VAEGalaxy``
     Keys are the constructor's: exactly one of ``latent`` (a list of numbers), ``index`` (a row
     of the input's ``latent_file``), ``sampling`` (``density`` or ``prior``; the default when
     none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
-    ``axis_ratio`` and ``position_angle`` in degrees, random when absent; any of them may be a
-    GalSim value type), plus ``flux``, ``norm_min``,
+    ``axis_ratio`` and ``position_angle`` in degrees, random when absent, and ``out_of_range``,
+    ``clip`` (the default: a size outside the model's range is clipped to it, with a warning) or
+    ``raise``; any of them may be a GalSim value type), plus ``flux``, ``norm_min``,
     ``norm_max``, ``pixel_scale``, ``psf_mode`` and ``pad_factor``. Transformations
     (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own.
     Random latents come from the object's rng, so ``image.random_seed`` fixes them; a flux
@@ -132,12 +133,14 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "half_light_radius": float,
         "axis_ratio": float,
         "position_angle": float,
+        "out_of_range": str,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
     attrs = {
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }
     position_angle = kwargs.pop("position_angle", None)
+    out_of_range = kwargs.pop("out_of_range", "clip")
     if position_angle is not None and not attrs:
         raise GalSimConfigError(
             "VAEGalaxy position_angle goes with the attributes (hubble_type, "
@@ -168,6 +171,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 position_angle=position_angle,
                 rng=rng,
                 model=inp.model,
+                out_of_range=out_of_range,
                 **kwargs,
             )
         except galsim.GalSimError as e:

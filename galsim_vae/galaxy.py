@@ -5,6 +5,7 @@ from __future__ import annotations
 import galsim
 import numpy as np
 from galsim import GSObject
+from galsim.errors import galsim_warn
 from galsim.utilities import lazy_property
 
 from ._utils import as_deviate, check_count
@@ -329,6 +330,7 @@ class VAEGalaxy(GSObject):
         position_angle=None,
         rng=None,
         model=None,
+        out_of_range="clip",
         **kwargs,
     ):
         """Galaxies of the given Hubble type and size, drawn from the attribute model.
@@ -354,6 +356,11 @@ class VAEGalaxy(GSObject):
             position_angle: degrees. [default: None, uniform random from ``rng``]
             rng: ``galsim.BaseDeviate`` or seed. [default: None]
             model: as for the constructor. [default: None]
+            out_of_range: what a half-light radius outside the attribute model's range gets:
+                ``"clip"`` (the nearest size in the range, with one ``GalSimWarning`` per call
+                naming how many were clipped: a catalog-driven run is not stopped by a few
+                unusual rows) or ``"raise"`` (``GalSimRangeError``). Non-finite sizes and axis
+                ratios outside (0, 1] always raise. [default: "clip"]
         """
         for name, value in (("hubble_type", hubble_type), ("half_light_radius", half_light_radius)):
             if value is None:
@@ -387,6 +394,18 @@ class VAEGalaxy(GSObject):
                 position_angle=len(pa),
             )
         t, h, q, pa = (np.broadcast_to(v, (n,)) for v in (t, h, q, pa))
+        if out_of_range not in ("clip", "raise"):
+            raise GalSimValueError("Invalid out_of_range", out_of_range, ("clip", "raise"))
+        if out_of_range == "clip" and np.all(np.isfinite(h)):
+            lo, hi = am.a["hlr_range"]
+            outside = (h < lo) | (h > hi)
+            if outside.any():
+                galsim_warn(
+                    f"{int(outside.sum())} of {n} half_light_radius values outside the attribute "
+                    f"model's range {float(lo):.3g}-{float(hi):.3g}\" clipped to it "
+                    "(out_of_range='raise' refuses them instead)"
+                )
+                h = np.clip(h, lo, hi)
         am.check(h, q)
         rng = as_deviate(rng)
         pop = am.sample_population(t, h, q, rng)

@@ -169,8 +169,20 @@ def test_from_attributes_with_shipped_model():
         VAEGalaxy.from_attributes(None, 0.2, model=m)
     with pytest.raises(galsim.GalSimIncompatibleValuesError, match="one per galaxy"):
         VAEGalaxy.from_attributes(["E", "Sb"], [0.1, 0.2, 0.3], model=m)
+    # Sizes outside the model's range: clipped with one warning naming the count (a catalog
+    # run goes on), or refused on request; a non-finite size is always refused.
+    lo, hi = m.attributes.a["hlr_range"]
+    with pytest.warns(galsim.GalSimWarning, match="2 of 3 half_light_radius") as w:
+        big = VAEGalaxy.from_attributes("Sb", [30.0, 0.3, 1e-4], rng=5, model=m, flux=1.0)
+    assert len([x for x in w if "half_light_radius" in str(x.message)]) == 1
+    at_edge = VAEGalaxy.from_attributes("Sb", [hi, 0.3, lo], rng=5, model=m, flux=1.0)
+    assert big == at_edge
     with pytest.raises(galsim.GalSimRangeError, match="half_light_radius"):
-        VAEGalaxy.from_attributes("Sb", 30.0, model=m)
+        VAEGalaxy.from_attributes("Sb", 30.0, model=m, out_of_range="raise")
+    with pytest.raises(galsim.GalSimRangeError, match="half_light_radius"):
+        VAEGalaxy.from_attributes("Sb", np.inf, model=m)
+    with pytest.raises(galsim.GalSimValueError, match="out_of_range"):
+        VAEGalaxy.from_attributes("Sb", 0.3, model=m, out_of_range="ignore")
     # A tiny, nearly edge-on irregular is outside the training attributes: it warns. (A large
     # elliptical no longer does: the flux model stretches the largest ones it has.)
     with pytest.warns(galsim.GalSimWarning, match="outside the training galaxies"):

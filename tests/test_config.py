@@ -92,6 +92,12 @@ def test_attribute_keys():
         _build({"type": "VAEGalaxy", "hubble_type": "Sz", "half_light_radius": 0.3})
     with pytest.raises(galsim.GalSimConfigError, match="need hubble_type"):
         _build({"type": "VAEGalaxy", "half_light_radius": 0.3})
+    # A catalog row with a size outside the model's range is clipped with a warning, not fatal;
+    # out_of_range: raise stops the run instead.
+    with pytest.warns(galsim.GalSimWarning, match="1 of 1 half_light_radius"):
+        assert _build(dict(gal(), half_light_radius=40.0), seed=3).flux == pytest.approx(10.0)
+    with pytest.raises(galsim.GalSimConfigError, match="half_light_radius"):
+        _build(dict(gal(), half_light_radius=40.0, out_of_range="raise"), seed=3)
 
 
 def test_index_into_latent_file(tmp_path):
