@@ -82,6 +82,9 @@ def test_validate_report(report):
     md = (out / "validation.md").read_text()
     assert "| beta | 50 | 8 | 2.5 |" in md
     figure_rgb(out / "validation_statistics.png")
+    # The pictures: real, reconstruction, samples and Sersic rows, linked from the report.
+    rgb = figure_rgb(out / "validation_galaxies.png")
+    assert rgb.shape[0] > 300 and "validation_galaxies.png" in md
     saved = json.loads((out / "validation.json").read_text())
     assert saved["n_real"] == res["n_real"] == 5 and saved["n_samples"] == 4
     # The shipped model has a latent density and attribute models: every population is there.

@@ -329,6 +329,44 @@ def plot_attribute_report(rep, path):
     return save(fig, path)
 
 
+def plot_real_vs_generated(rows, sigmas, path, *, scale, title="Real and generated galaxies"):
+    """Rows of stamps side by side (e.g. real galaxies, their reconstructions, samples), each
+    shown with an asinh stretch at its own noise sigma, so that faint structure shows as it
+    would to the eye on a survey image.
+
+    Parameters:
+        rows: dict label -> ``(n, S, S)`` stamps, all of one pixel scale.
+        sigmas: dict label -> ``(n,)`` noise sigmas of those stamps.
+        path: output PNG.
+        scale: arcsec per pixel, for the title.
+    """
+    labels = list(rows)
+    n = max(len(v) for v in rows.values())
+    fig, axes = _subplots(len(labels), n, figsize=(1.4 * n, 1.5 * len(labels)), squeeze=False)
+    for r, lab in enumerate(labels):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(rows[lab]):
+                ax.axis("off")
+                continue
+            a = np.asarray(rows[lab][i], dtype=float) / max(float(sigmas[lab][i]), 1e-30)
+            ax.imshow(
+                np.arcsinh(a / 2),
+                origin="lower",
+                cmap="gray_r",
+                vmin=-1,
+                vmax=max(np.arcsinh(a.max() / 2), 1),
+                interpolation="nearest",
+            )
+            if i == 0:
+                ax.set_ylabel(lab, fontsize=8)
+    size = np.asarray(next(iter(rows.values()))).shape[-1]
+    fig.suptitle(f'{title} ({size} px at {scale:g}"/px, asinh stretch at each noise sigma)')
+    return save(fig, path)
+
+
 def plot_validation(stats, path, *, title="Real, VAE and Sersic galaxies"):
     """Overlaid histograms of each statistic for each population."""
     keys = list(next(iter(stats.values())))

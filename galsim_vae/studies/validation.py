@@ -34,7 +34,7 @@ from ..galaxy import VAEGalaxy
 from ..model import get_model
 from ..pipeline.dataset import read_dataset
 from .attribute_fit import measure_sersic
-from .plots import plot_validation
+from .plots import plot_real_vs_generated, plot_validation
 from .sersic import fit_sersic_lsq
 
 __all__ = [
@@ -230,6 +230,19 @@ def validate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_validation(stats, out / "validation_statistics.png")
+    # The pictures behind the numbers: the brightest real galaxies, their reconstructions, and
+    # the brightest samples of each generated population, with the same noise treatment.
+    show = np.argsort(-np.abs(x).max(axis=(1, 2)) / sig)[:10]
+    rows = {"real": x[show], "reconstruction": pops["vae_recon"][0][show]}
+    sigs = {"real": sig[show], "reconstruction": sig[show]}
+    for name in ("vae_density", "vae_attributes"):
+        if name in pops and len(pops[name][0]):
+            imgs, s_ = pops[name]
+            pick = np.argsort(-imgs.max(axis=(1, 2)) / s_)[:10]
+            label = "sample (density)" if name == "vae_density" else "from attributes"
+            rows[label], sigs[label] = imgs[pick], s_[pick]
+    rows["Sersic fit"], sigs["Sersic fit"] = pops["sersic"][0][show], sig[show]
+    plot_real_vs_generated(rows, sigs, out / "validation_galaxies.png", scale=scale)
     res = {
         "real_dataset": str(real_dataset),
         "model": m.file_name,
@@ -278,6 +291,11 @@ def _markdown(res):
     lines += [
         "",
         "![statistics](validation_statistics.png)",
+        "",
+        "The brightest real galaxies, their reconstructions, the brightest generated galaxies "
+        "and the Sersic fits of the real ones, each with its noise:",
+        "",
+        "![galaxies](validation_galaxies.png)",
         "",
         "Caveat: the noise added to the VAE and Sersic images is white, at each real "
         "stamp's measured sigma, while the real COSMOS noise is correlated; asymmetry and "
