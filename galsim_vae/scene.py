@@ -44,6 +44,7 @@ def draw_scene(
     model=None,
     sampling="density",
     shear=(0.0, 0.0),
+    galaxies=None,
 ):
     """Draw ``n`` sampled galaxies at random positions, orientations and fluxes.
 
@@ -60,20 +61,29 @@ def draw_scene(
         model: a model file or VAEModel; the shipped one when None. [default: None]
         sampling: ``"density"`` or ``"prior"``. [default: "density"]
         shear: constant reduced shear (g1, g2) applied to every galaxy. [default: (0, 0)]
+        galaxies: GSObjects to place instead of sampled VAE galaxies (e.g. ``galsim.RealGalaxy``
+            profiles, for the same scene with real galaxies); ``n`` is then their number and
+            ``model``/``sampling`` are unused. They are placed, rotated and scaled in flux as
+            the sampled ones would be with the same seed. [default: None]
 
     Returns:
         tuple: ``(image, galaxies, positions)``.
     """
-    n = check_count(n)
+    n = check_count(n if galaxies is None else len(galaxies))
     if not size >= 16:
         raise GalSimRangeError("size must be at least 16 pixels", size, 16)
     lo, hi = flux_range
     if not 0 < lo <= hi:
         raise GalSimRangeError("flux_range must be 0 < min <= max", flux_range, 0)
     rng = as_deviate(seed)
-    ud = galsim.UniformDeviate(rng)
-    m = get_model(model) if not hasattr(model, "decode") else model
-    gals = VAEGalaxy.sample(n, rng, m, sampling=sampling)
+    # The layout (positions, orientations, fluxes) has its own deviate, so that a scene of given
+    # galaxies is laid out as the sampled one of the same seed.
+    ud = galsim.UniformDeviate(int(galsim.UniformDeviate(rng)() * 2**31))
+    if galaxies is None:
+        m = get_model(model) if not hasattr(model, "decode") else model
+        gals = VAEGalaxy.sample(n, rng, m, sampling=sampling)
+    else:
+        gals = list(galaxies)
     p = make_psf(psf, fwhm)
     image = galsim.ImageF(size, size, scale=pixel_scale)
     positions = []

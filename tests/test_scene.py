@@ -47,6 +47,27 @@ def test_draw_cli(tmp_path):
     assert tile_grid(tmp_path / "gallery.png") == (2, 8)
 
 
+def test_scene_of_given_galaxies_has_the_sampled_layout():
+    kw = dict(size=128, seed=3, noise_sigma=0, flux_range=(1000, 1000), psf="gaussian")
+    _, gals, pos = draw_scene(4, **kw)
+    dots = [galsim.Gaussian(sigma=0.05) for _ in range(4)]
+    img, placed, pos2 = draw_scene(galaxies=dots, **kw)
+    assert placed == dots and pos2 == pos  # same seed, same positions
+    assert 3000 < img.array.sum() <= 4000 * 1.001  # some light falls past the edges
+
+
+def test_draw_cli_with_real_galaxies(tmp_path, btk_dir):
+    from test_cli import figure_rgb
+
+    argv = ["draw", "--out", str(tmp_path), "--n", "4", "--size", "96", "--gallery", "8"]
+    assert main([*argv, "--real", str(btk_dir)]) == 0
+    figure_rgb(tmp_path / "gallery_real.png")
+    figure_rgb(tmp_path / "scene_vs_real.png")
+    # Not a catalog: refused before anything is drawn.
+    assert main([*argv, "--out", str(tmp_path / "x"), "--real", str(tmp_path)]) == 2
+    assert not (tmp_path / "x" / "scene.png").exists()
+
+
 def test_bad_inputs():
     with pytest.raises(galsim.GalSimValueError, match="PSF kind"):
         make_psf("kolmogorov")

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import galsim
 import numpy as np
 import torch
 
@@ -20,7 +21,7 @@ from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset
 from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
-from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene
+from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene, plot_scenes
 from ..training.loop import TrainConfig, train
 from ..training.losses import LOSSES, VAELoss
 from ._common import (
@@ -175,10 +176,32 @@ def _cmd_fit_attributes(a):
     return 0
 
 
+def _real_galaxies(catalog, n, seed):
+    """``n`` RealGalaxy profiles of a COSMOS catalog (random rows, seeded), the catalog and the
+    rows. Only galaxies whose peak is 20 times their noise: a scene gives each galaxy a flux, and
+    the stamp of a faint one would bring its noise up with it."""
+    from ..pipeline.stamps import open_catalog
+
+    rgc = open_catalog(catalog)
+    ok = [
+        k
+        for k in range(rgc.nobjects)
+        if rgc.getGalImage(k).array.max() > 20 * rgc.variance[k] ** 0.5
+    ]
+    if not ok:
+        raise GalSimValueError("no galaxy of the catalog is bright enough to show", catalog)
+    rows = np.random.default_rng(seed).choice(ok, n)
+    return [galsim.RealGalaxy(rgc, index=int(k)) for k in rows], rgc, rows
+
+
 def _cmd_draw(a):
 
-    check_output_dir(a.out, ("scene.fits", "scene.png", "gallery.png"), overwrite=a.overwrite)
+    names = ["scene.fits", "scene.png", "gallery.png"]
+    names += ["scene_vs_real.png", "gallery_real.png"] if a.real else []
+    check_output_dir(a.out, names, overwrite=a.overwrite)
     model = model_arg(a)
+    # The real catalog is opened first: a wrong one is refused before anything is drawn.
+    real = _real_galaxies(a.real, max(a.n, a.gallery), a.seed) if a.real else None
     image, gals, _ = draw_scene(
         a.n,
         size=a.size,
@@ -209,6 +232,44 @@ def _cmd_draw(a):
         np.array(stamps), out / "gallery.png", title="Samples at HST resolution", scale=kw["scale"]
     )
     print(f"wrote {out / 'scene.fits'}, {out / 'scene.png'} and {out / 'gallery.png'}")
+    if a.real:
+        # The same scene (layout, orientations, fluxes, PSF, noise) with real COSMOS galaxies,
+        # and real postage stamps on the gallery's grid: what the samples should look like.
+        real, rgc, rows = real
+        rimage, _, _ = draw_scene(
+            size=a.size,
+            pixel_scale=a.pixel_scale,
+            psf=a.psf,
+            fwhm=a.fwhm,
+            noise_sigma=a.noise,
+            seed=a.seed,
+            galaxies=real[: a.n],
+        )
+        plot_scenes(
+            {
+                "VAE samples": image.array,
+                "real COSMOS galaxies (RealGalaxy, peak > 20 sigma)": rimage.array,
+            },
+            out / "scene_vs_real.png",
+            title=f'{a.n} galaxies, {a.psf} PSF {a.fwhm}", {a.pixel_scale}"/px, seed {a.seed}',
+        )
+        stamps = []
+        for k in rows[: a.gallery]:  # padded with their own noise, as real_stamp does
+            ii = galsim.InterpolatedImage(
+                rgc.getGalImage(int(k)),
+                x_interpolant="quintic",
+                noise_pad=rgc.getNoise(int(k), rng=galsim.BaseDeviate(int(k) + 1)),
+                noise_pad_size=1.5 * kw["nx"] * kw["scale"],
+                rng=galsim.BaseDeviate(int(k) + 1),
+            )
+            stamps.append(ii.drawImage(**kw).array)
+        plot_gallery(
+            np.array(stamps),
+            out / "gallery_real.png",
+            title=f"Real COSMOS galaxies ({Path(rgc.file_name).name}) at HST resolution",
+            scale=kw["scale"],
+        )
+        print(f"wrote {out / 'scene_vs_real.png'} and {out / 'gallery_real.png'}")
     return 0
 
 
@@ -334,4 +395,11 @@ def add_commands(sub):
     d.add_argument("--sampling", default="density", choices=("density", "prior"))
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--gallery", type=count(), default=32, help="galaxies in the gallery PNG")
+    d.add_argument(
+        "--real",
+        default=None,
+        metavar="CATALOG",
+        help="a COSMOS RealGalaxyCatalog (file or folder): also draw the same scene with its real "
+        "galaxies (scene_vs_real.png) and a gallery of them (gallery_real.png)",
+    )
     d.set_defaults(func=_cmd_draw)

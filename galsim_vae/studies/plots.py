@@ -251,6 +251,22 @@ def plot_scene(image, path, *, title="Scene"):
     return save(fig, path)
 
 
+def plot_scenes(images, path, *, title="Scenes"):
+    """Scenes side by side (dict label -> image), each with an asinh stretch at its own noise
+    level and the same limits, so that their galaxies compare by eye."""
+    n = len(images)
+    fig, axes = _subplots(1, n, figsize=(6.5 * n, 7), squeeze=False)
+    for ax, (label, image) in zip(axes.flat, images.items()):
+        arr = np.asarray(image)
+        sig = np.std(arr[arr < np.percentile(arr, 60)]) or 1.0
+        ax.imshow(np.arcsinh(arr / (2 * sig)), origin="lower", cmap="gray_r", vmin=-1, vmax=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(label)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def plot_rotation_denoise(rot, den, inputs, path, *, title="Rotation invariance and denoising"):
     """The paper's Fig. 12 for one galaxy: rotated input and its reconstruction; noisy inputs
     at each SNR and their reconstructions."""
