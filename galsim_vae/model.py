@@ -14,6 +14,7 @@ attributes of latents, ``get_model().attributes`` is its :class:`~galsim_vae.Att
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +48,21 @@ __all__ = [
 DEFAULT_MODEL = "default_vae.safetensors"
 #: The largest latent value accepted (the prior is a unit Gaussian; float32 overflows at 3e38).
 MAX_LATENT = 100.0
+
+
+def _one_thread_after_fork():
+    # An OpenMP thread pool does not survive fork(): the child of a process that has run the
+    # model (multiprocessing's default "fork" start on Linux) hangs in its first parallel region,
+    # torch's or GalSim's (its random-number generation), which share libgomp. One thread in the
+    # child never enters the pool; the parent keeps its threads.
+    import galsim
+
+    torch.set_num_threads(1)
+    galsim.set_omp_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 def density_path(model_file) -> Path:

@@ -433,3 +433,34 @@ def test_sample_never_returns_undrawable_galaxies(model, monkeypatch):
     assert np.isnan(bad.half_light_radius)
     with pytest.raises(galsim.GalSimValueError, match="no positive flux"):
         _ = bad.stamp
+
+
+_FORK_SCRIPT = """
+import multiprocessing as mp
+import galsim_vae
+
+def work(i):
+    g = galsim_vae.VAEGalaxy.sample(1, i)[0]
+    return float(g.drawImage(nx=32, ny=32, scale=0.05).array.sum())
+
+if __name__ == "__main__":
+    here = [work(i) for i in range(1, 4)]  # the parent runs the model (and GalSim OpenMP) first
+    with mp.get_context("fork").Pool(2) as pool:
+        there = pool.map_async(work, range(1, 4)).get(timeout=60)
+    assert there == here, (there, here)
+    print("ok")
+"""
+
+
+def test_drawing_in_a_forked_pool_does_not_hang(tmp_path):
+    # A fork-started worker of a process that has run the model used to hang forever in torch's
+    # or GalSim's OpenMP pool; the children now run on one thread and give the parent's pixels.
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork.py"
+    script.write_text(_FORK_SCRIPT)
+    r = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
