@@ -233,6 +233,24 @@ def test_cli_errors_are_clean(tmp_path, capsys):
         main(["dataset", "--help"])
 
 
+def test_truncated_or_missing_inputs_are_named(real_dataset, tmp_path, capsys):
+    # A dataset file cut short (an interrupted copy): every command says so and names the file,
+    # before writing anything; a missing input is named as such.
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(real_dataset.read_bytes()[:100_000])
+    for argv in (
+        ["encode", str(cut), "--out", str(tmp_path / "e.fits")],
+        ["train", str(cut), "--out", str(tmp_path / "run"), "--preset", "tiny"],
+        ["validate", str(cut), "--out", str(tmp_path / "v")],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "truncated or corrupt" in err and str(cut) in err, argv
+    assert not (tmp_path / "e.fits").exists() and not (tmp_path / "e.fits.parts").exists()
+    assert main(["encode", str(tmp_path / "nope.fits"), "--out", str(tmp_path / "e.fits")]) == 2
+    assert "Input not found" in capsys.readouterr().err
+
+
 def test_python_m_entry_point():
     r = subprocess.run(
         [sys.executable, "-m", "galsim_vae", "--version"],

@@ -138,6 +138,11 @@ def _cmd_simulate(a):
 
 
 def _cmd_encode(a):
+    if not Path(a.catalog).exists():
+        raise GalSimValueError(
+            "Input not found: neither a dataset file nor a COSMOS catalog file or folder",
+            a.catalog,
+        )
     inputs = {a.catalog} if is_dataset_file(a.catalog) else _catalog_files(a.catalog)
     check_output(a.out, [*inputs, model_arg(a)], overwrite=a.overwrite)
     t = encode_catalog(

@@ -26,16 +26,18 @@ run never leaves a file that looks finished.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from astropy.utils.exceptions import AstropyUserWarning
 
 from .._utils import atomic_path
 from .._version import __version__
-from ..errors import GalSimRangeError, GalSimValueError
+from ..errors import GalSimError, GalSimRangeError, GalSimValueError
 from ..stamp import REPRESENTATIONS, flux_normalize, normalize
 from .metrics import QualityCuts
 
@@ -215,10 +217,9 @@ def is_dataset_file(path) -> bool:
     p = Path(path)
     if not p.is_file():
         return False
-    try:
-        with fits.open(p) as h:
-            return h[0].header.get("CREATOR") == "galsim_vae" and "STAMPS" in h
-    except OSError:
+    try:  # the primary header alone: a truncated dataset is still one (and refused when read)
+        return fits.getheader(p, 0).get("CREATOR") == "galsim_vae"
+    except (OSError, IndexError):
         return False
 
 
@@ -235,17 +236,37 @@ def check_dataset_header(h, p):
         )
 
 
-def _read(path, read):
+def _read(path, read, memmap=False):
     """Open a dataset file, check its header, and return ``read(hdulist)``."""
     p = Path(path)
     if not p.is_file():
         raise GalSimValueError("Dataset file not found", str(p))
     try:
-        with fits.open(p, memmap=False) as h:
-            check_dataset_header(h, p)
-            return read(h)
-    except (OSError, KeyError, IndexError, TypeError) as e:
-        raise GalSimValueError(f"Cannot read dataset file ({e})", str(p)) from e
+        with warnings.catch_warnings():
+            # astropy only warns that a file "may have been truncated"; here it is an error.
+            warnings.simplefilter("error", AstropyUserWarning)
+            with fits.open(p, memmap=memmap) as h:
+                check_dataset_header(h, p)
+                return read(h)
+    except GalSimError:
+        raise
+    except (OSError, KeyError, IndexError, TypeError, ValueError, AstropyUserWarning) as e:
+        raise GalSimValueError(
+            f"Cannot read dataset file, truncated or corrupt ({e})", str(p)
+        ) from e
+
+
+def check_dataset_file(path) -> int:
+    """Check that a dataset file is complete without reading its stamps (its header, its table
+    and its last stamp); returns the number of stamps."""
+
+    def read(h):
+        n = int(h["STAMPS"].header["NAXIS3"])
+        np.asarray(h["STAMPS"].section[n - 1])
+        len(h["CATALOG"].data)
+        return n
+
+    return _read(path, read, memmap=True)
 
 
 def read_dataset(path):

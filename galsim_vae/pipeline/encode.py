@@ -32,7 +32,7 @@ from .._utils import atomic_path, write_json
 from ..errors import GalSimIncompatibleValuesError, GalSimValueError
 from ..model import get_model
 from ._parallel import default_nproc, item_seed, spawn_pool
-from .dataset import check_dataset_header, is_dataset_file
+from .dataset import check_dataset_file, is_dataset_file
 from .metrics import stamp_metrics
 from .stamps import open_catalog, real_stamp
 
@@ -176,9 +176,12 @@ def _source(path):
     """('dataset', path, n) or ('catalog', catalog_file, n)."""
     p = Path(path)
     if is_dataset_file(p):
-        with fits.open(p) as h:
-            check_dataset_header(h, p)  # a newer format is refused, not misread
-            return "dataset", str(p), int(h["STAMPS"].header["NAXIS3"])
+        # A truncated or corrupt file, or a newer format, is refused here, before any chunk.
+        return "dataset", str(p), check_dataset_file(p)
+    if not p.exists():
+        raise GalSimValueError(
+            "Input not found: neither a dataset file nor a COSMOS catalog file or folder", str(p)
+        )
     rgc = open_catalog(path)
     return "catalog", str(rgc.file_name), int(rgc.nobjects)
 
