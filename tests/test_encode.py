@@ -93,14 +93,19 @@ def test_bad_rows_are_flagged():
     good = gal.drawImage(nx=64, ny=64, scale=0.03).array + rng.normal(0, 0.02, (64, 64))
     nan = good.copy()
     nan[3, 3] = np.nan
-    stamps = [good, nan, np.zeros((32, 32)), "OSError: missing", np.ones((64, 64))]
+    # Pure noise whose sum is barely positive: divided by that sum it is no galaxy the model
+    # knows, and it encodes far outside the latent space VAEGalaxy accepts.
+    noise = rng.normal(0, 0.02, (64, 64))
+    noise -= noise.mean() - 1e-4
+    stamps = [good, nan, np.zeros((32, 32)), "OSError: missing", np.ones((64, 64)), noise]
     # The shipped flux model's galaxies are as large as their stamps' scales: never guessed.
     with pytest.raises(galsim.GalSimValueError, match="pixel scale"):
         encode_stamps(stamps)
-    res = encode_stamps(stamps, scales=np.full(5, 0.03))
-    assert list(res["flag"]) == [False, True, True, True, True]
+    res = encode_stamps(stamps, scales=np.full(6, 0.03))
+    assert list(res["flag"]) == [False, True, True, True, True, True]
     assert "NaN" in res["reason"][1] and "shape" in res["reason"][2]
     assert "missing" in res["reason"][3] and "constant" in res["reason"][4]
+    assert "latent beyond" in res["reason"][5] and np.abs(res["mu"][5]).max() > 100
     assert np.isfinite(res["mu"][0]).all() and np.isnan(res["mu"][1]).all()
 
 

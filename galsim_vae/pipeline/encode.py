@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .._utils import atomic_path, write_json
 from ..errors import GalSimIncompatibleValuesError, GalSimValueError
-from ..model import get_model
+from ..model import MAX_LATENT, get_model
 from ._parallel import default_nproc, item_seed, spawn_pool
 from .dataset import check_dataset_file, is_dataset_file
 from .metrics import stamp_metrics
@@ -103,11 +103,19 @@ def encode_stamps(
         x = np.array(stack)
         enc = model.encode(x)
         constants = {k: v for k, v in enc.items() if k not in ("mu", "sigma")}
-        rec = model.decode_flux(enc["mu"], **constants)
         g = np.array(good)
         out["mu"][g], out["sigma"][g] = enc["mu"], enc["sigma"]
         for k, v in constants.items():
             out[k][g] = v
+        # A stamp whose flux is a small difference of noise (a flux model divides by it) encodes
+        # far outside the latent space; VAEGalaxy refuses such latents, so the row says so (and
+        # has no reconstruction).
+        near = np.abs(enc["mu"]).max(axis=1) <= MAX_LATENT
+        rec = np.full(x.shape, np.nan)
+        if near.any():
+            rec[near] = model.decode_flux(
+                enc["mu"][near], **{k: v[near] for k, v in constants.items()}
+            )
         for j, (i, a) in enumerate(zip(good, x)):
             m = (
                 {c: float(metrics[c][i]) for c in _METRICS}
@@ -116,6 +124,10 @@ def encode_stamps(
             )
             for c in _METRICS:
                 out[c][i] = m[c]
+            if not near[j]:
+                out["flag"][i] = True
+                out["reason"][i] = f"latent beyond +-{MAX_LATENT:g} (flux near zero or noise)"
+                continue
             sig = m["noise_sigma"] if m["noise_sigma"] > 0 else np.nan
             out["chi2_per_pixel"][i] = np.mean((rec[j] - a) ** 2) / sig**2
     return out
