@@ -359,8 +359,8 @@ class VAEGalaxy(GSObject):
             out_of_range: what a half-light radius outside the attribute model's range gets:
                 ``"clip"`` (the nearest size in the range, with one ``GalSimWarning`` per call
                 naming how many were clipped: a catalog-driven run is not stopped by a few
-                unusual rows) or ``"raise"`` (``GalSimRangeError``). Non-finite sizes and axis
-                ratios outside (0, 1] always raise. [default: "clip"]
+                unusual rows) or ``"raise"`` (``GalSimRangeError``). Sizes that are not finite
+                and positive, and axis ratios outside (0, 1], always raise. [default: "clip"]
         """
         for name, value in (("hubble_type", hubble_type), ("half_light_radius", half_light_radius)):
             if value is None:
@@ -396,7 +396,7 @@ class VAEGalaxy(GSObject):
         t, h, q, pa = (np.broadcast_to(v, (n,)) for v in (t, h, q, pa))
         if out_of_range not in ("clip", "raise"):
             raise GalSimValueError("Invalid out_of_range", out_of_range, ("clip", "raise"))
-        if out_of_range == "clip" and np.all(np.isfinite(h)):
+        if out_of_range == "clip" and np.all(np.isfinite(h)) and np.all(h > 0):
             lo, hi = am.a["hlr_range"]
             outside = (h < lo) | (h > hi)
             if outside.any():

@@ -46,6 +46,11 @@ mkdir -p "$WORK"
 if [ -n "$INIT" ]; then
     mkdir -p "$RUN"
     [ -f "$RUN/init.safetensors" ] || cp "$INIT" "$RUN/init.safetensors"
+    cmp -s "$INIT" "$RUN/init.safetensors" || [ -n "${INIT_CHANGED_OK:-}" ] || {
+        echo "$RUN was started from other weights than INIT=$INIT (its init.safetensors);" \
+            "resuming it continues from those (INIT_CHANGED_OK=1), or use another RUN" >&2
+        exit 1
+    }
 fi
 python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
     --loss gauss --loss-param 1 --epochs "${EPOCHS:-16}" --batch-size 64 --lr "${LR:-1e-4}" \
@@ -72,5 +77,7 @@ python3 -m galsim_vae fit-attributes "$SIM" \
     ${MEASUREMENTS:+--measurements "$MEASUREMENTS"}
 # 8. Fine-tuning on the real galaxies, 5-fold cross-validated (and the model fine-tuned on all
 #    of them, shipped only if the folds say it helps).
+#    One folder per best model: a run trained further gets its own cross-validation.
+CV="$RUN/crossval_$(sha256sum "$RUN/best.safetensors" | cut -c1-12)"
 python3 -m galsim_vae crossval "$WORK/real_btk100.fits" "$SIM" --model "$RUN/best.safetensors" \
-    --out "$RUN/crossval" --final --device "$DEVICE" --quiet
+    --out "$CV" --final --device "$DEVICE" --quiet

@@ -179,8 +179,9 @@ def test_from_attributes_with_shipped_model():
     assert big == at_edge
     with pytest.raises(galsim.GalSimRangeError, match="half_light_radius"):
         VAEGalaxy.from_attributes("Sb", 30.0, model=m, out_of_range="raise")
-    with pytest.raises(galsim.GalSimRangeError, match="half_light_radius"):
-        VAEGalaxy.from_attributes("Sb", np.inf, model=m)
+    for bad in (np.inf, 0.0, -0.2):  # not a size: refused, never clipped
+        with pytest.raises(galsim.GalSimRangeError, match="half_light_radius"):
+            VAEGalaxy.from_attributes("Sb", bad, model=m)
     with pytest.raises(galsim.GalSimValueError, match="out_of_range"):
         VAEGalaxy.from_attributes("Sb", 0.3, model=m, out_of_range="ignore")
     # A tiny, nearly edge-on irregular is outside the training attributes: it warns. (A large

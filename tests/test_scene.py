@@ -63,6 +63,9 @@ def test_draw_cli_with_real_galaxies(tmp_path, btk_dir):
     assert main([*argv, "--real", str(btk_dir)]) == 0
     figure_rgb(tmp_path / "gallery_real.png")
     figure_rgb(tmp_path / "scene_vs_real.png")
+    # RealGalaxy profiles are deconvolved: without a PSF they cannot be drawn.
+    assert main([*argv, "--out", str(tmp_path / "y"), "--real", str(btk_dir), "--psf", "none"]) == 2
+    assert not (tmp_path / "y" / "scene.png").exists()
     # Not a catalog: refused before anything is drawn.
     assert main([*argv, "--out", str(tmp_path / "x"), "--real", str(tmp_path)]) == 2
     assert not (tmp_path / "x" / "scene.png").exists()

@@ -190,7 +190,7 @@ def _real_galaxies(catalog, n, seed):
     ]
     if not ok:
         raise GalSimValueError("no galaxy of the catalog is bright enough to show", catalog)
-    rows = np.random.default_rng(seed).choice(ok, n)
+    rows = np.random.default_rng(seed).choice(ok, n, replace=len(ok) < n)
     return [galsim.RealGalaxy(rgc, index=int(k)) for k in rows], rgc, rows
 
 
@@ -201,6 +201,10 @@ def _cmd_draw(a):
     check_output_dir(a.out, names, overwrite=a.overwrite)
     model = model_arg(a)
     # The real catalog is opened first: a wrong one is refused before anything is drawn.
+    if a.real and a.psf == "none":
+        raise GalSimValueError(
+            "--real needs a PSF: RealGalaxy profiles are deconvolved from their HST PSF", a.psf
+        )
     real = _real_galaxies(a.real, max(a.n, a.gallery), a.seed) if a.real else None
     image, gals, _ = draw_scene(
         a.n,

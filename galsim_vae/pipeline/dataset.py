@@ -257,8 +257,9 @@ def _read(path, read, memmap=False):
 
 
 def check_dataset_file(path) -> int:
-    """Check that a dataset file is complete without reading its stamps (its header, its table
-    and its last stamp); returns the number of stamps."""
+    """Check that a dataset file can be read without reading its stamps: its header, its table
+    and its last stamp (what ``encode`` reads; the PSF and truth cubes are not checked); returns
+    the number of stamps."""
 
     def read(h):
         n = int(h["STAMPS"].header["NAXIS3"])

@@ -105,8 +105,9 @@ MORPHOLOGIES = ("smooth", "structured")
 
 #: The structures of ``morphology="structured"``: how often each appears and its parameter ranges.
 #: "Disk galaxies" are those with a bulge-to-total flux ratio below ``max_bulge_fraction``.
-#: Each fraction and range is taken from the publication named beside it (the companions' from the
-#: real btk100 stamps themselves); none was fitted to the statistics they are judged on. How close
+#: Each fraction and range is taken from the publication named beside it, except the companions',
+#: measured on the real btk100 stamps themselves: the very stamps the simulator is then compared
+#: with, so the multimode, M20 and asymmetry it gains from companions are not independent of them. How close
 #: the result comes to the real galaxies is measured by ``galsim-vae validate --simulated``
 #: (docs/validation/simulator_structured/simulator.md, by ``scripts/compare_simulators.sh``).
 STRUCTURE = {
@@ -149,7 +150,7 @@ STRUCTURE = {
     "clump_light": (0.02, 0.08),
     "clump_sigma": (0.02, 0.05),
     # Close companions: another galaxy of the fit catalogs, 1-30% of the primary's flux
-    # (log-uniform), at 35-95% of the stamp's half-width (0.34-0.91" at 0.03"/px). Measured on
+    # (log-uniform), at 35-95% of the stamp's half-width less a pixel (0.33-0.88" at 0.03"/px). Measured on
     # the 100 real btk100 postage stamps (photutils segmentation at 3 sigma of the smoothed image,
     # 10 pixels): 19% hold a second source above 1% of the central one's flux, at a median 0.5"
     # (10-90%: 0.33-0.76"), 8% above 3% and 3% above 10%.
@@ -616,7 +617,7 @@ class COSMOSLikeSimulator:
         fd, hd, qd, pd, fb, hb, qb, pb = self.fits[p["companion_row"]]
         flux = p["companion_ratio"] * p["flux_true"]
         size = float(np.clip((flux / (fd + fb)) ** 0.25, 0.3, 1.5))
-        rot = np.radians(p["companion_angle"]) * 2.0  # an orientation independent of the angle
+        rot = np.radians(p["companion_angle"]) * 2.0  # its orientation, tied to its direction
         parts = [
             galsim.Exponential(
                 half_light_radius=hd * size, flux=flux * fd / (fd + fb), gsparams=_GSP

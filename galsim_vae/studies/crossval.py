@@ -9,10 +9,11 @@ fold's galaxies. The report gives, fold by fold and pooled, the median chi2 per 
 reconstructions against the best-fit PSF-convolved Sersic profile of each galaxy and against the
 floor of 1.
 
-Augmentation keeps the physics of a stamp: a rotation by any angle and a flip about the stamp
-centre, a dilation by up to 10%, and a new realisation of extra white noise at half the stamp's
-measured sigma (its sigma is then measured again on the augmented border). Fluxes need no
-augmentation: the flux representation divides each stamp by its flux.
+Augmentation keeps what can be kept of a stamp's physics: a rotation by any angle and a flip
+about the stamp centre, a dilation by up to 10% (which dilates the HST PSF in the stamp too: a
+small change of a galaxy's size at a slightly different PSF), and a new realisation of extra white
+noise at half the stamp's sigma. Fluxes need no augmentation: the flux representation divides
+each stamp by its flux.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from ..errors import GalSimValueError
 from ..model import VAEModel, get_model
 from ..nn import VAEConfig, build_vae
 from ..pipeline.dataset import StampDataset, read_dataset
-from ..pipeline.metrics import noise_sigma
 from ..stamp import flux_normalize
 from ..training.loop import TrainConfig, train
 from ..training.losses import VAELoss
@@ -44,8 +44,10 @@ def augment_real(images, sigmas, copies, rng):
     """``copies`` augmented versions of each stamp, and their measured noise sigmas.
 
     Each copy: a rotation by a uniform angle and a flip with probability 1/2 about the stamp
-    centre, a dilation by ``exp(U(-0.1, 0.1))`` (flux kept), quintic interpolation, then white
-    noise of half the stamp's sigma added; the copy's sigma is measured on its border.
+    centre, a dilation by ``exp(U(-0.1, 0.1))`` (flux kept), quintic interpolation (the corners a
+    rotation brings in from outside the stamp padded with white noise of the stamp's sigma),
+    then white noise of half the stamp's sigma added; the copy's sigma is ``sqrt(1.25)`` times
+    the stamp's.
 
     Parameters:
         images: ``(N, S, S)`` stamps, flux units.
@@ -61,7 +63,12 @@ def augment_real(images, sigmas, copies, rng):
     out, sig = [], []
     for a, sg in zip(images, np.broadcast_to(sigmas, (n,))):
         ii = galsim.InterpolatedImage(
-            galsim.Image(a, scale=1.0), x_interpolant="quintic", use_true_center=False
+            galsim.Image(a, scale=1.0),
+            x_interpolant="quintic",
+            use_true_center=False,
+            noise_pad=float(sg) ** 2,
+            noise_pad_size=2 * s,
+            rng=galsim.BaseDeviate(int(rng.integers(1, 2**31))),
         )
         for _ in range(int(copies)):
             g = ii.rotate(rng.uniform(0, 360) * galsim.degrees).dilate(
@@ -72,7 +79,7 @@ def augment_real(images, sigmas, copies, rng):
             im = g.drawImage(nx=s, ny=s, scale=1.0, method="no_pixel", use_true_center=False)
             arr = im.array + rng.normal(0, 0.5 * sg, im.array.shape)
             out.append(arr.astype(np.float32))
-            sig.append(noise_sigma(arr))
+            sig.append(float(sg) * np.sqrt(1.25))
     return np.array(out), np.array(sig)
 
 
@@ -212,6 +219,8 @@ def crossval_real(
         done = fdir / "fold.json"
         settings = {
             "model_sha256": base.metadata["sha256"],
+            "real_dataset": Path(real_dataset).name,
+            "real_idents": [int(i) for i in np.asarray(rt["ident"])[r]],
             "sim_dataset": Path(sim_dataset).name,
             "epochs": epochs,
             "lr": lr,
@@ -308,20 +317,20 @@ def crossval_real(
         "fine_tuning_helps": bool(b["median_chi2_tuned"] < b["median_chi2_base"]),
     }
     if final:
-        w = out / "final" / "last.safetensors"
-        if not w.is_file():
-            _fine_tune(
-                base.file_name,
-                x,
-                sig,
-                sims,
-                out / "final",
-                copies=copies,
-                epochs=epochs,
-                lr=lr,
-                seed=seed + folds,
-                device=device,
-            )
+        # Always through train: it resumes an interrupted run, refuses one of other starting
+        # weights or data, and returns at once when the run is complete.
+        w = _fine_tune(
+            base.file_name,
+            x,
+            sig,
+            sims,
+            out / "final",
+            copies=copies,
+            epochs=epochs,
+            lr=lr,
+            seed=seed + folds,
+            device=device,
+        )
         res["final_model"] = str(w)
     write_json(out / "crossval.json", res)
     with atomic_path(out / "crossval.md") as tmp:

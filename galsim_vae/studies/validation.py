@@ -382,7 +382,7 @@ def compare_simulator(real_dataset, sim_dataset, out_dir, *, per_real=4, seed=0)
     (HSM on the stamp, statmorph with each stamp's border noise sigma). As yardsticks for the
     distances, the real galaxies are also split at random into two halves and compared with
     each other, and the best-fit PSF-convolved Sersic profile of each real galaxy, with COSMOS
-    correlated noise at the stamp's measured sigma (the simulator's noise treatment), is
+    correlated noise at the galaxy's catalog noise variance (the simulator's noise treatment), is
     measured the same way: the simulator should be closer to the real galaxies than those fits.
 
     Writes ``simulator.json``, ``simulator.md`` and ``simulator_statistics.png`` to ``out_dir``.
@@ -445,7 +445,13 @@ def compare_simulator(real_dataset, sim_dataset, out_dir, *, per_real=4, seed=0)
         fit_sersic_lsq(im, rpsfs[int(k)], s_, scale=scale)
         for im, k, s_ in zip(x, np.asarray(rt["psf_index"])[r], sig)
     ]
-    sersic = _cosmos_noisy([f.model for f in fits], sig, scale, seed + 1)
+    # COSMOS noise at the catalog's variance, as the simulator adds it (the border estimate
+    # of correlated noise reads low); the measured sigma where a row has no catalog variance.
+    cat_sig = sig.copy()
+    if "catalog_noise_variance" in rt.colnames:
+        v = np.asarray(rt["catalog_noise_variance"], dtype=float)[r]
+        cat_sig = np.where(np.isfinite(v) & (v > 0), np.sqrt(np.abs(v)), sig)
+    sersic = _cosmos_noisy([f.model for f in fits], cat_sig, scale, seed + 1)
     stats = {
         "real": _stats(x, sig, scale),
         "simulated": _stats(
@@ -519,9 +525,10 @@ def compare_simulator(real_dataset, sim_dataset, out_dir, *, per_real=4, seed=0)
         f"{' (' + ', '.join(closer) + ')' if closer else ''}.",
         "",
         "Distances are Wasserstein distances between the distributions. The Sersic profiles are "
-        "each real galaxy's best fit (PSF-convolved) with COSMOS correlated noise at its measured "
-        "sigma, like the simulated stamps; they are fitted to these very galaxies, so they match "
-        "sizes and ellipticities by construction, which matched simulations can only approach. "
+        "each real galaxy's best fit (PSF-convolved) with COSMOS correlated noise at its catalog "
+        "noise variance, like the simulated stamps; they are fitted to these very galaxies, so "
+        "they match sizes and ellipticities by construction, which matched simulations can only "
+        "approach. "
         "The last column compares two random halves of the real galaxies, the distance that "
         "sampling alone gives.",
         "",
