@@ -5,9 +5,9 @@
 #
 #   scripts/ship_model.sh RUN [WORKDIR]
 #
-# RUN is a run folder of scripts/train_v2_model.sh after all its steps and fit-attributes
-# (best.safetensors, best_density.npz, best_attributes.npz, history.json, learning_curve.png,
-# eval_heldout/, eval_real/, population/, attributes_report/); WORKDIR holds real_btk100.fits
+# RUN is a run folder of scripts/train_model.sh after all its steps (best.safetensors,
+# best_density.npz, best_attributes.npz, history.json, learning_curve.png, eval_heldout/,
+# eval_real/, population/, attributes_report/, crossval_<sha>/); WORKDIR holds real_btk100.fits
 # (default: data/). The shipped files are replaced; git has the previous ones.
 set -euo pipefail
 RUN=${1:?usage: scripts/ship_model.sh RUN [WORKDIR]}
@@ -41,10 +41,18 @@ cp "$RUN/eval_real/traversals.png" docs/figures/traversals_real.png
 cp "$RUN/eval_real/rotation_denoising.png" docs/figures/rotation_denoising.png
 cp "$RUN/population/population.png" docs/figures/population.png
 cp "$RUN/attributes_report/attributes.png" docs/figures/attributes.png
-# 4. The README's pictures, drawn by the README's own first command.
+CV="$RUN/crossval_$(sha256sum "$RUN/best.safetensors" | cut -c1-12)"
+if [ -f "$CV/crossval.json" ]; then
+    cp "$CV/crossval.json" docs/runs/default_crossval.json
+    cp "$CV/crossval.md" docs/runs/default_crossval.md
+fi
+# 4. The README's pictures, drawn by the README's own first command (and the same scene and a
+#    gallery with the real galaxies beside them).
 rm -rf "$WORK/draw_default"
-python3 -m galsim_vae draw --out "$WORK/draw_default"
-cp "$WORK/draw_default/scene.png" "$WORK/draw_default/gallery.png" docs/figures/
+python3 -m galsim_vae draw --out "$WORK/draw_default" \
+    --real "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
+cp "$WORK/draw_default/scene.png" "$WORK/draw_default/gallery.png" \
+    "$WORK/draw_default/scene_vs_real.png" "$WORK/draw_default/gallery_real.png" docs/figures/
 # 5. The validation report against the real galaxies.
 python3 -m galsim_vae validate "$WORK/real_btk100.fits" --out docs/validation \
     --loss-summary docs/runs/loss_comparison_summary.json --overwrite

@@ -107,8 +107,9 @@ MORPHOLOGIES = ("smooth", "structured")
 #: "Disk galaxies" are those with a bulge-to-total flux ratio below ``max_bulge_fraction``.
 #: Each fraction and range is taken from the publication named beside it, except the companions',
 #: measured on the real btk100 stamps themselves: the very stamps the simulator is then compared
-#: with, so the multimode, M20 and asymmetry it gains from companions are not independent of them. How close
-#: the result comes to the real galaxies is measured by ``galsim-vae validate --simulated``
+#: with, so the multimode, M20 and asymmetry it gains from companions are not independent of
+#: them. How close the result comes to the real galaxies is measured by ``galsim-vae validate
+#: --simulated``
 #: (docs/validation/simulator_structured/simulator.md, by ``scripts/compare_simulators.sh``).
 STRUCTURE = {
     "max_bulge_fraction": 0.5,
@@ -150,10 +151,10 @@ STRUCTURE = {
     "clump_light": (0.02, 0.08),
     "clump_sigma": (0.02, 0.05),
     # Close companions: another galaxy of the fit catalogs, 1-30% of the primary's flux
-    # (log-uniform), at 35-95% of the stamp's half-width less a pixel (0.33-0.88" at 0.03"/px). Measured on
-    # the 100 real btk100 postage stamps (photutils segmentation at 3 sigma of the smoothed image,
-    # 10 pixels): 19% hold a second source above 1% of the central one's flux, at a median 0.5"
-    # (10-90%: 0.33-0.76"), 8% above 3% and 3% above 10%.
+    # (log-uniform), at 35-95% of the stamp's half-width less a pixel (0.33-0.88" at 0.03"/px).
+    # Measured on the 100 real btk100 postage stamps (photutils segmentation at 3 sigma of the
+    # smoothed image, 10 pixels): 19% hold a second source above 1% of the central one's flux,
+    # at a median 0.5" (10-90%: 0.33-0.76"), 8% above 3% and 3% above 10%.
     "companion_fraction": 0.15,
     "companion_ratio": (0.01, 0.3),
     "companion_separation": (0.35, 0.95),

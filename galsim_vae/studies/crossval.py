@@ -296,6 +296,7 @@ def crossval_real(
             },
             "tuned_better_than_base": float(np.mean(chi_tuned[sel] < chi_base[sel])),
             "tuned_better_than_sersic": float(np.mean(chi_tuned[sel] < chi_sersic[sel])),
+            "base_better_than_sersic": float(np.mean(chi_base[sel] < chi_sersic[sel])),
         }
     b = pooled["brighter_half"]
     res = {
@@ -371,7 +372,8 @@ def _markdown(res) -> str:
         "",
         f"On the brighter half the fine-tuned reconstructions are better than the starting "
         f"model's for {b['tuned_better_than_base']:.0%} of the galaxies and better than the "
-        f"Sersic fit for {b['tuned_better_than_sersic']:.0%}. Fine-tuning "
+        f"Sersic fit for {b['tuned_better_than_sersic']:.0%} (the starting model: "
+        f"{b['base_better_than_sersic']:.0%}). Fine-tuning "
         + ("helps" if res["fine_tuning_helps"] else "does not help")
         + " (brighter-half median).",
         "",

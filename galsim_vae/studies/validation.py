@@ -167,7 +167,7 @@ def validate(
     except GalSimValueError:
         am = None
 
-    def decode_like(z, idx, pixel_scale=None):
+    def decode_like(z, idx, pixel_scale=None, angles=None):
         # Latents decoded with the flux scale of real stamps idx, their sky removed as
         # VAEGalaxy removes it (a flux model's decoded sky is zero already). A flux model's
         # galaxies at their own pixel scales are drawn onto the real stamps' pixels, as a
@@ -183,6 +183,8 @@ def validate(
                 pixel_scale=pixel_scale if pixel_scale is not None else m.pixel_scale,
             )
             ok = np.array([g._drawable for g in gals], dtype=bool)
+            if angles is not None:  # the attribute model's galaxies lie along x: turned at random
+                gals = [g.rotate(a * galsim.degrees) for g, a in zip(gals, angles)]
             size = x.shape[-1]
             kw = dict(nx=size, ny=size, scale=scale, method="no_pixel", use_true_center=False)
             imgs = np.array([g.drawImage(**kw).array for g, k in zip(gals, ok) if k])
@@ -213,7 +215,10 @@ def validate(
         with warnings.catch_warnings():  # real galaxies outside the training attributes
             warnings.simplefilter("ignore", galsim.GalSimWarning)
             pa = am.sample_population(est["hubble_type"], hlr, q, galsim.BaseDeviate(seed + 2))
-        imgs, ok = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"])
+        # Turned by random angles as VAEGalaxy.from_attributes turns them (the statistics do not
+        # depend on orientation; the pictures would show them all along x).
+        turn = rng.uniform(0, 360, len(x))
+        imgs, ok = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"], turn)
         pops["vae_attributes"] = (noisy(imgs, sig[ok]), sig[ok])
         undrawable["vae_attributes"] = int((~ok).sum())
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
