@@ -17,7 +17,7 @@ from .errors import (
 )
 from .model import MAX_LATENT, VAEModel, default_model_path, get_model
 from .psf import HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
-from .stamp import half_light_radius
+from .stamp import half_light_radius, image_stamp
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
 
@@ -441,7 +441,7 @@ class VAEGalaxy(GSObject):
                 takes a ``galsim.Image`` of any size with a pixel scale, e.g.
                 ``RealGalaxyCatalog.getGalImage(k)``: one that is not the model's size is
                 redrawn onto the model's stamp at its own scale or, where it does not fit, at the
-                coarser scale where it does (:func:`galsim_vae.pipeline.stamps.image_stamp`).
+                coarser scale where it does (:func:`galsim_vae.stamp.image_stamp`).
             model: :class:`VAEModel` or weights file; the shipped model when None.
             noise: the image's noise (e.g. ``RealGalaxyCatalog.getNoise(k)``), padding a
                 redrawn image that is smaller than the stamp; white noise at the image's border
@@ -469,8 +469,6 @@ class VAEGalaxy(GSObject):
             and image.scale is not None
             and image.array.shape != (m.stamp_size, m.stamp_size)
         ):
-            from .pipeline.stamps import image_stamp
-
             arr, s_ = image_stamp(image, stamp_size=m.stamp_size, noise=noise)
             image = galsim.Image(arr, scale=s_)
         if isinstance(image, galsim.Image):

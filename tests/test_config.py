@@ -236,18 +236,18 @@ gal:
     psf_mode: {mode}
 image:
     type: Single
-    size: 64
+    size: 128
     pixel_scale: 0.05
     random_seed: 1
 """
 
     dec = _yaml_image(tmp_path, yaml("deconvolve"))
     keep = _yaml_image(tmp_path, yaml("keep"))
-    assert dec.array.shape == (64, 64)
+    assert dec.array.shape == (128, 128)  # 6.4": the galaxy's whole stamp
     assert dec.array.sum() == pytest.approx(100.0, rel=0.02)
     assert keep.array.sum() == pytest.approx(100.0, rel=0.02)
     ref = galsim.Convolve(VAEGalaxy(z, flux=100.0, psf_mode="deconvolve"), psf).drawImage(
-        nx=64, ny=64, scale=0.05
+        nx=128, ny=128, scale=0.05
     )
     np.testing.assert_allclose(dec.array, ref.array, atol=1e-6 * ref.array.max())
     # The HST PSF divided out: the galaxy is smaller than with the HST PSF kept in.

@@ -357,11 +357,14 @@ def test_flux_model_samples_carry_sizes_and_fluxes(flux_model, sim_dataset):
 def test_half_light_radius_and_size_cuts(model, minmax_model):
     g = VAEGalaxy.sample(1, 5, model)[0]
     assert 0.03 < g.half_light_radius < 1.0
-    big = VAEGalaxy.sample(8, galsim.BaseDeviate(4), model, min_hlr=0.25)
-    small = VAEGalaxy.sample(8, galsim.BaseDeviate(4), model, max_hlr=0.12)
+    # Cuts at the plain sample's quartiles (the model's own size distribution).
+    plain = [x.half_light_radius for x in VAEGalaxy.sample(64, galsim.BaseDeviate(3), model)]
+    lo, hi = np.percentile(plain, [25, 75])
+    big = VAEGalaxy.sample(8, galsim.BaseDeviate(4), model, min_hlr=hi)
+    small = VAEGalaxy.sample(8, galsim.BaseDeviate(4), model, max_hlr=lo)
     assert len(big) == len(small) == 8
-    assert min(x.half_light_radius for x in big) >= 0.25
-    assert max(x.half_light_radius for x in small) <= 0.12
+    assert min(x.half_light_radius for x in big) >= hi
+    assert max(x.half_light_radius for x in small) <= lo
     # Without cuts the first draw is the plain sample: same seed, same galaxies.
     assert VAEGalaxy.sample(3, 9, model) == VAEGalaxy.sample(3, 9, model, min_hlr=0.0)
     with pytest.raises(galsim.GalSimRangeError, match="pass the cuts"):

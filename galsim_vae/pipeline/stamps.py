@@ -169,46 +169,6 @@ def psf_stamp(psf_image, *, stamp_size=64, scale=HST_PIXEL_SCALE):
     return _draw(psf, stamp_size, scale, psf_image.scale).array.astype(np.float32)
 
 
-def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
-    """A postage stamp of any size redrawn as a ``stamp_size`` square stamp, as ``real_stamp``
-    redraws a catalog's stamps in ``"fit"`` mode: at the image's own scale when it fits, else at
-    the coarser scale where it does (Eq. 1), padded with noise where the new stamp extends past the
-    image.
-
-    Parameters:
-        image: ``galsim.Image`` with a pixel scale, galaxy at its centre, sky subtracted.
-        stamp_size: side of the stamp in pixels. [default: 64]
-        noise: the image's noise (a ``galsim.BaseNoise``, e.g. ``RealGalaxyCatalog.getNoise``)
-            for the padding; white noise at the variance of the image's 2-pixel border when None.
-            [default: None]
-        rng: ``galsim.BaseDeviate`` of the padding. [default: None, a fixed seed]
-
-    Returns:
-        tuple: ``(stamp, scale)``: the float32 ``(stamp_size, stamp_size)`` array and its pixel
-        scale (arcsec).
-    """
-    if not isinstance(image, galsim.Image) or image.scale is None:
-        raise GalSimValueError("image_stamp takes a galsim.Image with a pixel scale", image)
-    arr = image.array
-    if arr.ndim != 2 or min(arr.shape) < 8 or not np.all(np.isfinite(arr)):
-        raise GalSimValueError("image must be a finite 2-D image of at least 8x8 pixels", arr.shape)
-    check_stamp_geometry(stamp_size, HST_PIXEL_SCALE)
-    native = float(image.scale)
-    scale = max(native, fit_scale(max(arr.shape), stamp_size, native))
-    rng = galsim.BaseDeviate(0) if rng is None else rng
-    if noise is None:
-        border = np.concatenate(
-            [arr[:2].ravel(), arr[-2:].ravel(), arr[:, :2].ravel(), arr[:, -2:].ravel()]
-        )
-        mad = 1.4826 * np.median(np.abs(border - np.median(border)))
-        noise = max(float(mad) ** 2, 1e-30)  # a variance: white noise
-    pad = 1.5 * stamp_size * scale
-    prof = galsim.InterpolatedImage(
-        image, x_interpolant="quintic", noise_pad=noise, noise_pad_size=pad, rng=rng
-    )
-    return _draw(prof, stamp_size, scale, native).array.astype(np.float32), float(scale)
-
-
 def real_stamp(
     rgc, index, *, stamp_size=64, pixel_scale=HST_PIXEL_SCALE, scale_mode="fixed", rng=None
 ):
