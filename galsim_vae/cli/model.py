@@ -206,17 +206,15 @@ def _cmd_draw(a):
             "--real needs a PSF: RealGalaxy profiles are deconvolved from their HST PSF", a.psf
         )
     real = _real_galaxies(a.real, max(a.n, a.gallery), a.seed) if a.real else None
-    image, gals, _ = draw_scene(
-        a.n,
+    scene = dict(
         size=a.size,
         pixel_scale=a.pixel_scale,
         psf=a.psf,
         fwhm=a.fwhm,
         noise_sigma=a.noise,
         seed=a.seed,
-        model=model,
-        sampling=a.sampling,
     )
+    image, gals, _ = draw_scene(a.n, model=model, sampling=a.sampling, **scene)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -240,15 +238,7 @@ def _cmd_draw(a):
         # The same scene (layout, orientations, fluxes, PSF, noise) with real COSMOS galaxies,
         # and real postage stamps on the gallery's grid: what the samples should look like.
         real, rgc, rows = real
-        rimage, _, _ = draw_scene(
-            size=a.size,
-            pixel_scale=a.pixel_scale,
-            psf=a.psf,
-            fwhm=a.fwhm,
-            noise_sigma=a.noise,
-            seed=a.seed,
-            galaxies=real[: a.n],
-        )
+        rimage, _, _ = draw_scene(galaxies=real[: a.n], **scene)
         plot_scenes(
             {
                 "VAE samples": image.array,

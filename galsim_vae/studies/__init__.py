@@ -8,6 +8,7 @@ Not imported by ``import galsim_vae``; import it as ``galsim_vae.studies``.
   (:func:`validate`);
 - :mod:`.sersic`: PSF-convolved Sersic fits by least squares, emcee and pysersic;
 - :mod:`.attribute_fit`: the Sersic size estimator and :func:`fit_attribute_model`;
+- :mod:`.crossval`: fine-tuning on the real galaxies under k-fold cross-validation;
 - :mod:`.plots`: the PNG figures.
 """
 
