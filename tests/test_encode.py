@@ -87,6 +87,30 @@ def test_resume_after_interruption(sim_dataset, tmp_path, monkeypatch):
     np.testing.assert_allclose(resumed["mu"], full["mu"])
 
 
+def test_two_runs_to_one_output_are_refused(sim_dataset, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    parts = tmp_path / "c.fits.parts"
+    parts.mkdir()
+    # A live process holds the lock (another encode writing c.fits): refused, nothing touched.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (parts / "lock").write_text(f"{socket.gethostname()} {proc.pid}")
+        with pytest.raises(galsim.GalSimValueError, match="another encode is writing"):
+            encode_catalog(sim_dataset, tmp_path / "c.fits", chunk_size=40, progress=False)
+        assert (parts / "lock").read_text().endswith(str(proc.pid))
+        assert not (tmp_path / "c.fits").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its process gone (a killed run): the lock is stale and taken over; the run completes and
+    # leaves neither the lock nor the folder.
+    t = encode_catalog(sim_dataset, tmp_path / "c.fits", chunk_size=40, progress=False)
+    assert len(t) > 0 and not parts.exists()
+
+
 def test_bad_rows_are_flagged():
     rng = np.random.default_rng(0)
     gal = galsim.Exponential(half_light_radius=0.2, flux=50.0)

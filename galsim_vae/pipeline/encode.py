@@ -19,7 +19,9 @@ each worker process loads the model once. The output is the same, row for row.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import galsim
@@ -214,6 +216,40 @@ def _connect(scheduler):
         raise GalSimValueError(f"Cannot reach the Dask scheduler ({e})", scheduler) from e
 
 
+def _take_lock(parts, out):
+    """Claim ``parts`` for this process: a second ``encode`` to the same output is refused while
+    the first runs (a lock left by a killed run, whose process is gone, is taken over)."""
+    lock = parts / "lock"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+                alive = host != socket.gethostname()  # another machine's: assume it runs
+                if not alive:
+                    os.kill(int(pid), 0)
+                    alive = True
+            except ProcessLookupError:
+                alive = False
+            except (OSError, ValueError):  # unreadable or half-written: another run's, live
+                alive = True
+                host, pid = "?", "?"
+            if alive:
+                raise GalSimValueError(
+                    f"another encode is writing {out} (process {pid} on {host}); wait for it, "
+                    f"or remove {lock} if it is gone",
+                    str(out),
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return lock
+    raise GalSimValueError(f"could not take the lock {lock}", str(lock))
+
+
 def encode_catalog(
     source,
     out,
@@ -264,20 +300,66 @@ def encode_catalog(
         "seed": int(seed),
     }
     manifest = parts / "run.json"
-    if parts.is_dir() and any(parts.iterdir()):
-        was = json.loads(manifest.read_text()) if manifest.is_file() else None
-        if was != run:
-            diff = (
-                "; ".join(f"{k}: {was.get(k)} -> {v}" for k, v in run.items() if was.get(k) != v)
-                if was is not None
-                else "it has no record of its run"
-            )
-            raise GalSimIncompatibleValuesError(
-                f"{parts} holds chunks of another encoding run ({diff}); rerun with that run's "
-                "settings to finish it, or remove the folder",
-                **{k: v for k, v in run.items() if was is None or was.get(k) != v},
-            )
     parts.mkdir(parents=True, exist_ok=True)
+    lock = _take_lock(parts, out)  # first: a run in progress is named as such
+    try:
+        if any(f.name != "lock" for f in parts.iterdir()):
+            was = json.loads(manifest.read_text()) if manifest.is_file() else None
+            if was != run:
+                diff = (
+                    "; ".join(
+                        f"{k}: {was.get(k)} -> {v}" for k, v in run.items() if was.get(k) != v
+                    )
+                    if was is not None
+                    else "it has no record of its run"
+                )
+                raise GalSimIncompatibleValuesError(
+                    f"{parts} holds chunks of another encoding run ({diff}); rerun with that run's "
+                    "settings to finish it, or remove the folder",
+                    **{k: v for k, v in run.items() if was is None or was.get(k) != v},
+                )
+        table = _encode_chunks(
+            parts,
+            manifest,
+            run,
+            out,
+            kind,
+            path,
+            n,
+            chunk_size,
+            client,
+            own_client,
+            model_file,
+            stamp_size,
+            pixel_scale,
+            seed,
+            nproc,
+            progress,
+        )
+    finally:
+        lock.unlink(missing_ok=True)
+    shutil.rmtree(parts)  # the table is written: its chunks are no longer needed
+    return table
+
+
+def _encode_chunks(
+    parts,
+    manifest,
+    run,
+    out,
+    kind,
+    path,
+    n,
+    chunk_size,
+    client,
+    own_client,
+    model_file,
+    stamp_size,
+    pixel_scale,
+    seed,
+    nproc,
+    progress,
+):
     write_json(manifest, run)
     chunks = [list(range(a, min(a + chunk_size, n))) for a in range(0, n, chunk_size)]
     todo = [(k, c) for k, c in enumerate(chunks) if not (parts / f"{k:06d}.npz").is_file()]
@@ -329,5 +411,4 @@ def encode_catalog(
     table.meta["SOURCE"] = Path(path).name
     with atomic_path(out) as tmp:
         table.write(tmp, format="fits")
-    shutil.rmtree(parts)
     return table
