@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import galsim
@@ -216,8 +217,9 @@ def _connect(scheduler):
         raise GalSimValueError(f"Cannot reach the Dask scheduler ({e})", scheduler) from e
 
 
-def _take_lock(parts, out):
-    """Claim ``parts`` for this process: a second ``encode`` to the same output is refused while
+@contextmanager
+def _locked(parts, out):
+    """Hold ``parts`` for this process: a second ``encode`` to the same output is refused while
     the first runs (a lock left by a killed run, whose process is gone, is taken over)."""
     lock = parts / "lock"
     me = f"{socket.gethostname()} {os.getpid()}"
@@ -246,7 +248,11 @@ def _take_lock(parts, out):
             continue
         with os.fdopen(fd, "w") as f:
             f.write(me)
-        return lock
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+        return
     raise GalSimValueError(f"could not take the lock {lock}", str(lock))
 
 
@@ -301,8 +307,7 @@ def encode_catalog(
     }
     manifest = parts / "run.json"
     parts.mkdir(parents=True, exist_ok=True)
-    lock = _take_lock(parts, out)  # first: a run in progress is named as such
-    try:
+    with _locked(parts, out):  # first: a run in progress is named as such
         if any(f.name != "lock" for f in parts.iterdir()):
             was = json.loads(manifest.read_text()) if manifest.is_file() else None
             if was != run:
@@ -318,97 +323,56 @@ def encode_catalog(
                     "settings to finish it, or remove the folder",
                     **{k: v for k, v in run.items() if was is None or was.get(k) != v},
                 )
-        table = _encode_chunks(
-            parts,
-            manifest,
-            run,
-            out,
-            kind,
-            path,
-            n,
-            chunk_size,
-            client,
-            own_client,
-            model_file,
-            stamp_size,
-            pixel_scale,
-            seed,
-            nproc,
-            progress,
+        write_json(manifest, run)
+        chunks = [list(range(a, min(a + chunk_size, n))) for a in range(0, n, chunk_size)]
+        todo = [(k, c) for k, c in enumerate(chunks) if not (parts / f"{k:06d}.npz").is_file()]
+        bar = tqdm(
+            total=len(chunks),
+            initial=len(chunks) - len(todo),
+            desc="encoding",
+            unit="chunk",
+            disable=not progress,
         )
-    finally:
-        lock.unlink(missing_ok=True)
+
+        def save(k, res):
+            with atomic_path(parts / f"{k:06d}.npz") as tmp, open(tmp, "wb") as f:
+                np.savez(f, **res)
+            bar.update(1)
+
+        def task(c):
+            if kind == "dataset":
+                return _dataset_chunk, (path, c, model_file)
+            return _catalog_chunk, (path, c, stamp_size, pixel_scale, seed, model_file)
+
+        try:
+            if client is not None:
+                from distributed import as_completed
+
+                futs = {client.submit(task(c)[0], *task(c)[1], pure=False): k for k, c in todo}
+                for fut in as_completed(futs, loop=client.loop):
+                    save(futs[fut], fut.result())
+            elif kind == "catalog" and (nproc or 2) > 1 and len(todo) > 1:
+                with spawn_pool(nproc or default_nproc()) as pool:
+                    jobs = [(k, pool.apply_async(task(c)[0], task(c)[1])) for k, c in todo]
+                    for k, j in jobs:
+                        save(k, j.get())
+            else:
+                for k, c in todo:
+                    f, args = task(c)
+                    save(k, f(*args))
+        finally:
+            bar.close()
+            if own_client:
+                client.close()
+        cols = {}
+        for k in range(len(chunks)):
+            with np.load(parts / f"{k:06d}.npz", allow_pickle=False) as d:
+                for c in d.files:
+                    cols.setdefault(c, []).append(d[c])
+        table = Table({c: np.concatenate(v) for c, v in cols.items()})
+        table.meta["MODEL"] = Path(get_model(model_file).file_name).name
+        table.meta["SOURCE"] = Path(path).name
+        with atomic_path(out) as tmp:
+            table.write(tmp, format="fits")
     shutil.rmtree(parts)  # the table is written: its chunks are no longer needed
-    return table
-
-
-def _encode_chunks(
-    parts,
-    manifest,
-    run,
-    out,
-    kind,
-    path,
-    n,
-    chunk_size,
-    client,
-    own_client,
-    model_file,
-    stamp_size,
-    pixel_scale,
-    seed,
-    nproc,
-    progress,
-):
-    write_json(manifest, run)
-    chunks = [list(range(a, min(a + chunk_size, n))) for a in range(0, n, chunk_size)]
-    todo = [(k, c) for k, c in enumerate(chunks) if not (parts / f"{k:06d}.npz").is_file()]
-    bar = tqdm(
-        total=len(chunks),
-        initial=len(chunks) - len(todo),
-        desc="encoding",
-        unit="chunk",
-        disable=not progress,
-    )
-
-    def save(k, res):
-        with atomic_path(parts / f"{k:06d}.npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, **res)
-        bar.update(1)
-
-    def task(c):
-        if kind == "dataset":
-            return _dataset_chunk, (path, c, model_file)
-        return _catalog_chunk, (path, c, stamp_size, pixel_scale, seed, model_file)
-
-    try:
-        if client is not None:
-            from distributed import as_completed
-
-            futs = {client.submit(task(c)[0], *task(c)[1], pure=False): k for k, c in todo}
-            for fut in as_completed(futs, loop=client.loop):
-                save(futs[fut], fut.result())
-        elif kind == "catalog" and (nproc or 2) > 1 and len(todo) > 1:
-            with spawn_pool(nproc or default_nproc()) as pool:
-                jobs = [(k, pool.apply_async(task(c)[0], task(c)[1])) for k, c in todo]
-                for k, j in jobs:
-                    save(k, j.get())
-        else:
-            for k, c in todo:
-                f, args = task(c)
-                save(k, f(*args))
-    finally:
-        bar.close()
-        if own_client:
-            client.close()
-    cols = {}
-    for k in range(len(chunks)):
-        with np.load(parts / f"{k:06d}.npz", allow_pickle=False) as d:
-            for c in d.files:
-                cols.setdefault(c, []).append(d[c])
-    table = Table({c: np.concatenate(v) for c, v in cols.items()})
-    table.meta["MODEL"] = Path(get_model(model_file).file_name).name
-    table.meta["SOURCE"] = Path(path).name
-    with atomic_path(out) as tmp:
-        table.write(tmp, format="fits")
     return table

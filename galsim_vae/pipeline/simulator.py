@@ -181,6 +181,21 @@ def _spiral_disk(hlr, flux, m, pitch_deg, amplitude, phase, gsparams):
     )
 
 
+def _bulge_disk(row, rot, size):
+    """The bulge and disk parameters of fit-catalog ``row``, turned by ``rot`` (radians) and
+    scaled in size by ``size``."""
+    fd, hd, qd, pd, fb, hb, qb, pb = row
+    return {
+        "bulge_fraction": float(fb / (fd + fb)),
+        "disk_hlr": float(hd * size),
+        "disk_q": float(qd),
+        "disk_beta": float(np.degrees(pd + rot) % 180),
+        "bulge_hlr": float(hb * size),
+        "bulge_q": float(qb),
+        "bulge_beta": float(np.degrees(pb + rot) % 180),
+    }
+
+
 def _uniform(ud, lo_hi):
     lo, hi = lo_hi
     return lo + (hi - lo) * ud()
@@ -416,13 +431,7 @@ class COSMOSLikeSimulator:
         total = (fd + fb) * 10 ** (-0.4 * dim)
         p = {
             "flux_true": float(total),
-            "bulge_fraction": float(fb / (fd + fb)),
-            "disk_hlr": float(hd * scale),
-            "disk_q": float(qd),
-            "disk_beta": float(np.degrees(pd + rot) % 180),
-            "bulge_hlr": float(hb * scale),
-            "bulge_q": float(qb),
-            "bulge_beta": float(np.degrees(pb + rot) % 180),
+            **_bulge_disk(row, rot, scale),
             "knot_fraction": float(self.max_knot_fraction * ud()),
             "n_knots": int(10 + 50 * ud()),
             "psf_index": int(ud() * len(self.psfs)),
@@ -439,23 +448,12 @@ class COSMOSLikeSimulator:
         faint = p["dimming_mag"] / self.max_dimming if self.max_dimming > 0 else 0.0
         late = {"late_type_redraw": 0}
         if faint > 0 and ud() < S["faint_late_type"] * faint:
-            fd, hd, qd, pd, fb, hb, qb, pb = self.fits[
-                self._disk_rows[int(ud() * len(self._disk_rows))]
-            ]
+            row = self.fits[self._disk_rows[int(ud() * len(self._disk_rows))]]
             rot = ud() * np.pi
             # The same flux, on the same r ~ L^0.25 relation as the dimming (and its scatter).
             scatter = p["disk_hlr"] / (p["_row_disk_hlr"] * 10 ** (-0.1 * p["dimming_mag"]))
-            size = scatter * (p["flux_true"] / (fd + fb)) ** 0.25
-            late = {
-                "late_type_redraw": 1,
-                "bulge_fraction": float(fb / (fd + fb)),
-                "disk_hlr": float(hd * size),
-                "disk_q": float(qd),
-                "disk_beta": float(np.degrees(pd + rot) % 180),
-                "bulge_hlr": float(hb * size),
-                "bulge_q": float(qb),
-                "bulge_beta": float(np.degrees(pb + rot) % 180),
-            }
+            size = scatter * (p["flux_true"] / (row[0] + row[4])) ** 0.25
+            late = {"late_type_redraw": 1, **_bulge_disk(row, rot, size)}
         disky = late.get("bulge_fraction", p["bulge_fraction"]) < S["max_bulge_fraction"]
         out = dict.fromkeys(
             (
