@@ -1,4 +1,4 @@
-"""Throughput benchmarks: simulating training stamps, and encoding stamps with the shipped model.
+"""Throughput benchmark: simulating training stamps (the network's rates: bench_network.py).
 
 Run: ``python -m pytest benchmarks/bench_throughput.py --benchmark-json=bench.json``
 (``GALSIM_VAE_BENCH_N`` sets the number of stamps, default 20000). Each benchmark checks its
@@ -7,7 +7,6 @@ result first, then reports its time; ``benchmarks/report.py`` turns the JSON int
 
 import numpy as np
 
-from galsim_vae import get_model
 from galsim_vae.pipeline.simulator import simulate
 
 
@@ -22,17 +21,5 @@ def test_simulate_throughput(benchmark, data_dir, bench_n):
     )
     assert images.shape == (bench_n, 64, 64) and np.isfinite(images).all()
     assert len(rows) == bench_n
-    benchmark.extra_info["n"] = bench_n
-    benchmark.extra_info["per_second"] = bench_n / benchmark.stats.stats.mean
-
-
-def test_encode_throughput(benchmark, bench_n):
-    """Target: >= 1,000 galaxies/s on 2 cores for the shipped model (normalised stamps in)."""
-    model = get_model()
-    rng = np.random.default_rng(0)
-    x = rng.random((bench_n, 64, 64)).astype(np.float32)
-    model.batch_size = 512
-    mu, sigma = benchmark.pedantic(model.encode_normalized, args=(x,), rounds=3, iterations=1)
-    assert mu.shape == (bench_n, 64) and np.all(sigma > 0)
     benchmark.extra_info["n"] = bench_n
     benchmark.extra_info["per_second"] = bench_n / benchmark.stats.stats.mean

@@ -17,7 +17,18 @@ from pathlib import Path
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 TARGETS = {
     "test_simulate_throughput": ("simulate COSMOS-like stamps", ">= 111/s (20,000 in 3 min)"),
-    "test_encode_throughput": ("encode stamps, shipped model", ">= 1,000/s"),
+    "test_encode_rate[reference]": ("encode, training network (fp32)", ">= 1,000/s"),
+    "test_encode_rate[float32]": ("encode, fused fp32 (default)", ">= 70% of bound"),
+    "test_encode_rate[bfloat16]": ("encode, fused bf16 (`auto` here)", ">= 70% of bound"),
+    "test_decode_rate[reference]": ("decode, training network (fp32)", ""),
+    "test_decode_rate[float32]": ("decode, fused fp32 (default)", ">= 50% of bound"),
+    "test_decode_rate[bfloat16]": ("decode, fused bf16", ">= 50% of bound"),
+    "test_encode_catalog_dask[0]": ("encode_catalog, no Dask (2 threads)", ""),
+    "test_encode_catalog_dask[1]": ("encode_catalog, Dask, 1 worker x 1 thread", ""),
+    "test_encode_catalog_dask[2]": (
+        "encode_catalog, Dask, 2 workers x 1 thread",
+        ">= 1.7x 1 worker",
+    ),
     "test_scene_vaegalaxy": ("1,000-galaxy scene, VAEGalaxy", "<= RealGalaxy"),
     "test_scene_realgalaxy": ("1,000-galaxy scene, RealGalaxy", ""),
     "test_encode_per_galaxy": ("VAE encoding (real stamps)", ""),
@@ -34,16 +45,47 @@ def table(data: dict) -> str:
         f"{m.get('cpu', {}).get('count', '?')} cores, Python {m.get('python_version', '?')}; "
         f"run {data.get('datetime', '?')[:19]}.",
         "",
-        "| benchmark | stamps | median time (s) | rate (stamps/s) | target |",
-        "|---|---|---|---|---|",
+        "| benchmark | stamps | median time (s) | rate (stamps/s) | % of bound | target |",
+        "|---|---|---|---|---|---|",
     ]
     for b in data["benchmarks"]:
         name, target = TARGETS.get(b["name"], (b["name"], ""))
         n = b["extra_info"].get("n", "")
         med = b["stats"]["median"]
         rate = n / med if n else float("nan")
-        lines.append(f"| {name} | {n} | {med:.2f} | {rate:,.0f} | {target} |")
+        pct = b["extra_info"].get("percent_of_bound")
+        pct = f"{pct:.0f}%" if pct is not None else ""
+        lines.append(f"| {name} | {n} | {med:.2f} | {rate:,.0f} | {pct} | {target} |")
+    bounds = {
+        b["extra_info"]["precision"]: b["extra_info"]
+        for b in data["benchmarks"]
+        if "bound_flops_per_s" in b["extra_info"] and b["extra_info"]["precision"] != "reference"
+    }
+    if bounds:
+        enc = [b for b in data["benchmarks"] if b["name"].startswith("test_encode_rate")]
+        dec = [b for b in data["benchmarks"] if b["name"].startswith("test_decode_rate")]
+        lines += [
+            "",
+            "Bounds (same run): "
+            + "; ".join(
+                f"{p} {e['bound_flops_per_s'] / 1e9:,.0f} GFLOP/s ({e['bound_kernel']})"
+                for p, e in bounds.items()
+            )
+            + (
+                f"; encoder {enc[0]['extra_info']['flops_per_stamp'] / 1e6:.1f} MFLOP/stamp"
+                if enc
+                else ""
+            )
+            + (
+                f", decoder {dec[0]['extra_info']['flops_per_stamp'] / 1e6:.1f} MFLOP/stamp."
+                if dec
+                else "."
+            ),
+        ]
     by = {b["name"]: b["stats"]["median"] for b in data["benchmarks"]}
+    d1, d2 = by.get("test_encode_catalog_dask[1]"), by.get("test_encode_catalog_dask[2]")
+    if d1 and d2:
+        lines.append(f"Dask scale-out: 2 workers encode at {d1 / d2:.2f}x the rate of one.")
     if "test_scene_vaegalaxy" in by and "test_scene_realgalaxy" in by:
         r = by["test_scene_vaegalaxy"] / by["test_scene_realgalaxy"]
         lines += ["", f"Scene cost ratio VAEGalaxy / RealGalaxy: {r:.2f} (target <= 1)."]

@@ -29,11 +29,22 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import GalSimRangeError, GalSimValueError
 
-__all__ = ["VAEConfig", "PRESETS", "OUTPUTS", "Encoder", "Decoder", "VAE", "build_vae"]
+__all__ = [
+    "VAEConfig",
+    "PRESETS",
+    "OUTPUTS",
+    "Encoder",
+    "Decoder",
+    "VAE",
+    "build_vae",
+    "FusedEncoder",
+    "FusedDecoder",
+]
 
 
 @dataclass(frozen=True)
@@ -212,3 +223,138 @@ def build_vae(config: VAEConfig | str = "compact") -> VAE:
     if not isinstance(config, VAEConfig):
         raise TypeError(f"config must be a VAEConfig or a preset name, got {type(config)}")
     return VAE(config)
+
+
+# -- inference ---------------------------------------------------------------------------------
+# The networks above are what training optimises. For inference the same functions run faster as
+# a few fused operations (measured on the 2-core AVX-512 development machine; docs/performance.md):
+# BatchNorm's running statistics folded into the preceding convolution's weights and bias,
+# LeakyReLU in place, activations in channels-last layout (oneDNN's fast path), the encoder's
+# 4x4 -> 1x1 convolution and the decoder's 1x1 -> 4x4 transposed convolution as one matrix product
+# each, and the decoder's last transposed convolution (one output channel, which oneDNN runs at a
+# tenth of its rate) as a 3x3 convolution to the four sub-pixel phases followed by a pixel
+# shuffle. The fused copies hold plain tensors, optionally in bfloat16; they are rebuilt from a
+# trained network, never trained.
+
+
+def _fold(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm2d | None, out_dim: int):
+    """Weight and bias of a convolution followed by an eval-mode BatchNorm, as one convolution.
+
+    ``out_dim`` is the weight's output-channel axis (0 for Conv2d, 1 for ConvTranspose2d)."""
+    w = weight.detach().clone()
+    b = torch.zeros(w.shape[out_dim]) if bias is None else bias.detach().clone()
+    if bn is not None:
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        shape = [1] * w.ndim
+        shape[out_dim] = -1
+        w = w * scale.view(shape)
+        b = (b - bn.running_mean) * scale + bn.bias.detach()
+    return w, b
+
+
+def _layers(seq: nn.Sequential, kind):
+    """``[(conv, batchnorm or None)]`` of a Sequential's convolutions of type ``kind``."""
+    mods = list(seq)
+    out = []
+    for i, m in enumerate(mods):
+        if isinstance(m, kind):
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            out.append((m, nxt if isinstance(nxt, nn.BatchNorm2d) else None))
+    return out
+
+
+class FusedEncoder(nn.Module):
+    """Inference copy of a trained :class:`Encoder` (same outputs to rounding; see above).
+
+    Parameters:
+        encoder: the trained encoder (its BatchNorm running statistics are used).
+        dtype: ``torch.float32`` or ``torch.bfloat16``; outputs are float32 either way.
+    """
+
+    def __init__(self, encoder: Encoder, dtype=torch.float32):
+        super().__init__()
+        convs = _layers(encoder.features, nn.Conv2d)
+        self.dtype = dtype
+        self.slope = float(encoder.features[1].negative_slope)
+        self.convs = []
+        for conv, bn in convs[:-1]:
+            w, b = _fold(conv.weight, conv.bias, bn, 0)
+            w = w.to(dtype).contiguous(memory_format=torch.channels_last)
+            self.convs.append((w, b.to(dtype), conv.stride, conv.padding))
+        last, bn = convs[-1]  # kernel = input size: a matrix product over (h, w, c)
+        w, b = _fold(last.weight, last.bias, bn, 0)
+        self.w_last = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).to(dtype).contiguous()
+        self.b_last = b.to(dtype)
+        self.w_heads = torch.cat([encoder.mu.weight, encoder.logvar.weight]).detach().to(dtype)
+        self.b_heads = torch.cat([encoder.mu.bias, encoder.logvar.bias]).detach().to(dtype)
+        self.latent_dim = encoder.mu.out_features
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        for w, b, stride, pad in self.convs:
+            h = F.leaky_relu_(F.conv2d(h, w, b, stride, pad), self.slope)
+        h = h.permute(0, 2, 3, 1).reshape(len(h), -1)
+        h = F.leaky_relu_(F.linear(h, self.w_last, self.b_last), self.slope)
+        out = F.linear(h, self.w_heads, self.b_heads).float()
+        k = self.latent_dim
+        return out[:, :k], out[:, k:].clamp(*Encoder.LOGVAR_RANGE)
+
+
+def _subpixel_weight(w: Tensor) -> Tensor:
+    """A ConvTranspose2d(k=4, stride=2, padding=1) weight ``(Cin, Cout, 4, 4)`` as the weight
+    ``(4 Cout, Cin, 3, 3)`` of a stride-1, padding-1 convolution whose output channels are the
+    four sub-pixel phases (``pixel_shuffle(., 2)`` restores the image).
+
+    Output row ``2i + a`` takes input rows ``i`` (tap ``1 + a``) and ``i - 1`` (tap 3, ``a = 0``)
+    or ``i + 1`` (tap 0, ``a = 1``); the same along columns."""
+    cin, cout = w.shape[:2]
+    taps = {0: ((0, 3), (1, 1)), 1: ((1, 2), (2, 0))}  # phase -> ((3x3 offset, 4x4 tap), ...)
+    out = torch.zeros(cout, 2, 2, cin, 3, 3, dtype=w.dtype)
+    for a in (0, 1):
+        for c in (0, 1):
+            for oy, ky in taps[a]:
+                for ox, kx in taps[c]:
+                    out[:, a, c, :, oy, ox] = w[:, :, ky, kx].T
+    return out.reshape(cout * 4, cin, 3, 3)
+
+
+class FusedDecoder(nn.Module):
+    """Inference copy of a trained :class:`Decoder` (same outputs to rounding; see above).
+
+    Parameters:
+        decoder: the trained decoder (its BatchNorm running statistics are used).
+        dtype: ``torch.float32`` or ``torch.bfloat16``; outputs are float32 either way.
+    """
+
+    def __init__(self, decoder: Decoder, dtype=torch.float32):
+        super().__init__()
+        convs = _layers(decoder.net, nn.ConvTranspose2d)
+        if any(c.kernel_size != (4, 4) or c.stride != (2, 2) for c, _ in convs):
+            raise GalSimValueError("FusedDecoder needs 4x4 stride-2 transposed convolutions", None)
+        self.dtype = dtype
+        self.slope = float(decoder.net[2].negative_slope)
+        self.sigmoid = isinstance(decoder.net[-1], nn.Sigmoid)
+        first, bn = convs[0]  # from a 1x1 map: a matrix product to (4, 4, C)
+        w, b = _fold(first.weight, first.bias, bn, 1)
+        cin, cout, k, _ = w.shape
+        self.first_shape = (k, k, cout)
+        self.w_first = w.permute(2, 3, 1, 0).reshape(-1, cin).to(dtype).contiguous()
+        self.b_first = b.repeat(k * k).to(dtype)
+        self.convs = []
+        for conv, bn in convs[1:-1]:
+            w, b = _fold(conv.weight, conv.bias, bn, 1)
+            self.convs.append((w.to(dtype), b.to(dtype)))
+        last, bn = convs[-1]
+        w, b = _fold(last.weight, last.bias, bn, 1)
+        self.w_last = _subpixel_weight(w).to(dtype).contiguous(memory_format=torch.channels_last)
+        self.b_last = b.repeat_interleave(4).to(dtype)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = F.leaky_relu_(F.linear(z.to(self.dtype), self.w_first, self.b_first), self.slope)
+        h = h.view(len(z), *self.first_shape).permute(0, 3, 1, 2)  # channels-last NCHW
+        for w, b in self.convs:
+            h = F.leaky_relu_(F.conv_transpose2d(h, w, b, 2, 1), self.slope)
+        h = F.pixel_shuffle(F.conv2d(h, self.w_last, self.b_last, 1, 1), 2)
+        if self.sigmoid:
+            h = torch.sigmoid(h)
+        return h.float().contiguous()

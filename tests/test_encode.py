@@ -16,8 +16,13 @@ def test_encode_dataset_matches_model(sim_dataset, tmp_path):
     images, table, _, _ = read_dataset(sim_dataset)
     assert len(t) == len(images) and list(t["row"]) == list(range(len(images)))
     assert not t["flag"].any()
-    enc = get_model().encode(images[:7])
+    # "auto" is resolved once, recorded, and used for every chunk.
+    assert t.meta["PRECISN"] == get_model(precision="auto").precision
+    enc = get_model(precision=t.meta["PRECISN"]).encode(images[:7])
     np.testing.assert_allclose(t["mu"][:7], enc["mu"], rtol=1e-4, atol=1e-5)
+    t32 = encode_catalog(sim_dataset, tmp_path / "z32.fits", precision="float32", progress=False)
+    assert t32.meta["PRECISN"] == "float32"
+    np.testing.assert_allclose(t32["mu"], get_model().encode(images)["mu"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(t["snr"], table["snr"])
     assert np.all(t["chi2_per_pixel"] > 0)
     assert Table.read(out)["mu"].shape == (len(images), 64)
@@ -40,7 +45,8 @@ def test_encode_command(sim_dataset, tmp_path):
     ok = ~np.asarray(t["flag"])
     assert ok.all() and np.all(np.isfinite(t["chi2_per_pixel"][ok]))
     assert np.all(t["sigma"][ok] > 0)
-    np.testing.assert_allclose(t["mu"], get_model().encode(images)["mu"], rtol=1e-4, atol=1e-5)
+    model = get_model(precision=t.meta["PRECISN"])
+    np.testing.assert_allclose(t["mu"], model.encode(images)["mu"], rtol=1e-4, atol=1e-5)
     assert t.meta["MODEL"] == "default_vae.safetensors" and t.meta["SOURCE"] == sim_dataset.name
     # Another weights file (8 latents): its latents, and its name in the table.
     from test_cli import write_tiny_model
@@ -49,7 +55,8 @@ def test_encode_command(sim_dataset, tmp_path):
     assert main([*argv, "--out", str(tmp_path / "t.fits"), "--model", str(tiny)]) == 0
     tt = Table.read(tmp_path / "t.fits")
     assert tt["mu"].shape == (n, 8) and tt.meta["MODEL"] == "tiny.safetensors"
-    np.testing.assert_allclose(tt["mu"], get_model(tiny).encode(images)["mu"], rtol=1e-4, atol=1e-5)
+    tiny_model = get_model(tiny, precision=tt.meta["PRECISN"])
+    np.testing.assert_allclose(tt["mu"], tiny_model.encode(images)["mu"], rtol=1e-4, atol=1e-5)
     assert np.all(np.isfinite(tt["chi2_per_pixel"]))
 
 
@@ -81,6 +88,10 @@ def test_resume_after_interruption(sim_dataset, tmp_path, monkeypatch):
     other = write_tiny_model(tmp_path / "tiny.safetensors")
     with pytest.raises(galsim.GalSimIncompatibleValuesError, match="model_sha256"):
         encode_catalog(sim_dataset, tmp_path / "b.fits", chunk_size=40, model=other)
+    # ... and so are latents of another precision.
+    other_precision = "float32" if full.meta["PRECISN"] == "bfloat16" else "bfloat16"
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="precision"):
+        encode_catalog(sim_dataset, tmp_path / "b.fits", chunk_size=40, precision=other_precision)
     assert len(list((tmp_path / "b.fits.parts").glob("*.npz"))) == 2  # nothing lost
     resumed = encode_catalog(sim_dataset, tmp_path / "b.fits", chunk_size=40, progress=False)
     assert list(resumed["row"]) == list(full["row"])

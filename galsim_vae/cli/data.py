@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import GalSimValueError
+from ..model import PRECISIONS
 from ..pipeline.dataset import is_dataset_file, read_dataset, write_dataset
 from ..pipeline.encode import encode_catalog
 from ..pipeline.simulator import simulate
@@ -152,9 +153,13 @@ def _cmd_encode(a):
         chunk_size=a.chunk_size,
         scheduler=a.scheduler,
         nproc=a.nproc,
+        precision=a.precision,
         progress=not a.quiet,
     )
-    print(f"wrote {a.out}: {len(t)} rows, {int(t['flag'].sum())} flagged")
+    print(
+        f"wrote {a.out}: {len(t)} rows, {int(t['flag'].sum())} flagged "
+        f"({t.meta['PRECISN']} network)"
+    )
     return 0
 
 
@@ -239,6 +244,14 @@ def add_commands(sub):
     n.add_argument("--chunk-size", type=count(), default=2048)
     n.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786)")
     n.add_argument("--nproc", type=int, default=None)
+    n.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="network arithmetic: bfloat16 is >2x faster on CPUs with native bfloat16, latent "
+        "means within ~2%% of their sigma; auto picks it where it measures faster (default: "
+        "auto; float32 is the reference)",
+    )
     n.add_argument("--quiet", action="store_true")
     add_overwrite_option(n)
     n.set_defaults(func=_cmd_encode)
