@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,43 @@ def check_count(n, name: str = "n", *, minimum: int = 1) -> int:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise GalSimValueError(f"{name} must be {what}", n)
     return int(n)
+
+
+@contextmanager
+def locked_dir(parts, out, *, what):
+    """Hold the work folder ``parts`` of output ``out`` for this process: a second run
+    (``what``, for the message) to the same output is refused while the first runs; a lock left
+    by a killed run, whose process is gone, is taken over."""
+    lock = parts / "lock"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+                alive = host != socket.gethostname()  # another machine's: assume it runs
+                if not alive:
+                    os.kill(int(pid), 0)
+                    alive = True
+            except ProcessLookupError:
+                alive = False
+            except (OSError, ValueError):  # unreadable or half-written: another run's, live
+                alive = True
+                host, pid = "?", "?"
+            if alive:
+                raise GalSimValueError(
+                    f"another {what} is writing {out} (process {pid} on {host}); wait for it, "
+                    f"or remove {lock} if it is gone",
+                    str(out),
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    raise GalSimValueError(f"could not take the lock {lock}", str(lock))

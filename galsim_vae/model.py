@@ -40,6 +40,7 @@ from .stamp import (
 __all__ = [
     "DEFAULT_MODEL",
     "PRECISIONS",
+    "tune_allocator",
     "default_model_path",
     "density_path",
     "VAEModel",
@@ -73,6 +74,39 @@ PRECISIONS = ("float32", "bfloat16", "auto", "reference")
 #: development machine (64-256 are within the run-to-run scatter; 512 is 1.5-2x slower, its
 #: activations no longer fit in the caches).
 DEFAULT_BATCH = 128
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in this process (glibc's malloc; no-op elsewhere); True when set.
+
+    A forward pass allocates and frees megabytes of activations. Once long-lived small objects
+    sit above them in the heap, glibc returns the freed top of the heap to the system after every
+    batch and the next batch page-faults it back: measured, the network then runs at half its
+    rate (docs/performance.md). Raising the trim threshold to 512 MB and the mmap threshold to
+    256 MB keeps that memory in the process (its resident size stays at its peak, up to 512 MB
+    more). The package's commands and :func:`~galsim_vae.pipeline.encode.encode_catalog` call
+    this in the processes they run; call it in your own script before long encoding or decoding,
+    or set ``MALLOC_TRIM_THRESHOLD_=536870912 MALLOC_MMAP_THRESHOLD_=268435456`` before Python
+    starts.
+    """
+    global _ALLOCATOR_TUNED
+    if not _ALLOCATOR_TUNED:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name) if name else None
+            mallopt = libc.mallopt if libc is not None else None
+        except (OSError, AttributeError):  # not glibc
+            mallopt = None
+        if mallopt is not None:
+            # M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (malloc.h)
+            _ALLOCATOR_TUNED = bool(mallopt(-1, 512 << 20)) and bool(mallopt(-3, 256 << 20))
+    return _ALLOCATOR_TUNED
+
+
+_ALLOCATOR_TUNED = False
 
 
 def _bf16_faster(net) -> bool:
@@ -336,14 +370,14 @@ class VAEModel:
     def encode_normalized(self, normalized) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and sigmas of stamps already in the model's representation (see
         :meth:`normalize`), ``(N, latent_dim)``."""
-        x = self._check_stamps(normalized)
-        mus, sigs = [], []
+        x = check_stamps(normalized, size=self.stamp_size, dtype=np.float32)
+        mu_out = np.empty((len(x), self.latent_dim))
+        sigma_out = np.empty((len(x), self.latent_dim))
         for i in range(0, len(x), self.batch_size):
-            xb = torch.from_numpy(x[i : i + self.batch_size, None].astype(np.float32))
-            mu, logvar = self._encoder(xb)
-            mus.append(mu.numpy())
-            sigs.append(torch.exp(0.5 * logvar).numpy())
-        return np.concatenate(mus).astype(np.float64), np.concatenate(sigs).astype(np.float64)
+            mu, logvar = self._encoder(torch.from_numpy(x[i : i + self.batch_size, None]))
+            mu_out[i : i + len(mu)] = mu.numpy()
+            sigma_out[i : i + len(mu)] = torch.exp(0.5 * logvar).numpy()
+        return mu_out, sigma_out
 
     def encode(self, images) -> dict:
         """Encode stamps in flux units.
@@ -360,12 +394,12 @@ class VAEModel:
     @torch.inference_mode()
     def decode(self, latents) -> np.ndarray:
         """Decoded stamps in the model's representation, ``(N, S, S)`` float64."""
-        z = self._check_latents(latents)
-        out = []
+        z = self._check_latents(latents).astype(np.float32)
+        out = np.empty((len(z), self.stamp_size, self.stamp_size))
         for i in range(0, len(z), self.batch_size):
-            zb = torch.from_numpy(z[i : i + self.batch_size].astype(np.float32))
-            out.append(self._decoder(zb)[:, 0].numpy())
-        return np.concatenate(out).astype(np.float64)
+            d = self._decoder(torch.from_numpy(z[i : i + self.batch_size]))
+            out[i : i + len(d)] = d[:, 0].numpy()
+        return out
 
     def decode_flux(self, latents, norm_min=None, norm_max=None, *, flux=None) -> np.ndarray:
         """Decoded stamps returned to flux units with the given (or typical) constants.

@@ -34,8 +34,10 @@ __all__ = [
 REPRESENTATIONS = ("minmax", "flux")
 
 
-def check_stamps(images, *, size=None, multiple=1, min_size=1, single=False) -> np.ndarray:
-    """Validate stamps and return them as a float64 stack ``(N, S, S)``.
+def check_stamps(
+    images, *, size=None, multiple=1, min_size=1, single=False, dtype=np.float64
+) -> np.ndarray:
+    """Validate stamps and return them as a stack ``(N, S, S)`` of ``dtype`` (float64).
 
     One 2-D stamp becomes a stack of one; ``(N, 1, S, S)`` (a channel axis) is accepted.
 
@@ -45,11 +47,12 @@ def check_stamps(images, *, size=None, multiple=1, min_size=1, single=False) -> 
         multiple: the side must be a multiple of this. [default: 1]
         min_size: the smallest side allowed. [default: 1]
         single: only one 2-D stamp is accepted. [default: False]
+        dtype: the returned stack's type (no copy when the input has it). [default: float64]
 
     Raises:
         GalSimValueError: not square, wrong side, NaN or infinite pixels.
     """
-    x = np.asarray(getattr(images, "array", images), dtype=np.float64)
+    x = np.asarray(getattr(images, "array", images), dtype=dtype)
     if single and x.ndim != 2:
         raise GalSimValueError("A stamp must be a 2-D array", x.shape)
     if x.ndim == 2:

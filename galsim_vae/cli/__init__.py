@@ -13,6 +13,7 @@ import sys
 
 from .._version import __version__
 from ..errors import GalSimError
+from ..model import tune_allocator
 from . import data, model, study
 
 __all__ = ["main", "build_parser"]
@@ -36,6 +37,7 @@ def main(argv=None):
     """Run ``galsim-vae`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()  # the commands run the network for long: keep its memory (model.py)
     try:
         return int(args.func(args) or 0)
     except GalSimError as e:

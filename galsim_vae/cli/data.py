@@ -6,12 +6,15 @@ import sys
 import time
 from pathlib import Path
 
+from astropy.io import fits
+
 from ..errors import GalSimValueError
 from ..model import PRECISIONS
+from ..pipeline.cosmos import build_dataset
 from ..pipeline.dataset import is_dataset_file, read_dataset, write_dataset
 from ..pipeline.encode import encode_catalog
 from ..pipeline.simulator import simulate
-from ..pipeline.stamps import open_catalog, real_stamps
+from ..pipeline.stamps import open_catalog
 from ..studies.plots import plot_metric_comparison, plot_metrics
 from ._common import (
     add_cuts,
@@ -45,38 +48,27 @@ def _cmd_dataset(a):
     inputs = _catalog_files(a.catalog)
     check_output(a.out, inputs, overwrite=a.overwrite)
     _check_figure(Path(a.figure) if a.figure else Path(a.out).with_suffix(".png"), a.out, inputs)
-    qc = cuts(a)
-    images, psfs, rows, errors = real_stamps(
+    table, errors = build_dataset(
+        a.out,
         a.catalog,
         stamp_size=a.stamp_size,
         pixel_scale=a.pixel_scale,
         scale_mode=a.scale_mode,
         seed=a.seed,
+        cuts=cuts(a),
+        split_seed=a.split_seed,
+        valid=a.valid,
+        test=a.test,
+        multiple=a.multiple,
+        chunk_size=a.chunk_size,
         nproc=a.nproc,
         progress=not a.quiet,
     )
     for i, reason in errors:
         print(f"row {i} skipped: {reason}", file=sys.stderr)
-    for r, k in zip(rows, range(len(rows)), strict=False):
-        r["psf_index"] = k
-    table = write_dataset(
-        a.out,
-        images,
-        rows,
-        psfs=psfs,
-        cuts=qc,
-        seed=a.split_seed,
-        valid=a.valid,
-        test=a.test,
-        multiple=a.multiple,
-        meta={
-            "SCALEMOD": a.scale_mode,
-            "SEED": a.seed,
-            "CATALOG": Path(str(a.catalog or "")).name[:60],
-        },
-    )
     fig = Path(a.figure) if a.figure else Path(a.out).with_suffix(".png")
-    plot_metrics(images, table, fig, title=f"{Path(a.out).name}: {len(table)} stamps")
+    with fits.open(a.out, memmap=True) as h:  # the figure reads the few stamps it shows
+        plot_metrics(h["STAMPS"].data, table, fig, title=f"{Path(a.out).name}: {len(table)} stamps")
     print(
         f"wrote {a.out}: {len(table)} stamps, {int(table['passes'].sum())} pass the cuts; "
         f"figure {fig}"
@@ -176,7 +168,8 @@ def add_commands(sub):
         "catalog",
         nargs="?",
         default=None,
-        help="catalog file or folder (default: $GALSIM_VAE_COSMOS)",
+        help="catalog file or folder (default: $GALSIM_VAE_COSMOS, else GalSim's "
+        "galsim_download_cosmos sample)",
     )
     d.add_argument("--out", required=True, help="output dataset (.fits)")
     d.add_argument("--figure", default=None, help="metrics PNG (default: OUT with .png)")
@@ -184,6 +177,12 @@ def add_commands(sub):
     d.add_argument("--pixel-scale", type=positive, default=0.03, help="arcsec/px (fixed mode)")
     d.add_argument("--scale-mode", choices=("fixed", "fit"), default="fixed")
     d.add_argument("--seed", type=int, default=1234, help="seed of the noise padding")
+    d.add_argument(
+        "--chunk-size",
+        type=count(),
+        default=2000,
+        help="galaxies per chunk: the unit of resumption and of memory (default: 2000)",
+    )
     d.add_argument("--nproc", type=int, default=None)
     d.add_argument("--quiet", action="store_true")
     add_overwrite_option(d)

@@ -50,6 +50,7 @@ __all__ = [
     "select_split",
     "dataset_summary",
     "write_dataset",
+    "write_dataset_parts",
     "read_dataset",
     "read_truths",
     "check_dataset_header",
@@ -169,32 +170,20 @@ def write_dataset(
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise GalSimValueError("images must be a (N, S, S) cube", images.shape)
-    cuts = QualityCuts() if cuts is None else cuts
     table = Table(rows=rows) if isinstance(rows, list) else Table(rows)
     if len(table) != len(images):
         raise GalSimValueError("one row per image is needed", (len(table), len(images)))
-    if "psf_index" not in table.colnames:
-        table["psf_index"] = (
-            np.arange(len(table)) if psfs is not None and len(psfs) == len(table) else -1
-        )
-    table["passes"] = cuts.passes(table)
-    if not table["passes"].any():
-        raise GalSimValueError("No stamp passes the quality cuts", cuts.as_dict())
-    table["split"] = assign_splits(
-        table["passes"], seed=seed, valid=valid, test=test, multiple=multiple
+    table, hdr = _table_and_header(
+        table,
+        images.shape[1],
+        have_psfs=psfs is not None and len(psfs) == len(table),
+        cuts=cuts,
+        seed=seed,
+        valid=valid,
+        test=test,
+        multiple=multiple,
+        meta=meta,
     )
-    hdr = fits.Header()
-    hdr["GVFORMAT"] = (FORMAT_VERSION, "galsim_vae dataset format version")
-    hdr["CREATOR"] = "galsim_vae"
-    hdr["GVVERS"] = (__version__, "galsim_vae version that wrote the file")
-    hdr["STAMPSZ"] = (images.shape[1], "stamp side, pixels")
-    hdr["NSTAMPS"] = len(images)
-    hdr["NPASS"] = int(table["passes"].sum())
-    hdr["SPLITSD"] = (seed, "seed of the train/valid/test split")
-    for k, v in cuts.as_dict().items():
-        hdr[("C_" + k.replace("_", "")[:6]).upper()] = (float(v) if np.isfinite(v) else "inf", k)
-    for k, v in (meta or {}).items():
-        hdr[k[:8].upper()] = v
     hdus = [
         fits.PrimaryHDU(header=hdr),
         fits.ImageHDU(images, name="STAMPS"),
@@ -212,13 +201,93 @@ def write_dataset(
     return table
 
 
+def _table_and_header(table, stamp_size, *, have_psfs, cuts, seed, valid, test, multiple, meta):
+    """The catalog with its ``passes``, ``split`` and ``psf_index`` columns, and the primary
+    header, as every dataset file has them."""
+    cuts = QualityCuts() if cuts is None else cuts
+    if "psf_index" not in table.colnames:
+        table["psf_index"] = np.arange(len(table)) if have_psfs else -1
+    table["passes"] = cuts.passes(table)
+    if not table["passes"].any():
+        raise GalSimValueError("No stamp passes the quality cuts", cuts.as_dict())
+    table["split"] = assign_splits(
+        table["passes"], seed=seed, valid=valid, test=test, multiple=multiple
+    )
+    hdr = fits.Header()
+    hdr["GVFORMAT"] = (FORMAT_VERSION, "galsim_vae dataset format version")
+    hdr["CREATOR"] = "galsim_vae"
+    hdr["GVVERS"] = (__version__, "galsim_vae version that wrote the file")
+    hdr["STAMPSZ"] = (stamp_size, "stamp side, pixels")
+    hdr["NSTAMPS"] = len(table)
+    hdr["NPASS"] = int(table["passes"].sum())
+    hdr["SPLITSD"] = (seed, "seed of the train/valid/test split")
+    for k, v in cuts.as_dict().items():
+        hdr[("C_" + k.replace("_", "")[:6]).upper()] = (float(v) if np.isfinite(v) else "inf", k)
+    for k, v in (meta or {}).items():
+        hdr[k[:8].upper()] = v
+    return table, hdr
+
+
+def write_dataset_parts(
+    path, parts, table, *, cuts=None, seed=1234, valid=0.1, test=0.1, multiple=1, meta=None
+):
+    """Write a dataset file from stamps saved in parts, streamed: memory holds one part.
+
+    The same file as :func:`write_dataset` of the concatenated stamps (one PSF per stamp).
+
+    Parameters:
+        path: output FITS file (written to a temporary name, renamed when complete).
+        parts: ``.npz`` files in row order, each with ``images`` and ``psfs`` ``(n, S, S)``.
+        table: the rows of all parts, in order (an astropy Table).
+        cuts, seed, valid, test, multiple, meta: as :func:`write_dataset`.
+
+    Returns:
+        astropy.table.Table: the written catalog.
+    """
+    shapes = []
+    for f in parts:
+        with np.load(f, allow_pickle=False) as d:
+            shapes.append((d["images"].shape, d["psfs"].shape))
+    n = sum(a[0] for a, _ in shapes)
+    if n != len(table) or sum(b[0] for _, b in shapes) != n:
+        raise GalSimValueError("the parts hold another number of stamps than rows", (n, len(table)))
+    size = shapes[0][0][1]
+    table, hdr = _table_and_header(
+        table,
+        size,
+        have_psfs=True,
+        cuts=cuts,
+        seed=seed,
+        valid=valid,
+        test=test,
+        multiple=multiple,
+        meta=meta,
+    )
+    with atomic_path(path) as tmp:
+        tmp = str(tmp)  # StreamingHDU appends to a file given by name (str), not by Path
+        fits.PrimaryHDU(header=hdr).writeto(tmp)
+        for name, key in (("STAMPS", "images"), ("PSFS", "psfs")):
+            h = fits.ImageHDU(np.zeros((1, size, size), np.float32), name=name).header
+            h["NAXIS3"] = n
+            stream = fits.StreamingHDU(tmp, h)
+            for f in parts:
+                with np.load(f, allow_pickle=False) as d:
+                    stream.write(np.ascontiguousarray(d[key], dtype=np.float32))
+            stream.close()
+        with fits.open(tmp, mode="append") as h:
+            h.append(fits.BinTableHDU(table, name="CATALOG"))
+    return table
+
+
 def is_dataset_file(path) -> bool:
     """Whether ``path`` is a galsim_vae dataset file (any version), as opposed to a catalog."""
     p = Path(path)
     if not p.is_file():
         return False
     try:  # the primary header alone: a truncated dataset is still one (and refused when read)
-        return fits.getheader(p, 0).get("CREATOR") == "galsim_vae"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)  # "may have been truncated"
+            return fits.getheader(p, 0).get("CREATOR") == "galsim_vae"
     except (OSError, IndexError):
         return False
 
@@ -245,7 +314,9 @@ def _read(path, read, memmap=False):
         with warnings.catch_warnings():
             # astropy only warns that a file "may have been truncated"; here it is an error.
             warnings.simplefilter("error", AstropyUserWarning)
-            with fits.open(p, memmap=memmap) as h:
+            # The file object is ours to close: astropy leaves its own open when the
+            # truncation warning is raised while it reads an extension's header.
+            with open(p, "rb") as fh, fits.open(fh, memmap=memmap) as h:
                 check_dataset_header(h, p)
                 return read(h)
     except GalSimError:

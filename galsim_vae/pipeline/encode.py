@@ -19,10 +19,7 @@ each worker process loads the model once. The output is the same, row for row.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-from contextlib import contextmanager
 from pathlib import Path
 
 import galsim
@@ -31,9 +28,9 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._utils import atomic_path, write_json
+from .._utils import atomic_path, locked_dir, write_json
 from ..errors import GalSimIncompatibleValuesError, GalSimValueError
-from ..model import MAX_LATENT, get_model
+from ..model import MAX_LATENT, get_model, tune_allocator
 from ._parallel import default_nproc, item_seed, spawn_pool
 from .dataset import check_dataset_file, is_dataset_file
 from .metrics import stamp_metrics
@@ -64,6 +61,7 @@ def encode_stamps(
     are their scales, never guessed); a min-max model's are its own scale when None.
     ``precision`` is the network's arithmetic (:class:`~galsim_vae.VAEModel`).
     """
+    tune_allocator()  # also in Dask workers: half the network's rate otherwise (model.py)
     model = get_model(model_file, precision=precision)
     n = len(images)
     if scales is None and model.representation == "flux":
@@ -237,45 +235,6 @@ def _connect(scheduler):
         raise GalSimValueError(f"Cannot reach the Dask scheduler ({e})", scheduler) from e
 
 
-@contextmanager
-def _locked(parts, out):
-    """Hold ``parts`` for this process: a second ``encode`` to the same output is refused while
-    the first runs (a lock left by a killed run, whose process is gone, is taken over)."""
-    lock = parts / "lock"
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                host, pid = lock.read_text().split()
-                alive = host != socket.gethostname()  # another machine's: assume it runs
-                if not alive:
-                    os.kill(int(pid), 0)
-                    alive = True
-            except ProcessLookupError:
-                alive = False
-            except (OSError, ValueError):  # unreadable or half-written: another run's, live
-                alive = True
-                host, pid = "?", "?"
-            if alive:
-                raise GalSimValueError(
-                    f"another encode is writing {out} (process {pid} on {host}); wait for it, "
-                    f"or remove {lock} if it is gone",
-                    str(out),
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
-        return
-    raise GalSimValueError(f"could not take the lock {lock}", str(lock))
-
-
 def encode_catalog(
     source,
     out,
@@ -333,7 +292,7 @@ def encode_catalog(
     }
     manifest = parts / "run.json"
     parts.mkdir(parents=True, exist_ok=True)
-    with _locked(parts, out):  # first: a run in progress is named as such
+    with locked_dir(parts, out, what="encode"):  # first: a run in progress is named as such
         if any(f.name != "lock" for f in parts.iterdir()):
             was = json.loads(manifest.read_text()) if manifest.is_file() else None
             if was != run:

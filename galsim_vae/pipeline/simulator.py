@@ -634,15 +634,19 @@ class COSMOSLikeSimulator:
         GSObject."""
         return galsim.Add([c for c in self.components(p, rng) if c is not None])
 
+    def reach(self, p):
+        """Radius (arcsec) a stamp of galaxy ``p`` must reach: ``fit_radius`` PSF-convolved
+        half-light radii along the major axis."""
+        bt = p["bulge_fraction"]
+        hlr = bulge_disk_hlr(bt, p["bulge_hlr"], p["disk_hlr"])
+        q = (1 - bt) * p["disk_q"] + bt * p["bulge_q"]
+        return float(self.fit_radius * np.hypot(hlr / np.sqrt(q), PSF_HLR))
+
     def stamp_scale(self, p):
         """Pixel scale (arcsec) of the stamp of galaxy ``p``: see ``scale_mode``."""
         if self.scale_mode == "fixed":
             return self.pixel_scale
-        bt = p["bulge_fraction"]
-        hlr = bulge_disk_hlr(bt, p["bulge_hlr"], p["disk_hlr"])
-        q = (1 - bt) * p["disk_q"] + bt * p["bulge_q"]
-        reach = self.fit_radius * np.hypot(hlr / np.sqrt(q), PSF_HLR)
-        return max(self.pixel_scale, float(reach / (self.stamp_size / 2 - 1)))
+        return max(self.pixel_scale, self.reach(p) / (self.stamp_size / 2 - 1))
 
     def _draw_clean(self, p, psf, rng, n, scale):
         """The noiseless stamp and the galaxy's own part of it (without the companion)."""

@@ -64,23 +64,47 @@ _REQUIRED_COLUMNS = (
 )
 
 
+#: The samples ``galsim_download_cosmos`` fetches, in the order they are looked for.
+GALSIM_SAMPLES = ("25.2", "23.5")
+
+
+def galsim_download(sample="25.2") -> Path:
+    """Where ``galsim_download_cosmos -s SAMPLE`` puts the sample's catalog (GalSim's share
+    directory, as ``galsim.COSMOSCatalog(sample=SAMPLE)`` looks for it)."""
+    return (
+        Path(galsim.meta_data.share_dir)
+        / f"COSMOS_{sample}_training_sample"
+        / f"real_galaxy_catalog_{sample}.fits"
+    )
+
+
 def find_catalog(path=None):
     """Path of a ``RealGalaxyCatalog`` file.
 
     Parameters:
         path: the catalog file, or a folder holding exactly one ``real_galaxy_catalog_*.fits``
             (not ``*_fits.fits`` or ``*_selection.fits``). When None, the ``GALSIM_VAE_COSMOS``
-            environment variable is used. [default: None]
+            environment variable is used, and without it GalSim's own download
+            (``galsim_download_cosmos``: the 25.2 sample, else the 23.5 one, in GalSim's share
+            directory, where ``COSMOSCatalog()`` finds them). [default: None]
 
     Returns:
         pathlib.Path: the catalog file.
     """
     if path is None:
         path = os.environ.get(COSMOS_ENV)
-        if not path:
+    if not path:
+        tried = [galsim_download(sample) for sample in GALSIM_SAMPLES]
+        found = [p for p in tried if p.is_file()]
+        if not found:
             raise GalSimValueError(
-                f"No COSMOS catalog given: pass its path or set ${COSMOS_ENV}", None
+                f"No COSMOS catalog given: pass its path, set ${COSMOS_ENV}, or download "
+                "GalSim's training sample with `galsim_download_cosmos -s 25.2` (looked for "
+                + " and ".join(str(p) for p in tried)
+                + ")",
+                None,
             )
+        path = found[0]
     p = Path(path).expanduser()
     if p.is_dir():
         found = sorted(
@@ -206,6 +230,8 @@ def real_stamp(
     row = {
         "ident": int(rgc.ident[index]) if str(rgc.ident[index]).lstrip("-").isdigit() else index,
         "source": "cosmos_real",
+        "catalog_row": int(index),
+        "weight": float(rgc.weight[index]),
         "pixel_scale": float(scale),
         "flux_total": float(img.array.sum()),
         "flux_fraction": _flux_fraction(img, scale, stamp_size),
