@@ -5,7 +5,8 @@ Run: ``python -m pytest benchmarks/bench_network.py --benchmark-json=bench_netwo
 
 Each encode/decode path (``reference``: the training network, unfused float32; ``float32``:
 BatchNorm folded, channels-last, sub-pixel last layer; ``bfloat16``: the same in bfloat16) is
-reported against its own bound, measured in the same run: the network's FLOPs per stamp
+reported against its own bound, measured in the same run (with
+:func:`galsim_vae.model.tune_allocator`, as the commands run): the network's FLOPs per stamp
 (``torch.utils.flop_counter``) times the best matrix-multiply rate this CPU reaches in that
 precision, the larger of torch's ``mm`` (MKL) and oneDNN's 1x1 convolution, on 2 threads. A rate
 at 100% of the bound would mean every layer multiplies matrices as fast as the best large GEMM.
@@ -22,6 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from galsim_vae import VAEModel, get_model
+from galsim_vae.model import tune_allocator
 
 PRECISIONS = ("reference", "float32", "bfloat16")
 
@@ -35,6 +37,13 @@ def _best_rate(fn, flops, reps):
             fn()
         best = max(best, flops * reps / (time.perf_counter() - t))
     return best
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _allocator():
+    """As the package's commands do (and as docs/performance.md tells users to): keep freed
+    activations in the process instead of page-faulting them back every batch."""
+    tune_allocator()  # a no-op outside glibc
 
 
 @pytest.fixture(scope="session")
