@@ -38,7 +38,28 @@ class atomic_path:
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale()
         return self.tmp
+
+    def _remove_stale(self):
+        """Remove this path's temporary files left by killed writers (a kill -9 runs no
+        cleanup): those whose process is gone and that nothing wrote for a minute."""
+        import time
+
+        for f in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                pid = int(f.name[len(self.path.name) + 2 : -4])
+                os.kill(pid, 0)
+                continue  # its writer runs
+            except ProcessLookupError:
+                pass
+            except (ValueError, PermissionError):  # not ours, or another user's live process
+                continue
+            try:
+                if time.time() - f.stat().st_mtime > 60:
+                    f.unlink()
+            except OSError:
+                pass
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:

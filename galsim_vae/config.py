@@ -10,7 +10,8 @@ Input type ``vae_model``
     the shipped model is used. Each process loads the model once.
 
 Object type ``VAEGalaxy``
-    Keys are the constructor's: exactly one of ``latent`` (a list of numbers), ``index`` (a row
+    Keys are the constructor's: exactly one of ``latent`` (a list of numbers, or a ``$``
+    expression or ``Eval`` giving one), ``index`` (a row
     of the input's ``latent_file``), ``sampling`` (``density`` or ``prior``; the default when
     none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
     ``axis_ratio`` and ``position_angle`` in degrees, random when absent, and ``out_of_range``,
@@ -183,9 +184,17 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         )
     model = inp.model
     if latent is not None:
-        if not isinstance(latent, (list, tuple)):
+        if isinstance(latent, (str, dict)):  # a $/@ expression or an Eval/Current value
+            latent, latent_safe = galsim.config.ParseValue(config, "latent", base, list)
+            safe = safe and latent_safe
+        if not isinstance(latent, (list, tuple, np.ndarray)):
             raise GalSimConfigError(f"VAEGalaxy latent must be a list of numbers, got {latent!r}")
-        z = np.asarray(latent, dtype=float)
+        try:
+            z = np.asarray(latent, dtype=float)
+        except (TypeError, ValueError):
+            raise GalSimConfigValueError(
+                "VAEGalaxy latent must be a list of numbers", list(latent)[:4]
+            ) from None
     elif "index" in kwargs:
         index = kwargs.pop("index")
         if inp.latents is None:
@@ -212,9 +221,9 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
             kwargs.setdefault("pixel_scale", float(pop["pixel_scale"][0]))
             kwargs.setdefault("flux", float(pop["flux"][0]))
         safe = False
-    if len(z) != model.latent_dim:
+    if z.shape != (model.latent_dim,):
         raise GalSimConfigValueError(
-            f"VAEGalaxy latent must have {model.latent_dim} values", len(z)
+            f"VAEGalaxy latent must have {model.latent_dim} values", z.shape
         )
     if not np.all(np.isfinite(z)):
         raise GalSimConfigValueError("VAEGalaxy latent has NaN or infinite values", list(z))

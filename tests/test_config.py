@@ -196,11 +196,20 @@ def test_latent_file_with_a_flagged_row(tmp_path):
         ({"type": "VAEGalaxy", "colour": "red"}, "colour"),
         ({"type": "VAEGalaxy", "index": 0}, "latent_file"),
         ({"type": "VAEGalaxy", "latent": "zeros"}, "list"),
+        ({"type": "VAEGalaxy", "latent": ["a"] * 64}, "list of numbers"),
+        ({"type": "VAEGalaxy", "latent": [[0.0] * 32] * 2}, "64 values"),
+        ({"type": "VAEGalaxy", "latent": "$[0.0] * 10"}, "64 values"),
     ],
 )
 def test_bad_config(gal, match):
     with pytest.raises(galsim.GalSimConfigError, match=match):
         _build(gal)
+
+
+def test_latent_as_an_expression():
+    fixed = _build({"type": "VAEGalaxy", "latent": [0.1] * 64})
+    for latent in ("$[0.1] * 64", {"type": "Eval", "str": "np.full(64, 0.1)"}):
+        np.testing.assert_array_equal(_build({"type": "VAEGalaxy", "latent": latent}), fixed)
 
 
 def test_bad_model_file(tmp_path):

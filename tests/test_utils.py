@@ -29,6 +29,33 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert target.read_text() == "new"
 
 
+def test_atomic_path_removes_what_killed_writers_left(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "out.fits"
+    # A writer killed with -9 leaves its temporary file; its process is gone.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = tmp_path / f".out.fits.{dead.stdout.strip()}.tmp"
+    stale.write_text("half")
+    live = tmp_path / f".out.fits.{os.getppid()}.tmp"  # a live process's: kept
+    live.write_text("being written")
+    recent_dead = tmp_path / ".out.fits.999999999.tmp"  # gone, but written just now: kept
+    recent_dead.write_text("x")
+    for f in (stale, live, recent_dead):
+        os.utime(f, (1, 1) if f is not recent_dead else None)
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert not stale.exists() and live.exists() and recent_dead.exists()
+    assert target.read_text() == "new"
+
+
 def test_write_json_numpy_values(tmp_path):
     p = write_json(tmp_path / "a" / "r.json", {"x": np.float32(1.5), "v": np.arange(3)})
     assert json.loads(p.read_text()) == {"x": 1.5, "v": [0, 1, 2]}
