@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 
+#: This machine's name, in temporary file names (dots would confuse their parsing).
+_HOST = socket.gethostname().replace(".", "_") or "host"
+
+
 class atomic_path:
     """Context manager giving a temporary path that is renamed to ``path`` on success.
 
@@ -34,7 +38,7 @@ class atomic_path:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = self.path.with_name(f".{self.path.name}.{_HOST}.{os.getpid()}.tmp")
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,9 +50,10 @@ class atomic_path:
         cleanup): those whose process is gone and that nothing wrote for a minute."""
         import time
 
-        for f in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        # Only this machine's: another host's process ids mean nothing here.
+        for f in self.path.parent.glob(f".{self.path.name}.{_HOST}.*.tmp"):
             try:
-                pid = int(f.name[len(self.path.name) + 2 : -4])
+                pid = int(f.name[len(f".{self.path.name}.{_HOST}.") : -4])
                 os.kill(pid, 0)
                 continue  # its writer runs
             except ProcessLookupError:

@@ -147,7 +147,9 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
             "VAEGalaxy position_angle goes with the attributes (hubble_type, "
             "half_light_radius); rotate other galaxies with GalSim's rotate"
         )
-    given = [k for k in ("index", "sampling") if k in kwargs] + (["latent"] if latent else [])
+    given = [k for k in ("index", "sampling") if k in kwargs] + (
+        ["latent"] if latent is not None else []
+    )
     given += ["attributes"] if attrs else []
     if len(given) > 1:
         raise GalSimConfigError(

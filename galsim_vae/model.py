@@ -82,11 +82,12 @@ def tune_allocator() -> bool:
     A forward pass allocates and frees megabytes of activations. Once long-lived small objects
     sit above them in the heap, glibc returns the freed top of the heap to the system after every
     batch and the next batch page-faults it back: measured, the network then runs at half its
-    rate (docs/performance.md). Raising the trim threshold to 512 MB and the mmap threshold to
-    256 MB keeps that memory in the process (its resident size stays at its peak, up to 512 MB
-    more). The package's commands and :func:`~galsim_vae.pipeline.encode.encode_catalog` call
-    this in the processes they run; call it in your own script before long encoding or decoding,
-    or set ``MALLOC_TRIM_THRESHOLD_=536870912 MALLOC_MMAP_THRESHOLD_=268435456`` before Python
+    rate (docs/performance.md). Raising the mmap threshold to 32 MB (glibc's largest; a batch's
+    activations are below 17 MB) and the trim threshold to 512 MB keeps that memory in the
+    process (its resident size stays at its peak, up to 512 MB more). The package's commands
+    and :func:`~galsim_vae.pipeline.encode.encode_catalog` call this in the processes they run;
+    call it in your own script before long encoding or decoding,
+    or set ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=536870912`` before Python
     starts.
     """
     global _ALLOCATOR_TUNED
@@ -101,8 +102,11 @@ def tune_allocator() -> bool:
         except (OSError, AttributeError):  # not glibc
             mallopt = None
         if mallopt is not None:
-            # M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (malloc.h)
-            _ALLOCATOR_TUNED = bool(mallopt(-1, 512 << 20)) and bool(mallopt(-3, 256 << 20))
+            # M_MMAP_THRESHOLD = -3 first (setting it or the trim threshold ends glibc's
+            # adaptive thresholds: the trim one alone would leave mmap at 128 kB), then
+            # M_TRIM_THRESHOLD = -1 (malloc.h).
+            if mallopt(-3, 32 << 20):
+                _ALLOCATOR_TUNED = bool(mallopt(-1, 512 << 20))
     return _ALLOCATOR_TUNED
 
 
@@ -170,9 +174,9 @@ class VAEModel:
             2-core development machine (docs/performance.md)]
         precision: arithmetic of the network: ``"float32"`` (the trained network with its
             BatchNorm folded into the convolutions, equal to the training network to float32
-            rounding), ``"bfloat16"`` (the same, in bfloat16: latent means within ~2% of their
-            posterior sigma, decoded stamps within ~0.5% of their peak, and more than twice as
-            fast on CPUs with native bfloat16), ``"auto"`` (bfloat16 where it measures faster
+            rounding), ``"bfloat16"`` (the same, in bfloat16: latent means within a median 1-2%
+            of their posterior sigma, decoded stamps within a median ~0.5% of their peak, and
+            twice as fast on CPUs with native bfloat16), ``"auto"`` (bfloat16 where it measures faster
             on this CPU, float32 otherwise) or ``"reference"`` (the training network itself,
             unfused float32). [default: "float32"]
 
@@ -211,7 +215,7 @@ class VAEModel:
             raise GalSimValueError(
                 "Unknown stamp representation in the model file", self.representation
             )
-        self.batch_size = DEFAULT_BATCH if batch_size is None else check_count(batch_size)
+        self.batch_size = DEFAULT_BATCH if batch_size is None else check_count(int(batch_size))
         ds = json.loads(self.metadata.get("dataset", "{}") or "{}")
         self.dataset_summary = ds
         # Typical normalisation constants of the training stamps, used to give sampled galaxies
@@ -320,7 +324,8 @@ class VAEModel:
         }
 
     def __setstate__(self, d):
-        self.__dict__.update(get_model(d["file_name"], precision=d["precision"]).__dict__)
+        precision = d.get("precision", "float32")  # pickles of earlier versions have none
+        self.__dict__.update(get_model(d["file_name"], precision=precision).__dict__)
         self.batch_size = d["batch_size"]
 
     # -- input checking -------------------------------------------------------------------
@@ -370,7 +375,7 @@ class VAEModel:
     def encode_normalized(self, normalized) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and sigmas of stamps already in the model's representation (see
         :meth:`normalize`), ``(N, latent_dim)``."""
-        x = check_stamps(normalized, size=self.stamp_size, dtype=np.float32)
+        x = np.ascontiguousarray(check_stamps(normalized, size=self.stamp_size, dtype=np.float32))
         mu_out = np.empty((len(x), self.latent_dim))
         sigma_out = np.empty((len(x), self.latent_dim))
         for i in range(0, len(x), self.batch_size):

@@ -143,3 +143,47 @@ def test_encode_refuses_a_newer_format(newer_dataset, tmp_path):
     out = tmp_path / "z.fits"
     assert main(["encode", str(newer_dataset), "--out", str(out), "--quiet"]) == 2
     assert not out.exists()
+
+
+def test_streamed_writer_writes_the_same_file(tmp_path):
+    """write_dataset_parts (memory: one part) and write_dataset (everything in memory) give the
+    same HDUs in the same order, the same data, table and header."""
+    from astropy.table import Table
+
+    from galsim_vae.pipeline.dataset import write_dataset, write_dataset_parts
+
+    rng = np.random.default_rng(1)
+    images = rng.random((50, 16, 16)).astype(np.float32)
+    psfs = rng.random((50, 12, 12)).astype(np.float32)  # PSFs of their own size
+    rows = [
+        dict(
+            ident=i,
+            snr=10.0 + i,
+            width_pix=5.0,
+            width_arcsec=0.15,
+            nonuniformity=0.5,
+            flux_fraction=1.0,
+            flux=1.0,
+        )
+        for i in range(50)
+    ]
+    parts = []
+    for k, (a, b) in enumerate(((0, 20), (20, 35), (35, 50))):
+        parts.append(tmp_path / f"{k}.npz")
+        np.savez(parts[-1], images=images[a:b], psfs=psfs[a:b])
+    cuts = QualityCuts(
+        min_snr=20, min_width=0, max_width=np.inf, min_nonuniformity=0, min_flux_fraction=0
+    )
+    kw = dict(cuts=cuts, seed=3, meta={"CATALOG": "x"})
+    write_dataset_parts(tmp_path / "s.fits", parts, Table(rows=rows), **kw)
+    write_dataset(tmp_path / "m.fits", images, rows, psfs=psfs, **kw)
+    with fits.open(tmp_path / "s.fits") as s, fits.open(tmp_path / "m.fits") as m:
+        assert (
+            [h.name for h in s] == [h.name for h in m] == ["PRIMARY", "STAMPS", "CATALOG", "PSFS"]
+        )
+        for hs, hm in zip(s, m, strict=True):
+            assert hs.header == hm.header
+            if hs.name == "CATALOG":
+                assert hs.data.tobytes() == hm.data.tobytes()
+            elif hs.data is not None:
+                np.testing.assert_array_equal(hs.data, hm.data)

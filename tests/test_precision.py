@@ -54,13 +54,19 @@ def test_fused_float32_matches_training_network(real_dataset, reference):
 
 @pytest.mark.parametrize("preset", ["tiny", "compact"])
 @pytest.mark.parametrize("output", ["sigmoid", "linear"])
-def test_fused_networks_any_architecture(preset, output):
-    """BatchNorm folding and the sub-pixel last layer, with non-trivial running statistics."""
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_networks_any_architecture(preset, output, bias):
+    """BatchNorm folding and the sub-pixel last layer (its bias per phase too), with
+    non-trivial running statistics."""
     from dataclasses import replace
 
     from galsim_vae.nn import PRESETS, VAE
 
-    net = VAE(replace(PRESETS[preset], output=output))
+    net = VAE(replace(PRESETS[preset], output=output, conv_bias=bias))
+    with torch.no_grad():
+        for m in net.modules():
+            if getattr(m, "bias", None) is not None and not isinstance(m, torch.nn.BatchNorm2d):
+                m.bias.normal_(0, 0.3, generator=torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for m in net.modules():
@@ -88,7 +94,7 @@ def test_precision_choice():
         get_model(precision="half")
     auto = get_model(precision="auto")
     assert auto.precision in ("float32", "bfloat16")
-    assert auto is get_model(precision="auto")
-    assert get_model(precision="bfloat16") is not get_model()
+    assert auto is get_model(precision="auto")  # one shared instance per file and precision
+    assert get_model(precision="bfloat16").precision == "bfloat16"
     assert get_model().precision == "float32"
     assert "precision='float32'" in repr(get_model())

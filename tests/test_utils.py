@@ -42,17 +42,22 @@ def test_atomic_path_removes_what_killed_writers_left(tmp_path):
         text=True,
         check=True,
     )
-    stale = tmp_path / f".out.fits.{dead.stdout.strip()}.tmp"
+    from galsim_vae._utils import _HOST
+
+    stale = tmp_path / f".out.fits.{_HOST}.{dead.stdout.strip()}.tmp"
     stale.write_text("half")
-    live = tmp_path / f".out.fits.{os.getppid()}.tmp"  # a live process's: kept
+    live = tmp_path / f".out.fits.{_HOST}.{os.getppid()}.tmp"  # a live process's: kept
     live.write_text("being written")
-    recent_dead = tmp_path / ".out.fits.999999999.tmp"  # gone, but written just now: kept
+    recent_dead = tmp_path / f".out.fits.{_HOST}.999999999.tmp"  # gone, written now: kept
+    other_host = tmp_path / ".out.fits.elsewhere.1.tmp"  # another machine's: never touched
+    other_host.write_text("x")
+    os.utime(other_host, (1, 1))
     recent_dead.write_text("x")
     for f in (stale, live, recent_dead):
         os.utime(f, (1, 1) if f is not recent_dead else None)
     with atomic_path(target) as tmp:
         tmp.write_text("new")
-    assert not stale.exists() and live.exists() and recent_dead.exists()
+    assert not stale.exists() and live.exists() and recent_dead.exists() and other_host.exists()
     assert target.read_text() == "new"
 
 

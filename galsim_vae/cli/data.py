@@ -248,8 +248,8 @@ def add_commands(sub):
         choices=PRECISIONS,
         default="auto",
         help="network arithmetic: bfloat16 is >2x faster on CPUs with native bfloat16, latent "
-        "means within ~2%% of their sigma; auto picks it where it measures faster (default: "
-        "auto; float32 is the reference)",
+        "means differ by a median 1-2%% of their sigma; auto picks it where it measures faster "
+        "(default: auto; float32 is the reference)",
     )
     n.add_argument("--quiet", action="store_true")
     add_overwrite_option(n)

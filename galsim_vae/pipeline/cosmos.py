@@ -12,7 +12,9 @@ chunks it had not finished and writes the same file as an uninterrupted run; a l
 another run (other catalog, stamps or chunking) is refused, never mixed in. Memory holds one chunk
 (plus the table); the file is written streaming, part by part, and appears only when complete.
 
-The sample's own columns travel into the table: ``weight`` (the catalog's ``WEIGHT``), and, when
+The sample's own columns travel into the table: ``catalog_row``, ``weight`` (GalSim's
+``RealGalaxyCatalog.weight``, the catalog's ``WEIGHT`` over its maximum; NaN for catalogs without
+one), and, when
 the catalog has them beside it, ``mag_auto``, ``flux_radius`` and ``zphot`` from
 ``<catalog>_fits.fits`` and every column of ``<catalog>_selection.fits`` (GalSim's
 ``COSMOSCatalog`` selection: ``dmag``, ``sn_ellip_gauss``, ...), joined on the catalog row.
@@ -103,8 +105,11 @@ def build_dataset(
     n = int(rgc.nobjects)
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
+    st = Path(rgc.file_name).stat()
     run = {
         "catalog": str(Path(rgc.file_name).resolve()),
+        "catalog_size": st.st_size,
+        "catalog_mtime_ns": st.st_mtime_ns,  # a catalog changed since: chunks not mixed in
         "n_rows": n,
         "chunk_size": int(chunk_size),
         "stamp_size": int(stamp_size),
@@ -157,6 +162,12 @@ def build_dataset(
                 tables.append(Table({k[4:]: d[k] for k in d.files if k.startswith("col_")}))
                 errors += list(zip(d["error_rows"].tolist(), d["error_reasons"].tolist()))
         kept = [f for f, t in zip(files, tables) if len(t)]
+        if not kept:
+            raise GalSimValueError(
+                f"No galaxy of {rgc.file_name} could be drawn (first error: "
+                f"{errors[0][1] if errors else '?'})",
+                str(rgc.file_name),
+            )
         table = vstack([t for t in tables if len(t)], join_type="exact")
         extra = sample_columns(rgc.file_name)
         for c in extra.colnames:
@@ -178,7 +189,7 @@ def build_dataset(
                 "CATALOG": Path(str(rgc.file_name)).name[:60],
             },
         )
-    shutil.rmtree(parts)  # the file is written: its chunks are no longer needed
+        shutil.rmtree(parts)  # the file is written: its chunks (and the lock) go
     return written, errors
 
 

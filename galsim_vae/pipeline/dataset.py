@@ -233,7 +233,8 @@ def write_dataset_parts(
 ):
     """Write a dataset file from stamps saved in parts, streamed: memory holds one part.
 
-    The same file as :func:`write_dataset` of the concatenated stamps (one PSF per stamp).
+    The same file as :func:`write_dataset` of the concatenated stamps (one PSF per stamp):
+    the same HDUs in the same order, the same table and header.
 
     Parameters:
         path: output FITS file (written to a temporary name, renamed when complete).
@@ -263,19 +264,25 @@ def write_dataset_parts(
         multiple=multiple,
         meta=meta,
     )
+    psf_shape = shapes[0][1][1:]
+
+    def stream(tmp, name, key, shape):
+        h = fits.ImageHDU(np.zeros((1, *shape), np.float32), name=name).header
+        h["NAXIS3"] = n
+        out = fits.StreamingHDU(tmp, h)
+        for f in parts:
+            with np.load(f, allow_pickle=False) as d:
+                out.write(np.ascontiguousarray(d[key], dtype=np.float32))
+        out.close()
+
+    # The HDUs in write_dataset's order: STAMPS, CATALOG, PSFS.
     with atomic_path(path) as tmp:
         tmp = str(tmp)  # StreamingHDU appends to a file given by name (str), not by Path
         fits.PrimaryHDU(header=hdr).writeto(tmp)
-        for name, key in (("STAMPS", "images"), ("PSFS", "psfs")):
-            h = fits.ImageHDU(np.zeros((1, size, size), np.float32), name=name).header
-            h["NAXIS3"] = n
-            stream = fits.StreamingHDU(tmp, h)
-            for f in parts:
-                with np.load(f, allow_pickle=False) as d:
-                    stream.write(np.ascontiguousarray(d[key], dtype=np.float32))
-            stream.close()
+        stream(tmp, "STAMPS", "images", (size, size))
         with fits.open(tmp, mode="append") as h:
             h.append(fits.BinTableHDU(table, name="CATALOG"))
+        stream(tmp, "PSFS", "psfs", psf_shape)
     return table
 
 

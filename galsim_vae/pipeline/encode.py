@@ -122,7 +122,9 @@ def encode_stamps(
         near = np.abs(enc["mu"]).max(axis=1) <= MAX_LATENT
         rec = np.full(x.shape, np.nan)
         if near.any():
-            rec[near] = model.decode_flux(
+            # The reconstruction chi2 is a quality measure: always the float32 decoder (a
+            # bfloat16 one is off by up to ~5% of a bright stamp's peak).
+            rec[near] = get_model(model_file).decode_flux(
                 enc["mu"][near], **{k: v[near] for k, v in constants.items()}
             )
         for j, (i, a) in enumerate(zip(good, x)):
@@ -261,8 +263,10 @@ def encode_catalog(
         scheduler: a Dask scheduler address (or a ``distributed.Client``); local when None.
             [default: None]
         nproc: local processes drawing catalog stamps; all cores when None. [default: None]
-        precision: the network's arithmetic (:class:`~galsim_vae.VAEModel`); ``"auto"`` is
-            resolved here, once, so every chunk (and every Dask worker) uses the same.
+        precision: the encoder's arithmetic (:class:`~galsim_vae.VAEModel`); ``"auto"`` is
+            resolved here, on the machine that runs this function, once, so that every chunk
+            (and every Dask worker) uses the same; Dask workers of another CPU type run what it
+            chose. The reconstruction chi2 always decodes in float32.
             [default: "auto": bfloat16 where it measures faster on this machine]
         progress: show a progress bar. [default: True]
 
@@ -360,5 +364,5 @@ def encode_catalog(
         table.meta["PRECISN"] = precision
         with atomic_path(out) as tmp:
             table.write(tmp, format="fits")
-    shutil.rmtree(parts)  # the table is written: its chunks are no longer needed
+        shutil.rmtree(parts)  # the table is written: its chunks (and the lock) go
     return table

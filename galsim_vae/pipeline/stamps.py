@@ -193,6 +193,15 @@ def psf_stamp(psf_image, *, stamp_size=64, scale=HST_PIXEL_SCALE):
     return _draw(psf, stamp_size, scale, psf_image.scale).array.astype(np.float32)
 
 
+def _weight(rgc, index):
+    """The catalog's galaxy weight (GalSim's ``WEIGHT / max(WEIGHT)``), NaN for catalogs
+    without a ``WEIGHT`` column (GalSim refuses to read it then)."""
+    try:
+        return float(rgc.weight[index])
+    except (OSError, KeyError, AttributeError, TypeError):
+        return float("nan")
+
+
 def real_stamp(
     rgc, index, *, stamp_size=64, pixel_scale=HST_PIXEL_SCALE, scale_mode="fixed", rng=None
 ):
@@ -231,7 +240,7 @@ def real_stamp(
         "ident": int(rgc.ident[index]) if str(rgc.ident[index]).lstrip("-").isdigit() else index,
         "source": "cosmos_real",
         "catalog_row": int(index),
-        "weight": float(rgc.weight[index]),
+        "weight": _weight(rgc, index),
         "pixel_scale": float(scale),
         "flux_total": float(img.array.sum()),
         "flux_fraction": _flux_fraction(img, scale, stamp_size),

@@ -311,6 +311,7 @@ def build_standin(
                 cols.setdefault(c, []).append(d[c])
     table = Table({c: np.concatenate(v) for c, v in cols.items()})
     stem = f"real_galaxy_catalog_{sample}"
+    shutil.copyfile(data_dir / "cosmos_btk100" / NOISE_FILE, out / NOISE_FILE)
     for name, columns in (
         (f"{stem}_fits.fits", _FITS_COLS),
         (f"{stem}_selection.fits", _SELECTION_COLS),
@@ -318,7 +319,5 @@ def build_standin(
     ):
         with atomic_path(out / name) as tmp:
             table[list(columns)].write(tmp, format="fits")
-    src = data_dir / "cosmos_btk100" / NOISE_FILE
-    shutil.copyfile(src, out / NOISE_FILE)
     shutil.rmtree(parts)
     return out / f"{stem}.fits"
