@@ -176,9 +176,9 @@ class VAEModel:
             BatchNorm folded into the convolutions, equal to the training network to float32
             rounding), ``"bfloat16"`` (the same, in bfloat16: latent means within a median 1-2%
             of their posterior sigma, decoded stamps within a median ~0.5% of their peak, and
-            twice as fast on CPUs with native bfloat16), ``"auto"`` (bfloat16 where it measures faster
-            on this CPU, float32 otherwise) or ``"reference"`` (the training network itself,
-            unfused float32). [default: "float32"]
+            twice as fast on CPUs with native bfloat16), ``"auto"`` (bfloat16 where it measures
+            faster on this CPU, float32 otherwise) or ``"reference"`` (the training network
+            itself, unfused float32). [default: "float32"]
 
     Attributes:
         latent_dim: number of latent variables.
