@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GalSimValueError
+from .errors import GalSimIncompatibleValuesError, GalSimValueError
 
 __all__ = [
     "atomic_path",
@@ -202,3 +202,30 @@ def locked_dir(parts, out, *, what):
             lock.unlink(missing_ok=True)
         return
     raise GalSimValueError(f"could not take the lock {lock}", str(lock))
+
+
+def record_run(parts, run: dict, what: str, fix: str) -> None:
+    """Check that the work folder ``parts`` holds pieces of this run, then record it.
+
+    A folder with pieces (anything but its lock) whose ``run.json`` differs from ``run``, or
+    that has none, is refused with the differences named, so that a leftover folder of another
+    run is never mixed in; otherwise ``run`` is written to ``run.json``.
+
+    Parameters:
+        parts: the work folder (it exists).
+        run: what the pieces are of (JSON-serialisable settings).
+        what: what the folder would hold, for the message ("chunks of another encoding run").
+        fix: how to go on, for the message.
+    """
+    manifest = Path(parts) / "run.json"
+    if any(f.name != "lock" for f in Path(parts).iterdir()):
+        was = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if was != run:
+            changed = {k: v for k, v in run.items() if was is None or was.get(k) != v}
+            diff = (
+                "; ".join(f"{k}: {was.get(k)} -> {v}" for k, v in changed.items())
+                if was is not None
+                else "it has no record of its run"
+            )
+            raise GalSimIncompatibleValuesError(f"{parts} holds {what} ({diff}); {fix}", **changed)
+    write_json(manifest, run)

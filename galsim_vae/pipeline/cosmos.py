@@ -22,7 +22,6 @@ the catalog has them beside it, ``mag_auto``, ``flux_radius`` and ``zphot`` from
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from tqdm.auto import tqdm
 
-from .._utils import atomic_path, locked_dir, write_json
-from ..errors import GalSimIncompatibleValuesError, GalSimValueError
+from .._utils import atomic_path, locked_dir, record_run
+from ..errors import GalSimValueError
 from .dataset import write_dataset_parts
 from .stamps import HST_PIXEL_SCALE, check_stamp_geometry, open_catalog, real_stamps
 
@@ -117,20 +116,14 @@ def build_dataset(
         "scale_mode": scale_mode,
         "seed": int(seed),
     }
-    manifest = parts / "run.json"
     parts.mkdir(parents=True, exist_ok=True)
     with locked_dir(parts, out, what="dataset"):
-        if any(f.name != "lock" for f in parts.iterdir()):
-            was = json.loads(manifest.read_text()) if manifest.is_file() else {}
-            if was != run:
-                changed = {k: v for k, v in run.items() if was.get(k) != v}
-                raise GalSimIncompatibleValuesError(
-                    f"{parts} holds chunks of another dataset run ("
-                    + "; ".join(f"{k}: {was.get(k)} -> {v}" for k, v in changed.items())
-                    + "); rerun with that run's settings to finish it, or remove the folder",
-                    **changed,
-                )
-        write_json(manifest, run)
+        record_run(
+            parts,
+            run,
+            "chunks of another dataset run",
+            "rerun with that run's settings to finish it, or remove the folder",
+        )
         starts = list(range(0, n, chunk_size))
         files = [parts / f"{k:06d}.npz" for k in range(len(starts))]
         done = sum(min(chunk_size, n - a) for a, f in zip(starts, files) if f.is_file())

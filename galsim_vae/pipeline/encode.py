@@ -18,7 +18,6 @@ each worker process loads the model once. The output is the same, row for row.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -28,8 +27,8 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._utils import atomic_path, locked_dir, write_json
-from ..errors import GalSimIncompatibleValuesError, GalSimValueError
+from .._utils import atomic_path, locked_dir, record_run
+from ..errors import GalSimValueError
 from ..model import MAX_LATENT, get_model, tune_allocator
 from ._parallel import default_nproc, item_seed, spawn_pool
 from .dataset import check_dataset_file, is_dataset_file
@@ -294,25 +293,14 @@ def encode_catalog(
         "seed": int(seed),
         "precision": precision,
     }
-    manifest = parts / "run.json"
     parts.mkdir(parents=True, exist_ok=True)
     with locked_dir(parts, out, what="encode"):  # first: a run in progress is named as such
-        if any(f.name != "lock" for f in parts.iterdir()):
-            was = json.loads(manifest.read_text()) if manifest.is_file() else None
-            if was != run:
-                diff = (
-                    "; ".join(
-                        f"{k}: {was.get(k)} -> {v}" for k, v in run.items() if was.get(k) != v
-                    )
-                    if was is not None
-                    else "it has no record of its run"
-                )
-                raise GalSimIncompatibleValuesError(
-                    f"{parts} holds chunks of another encoding run ({diff}); rerun with that run's "
-                    "settings to finish it, or remove the folder",
-                    **{k: v for k, v in run.items() if was is None or was.get(k) != v},
-                )
-        write_json(manifest, run)
+        record_run(
+            parts,
+            run,
+            "chunks of another encoding run",
+            "rerun with that run's settings to finish it, or remove the folder",
+        )
         chunks = [list(range(a, min(a + chunk_size, n))) for a in range(0, n, chunk_size)]
         todo = [(k, c) for k, c in enumerate(chunks) if not (parts / f"{k:06d}.npz").is_file()]
         bar = tqdm(

@@ -32,7 +32,6 @@ written when every file is there.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -41,8 +40,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .._utils import atomic_path, check_count, write_json
-from ..errors import GalSimIncompatibleValuesError
+from .._utils import atomic_path, check_count, record_run
 from ._parallel import item_seed, parallel_map
 from .simulator import COSMOSLikeSimulator, find_shared_data
 
@@ -283,17 +281,12 @@ def build_standin(
         "seed": int(seed),
         "morphology": morphology,
     }
-    manifest = parts / "run.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) != run:
-        was = json.loads(manifest.read_text())
-        changed = {k: v for k, v in run.items() if was.get(k) != v}
-        raise GalSimIncompatibleValuesError(
-            f"{out} holds a stand-in being built with other settings ("
-            + "; ".join(f"{k}: {was.get(k)} -> {v}" for k, v in changed.items())
-            + "); rerun with those settings to finish it, or use another folder",
-            **changed,
-        )
-    write_json(manifest, run)
+    record_run(
+        parts,
+        run,
+        "a stand-in being built with other settings",
+        "rerun with those settings to finish it, or use another folder",
+    )
     files = range(1, -(-n // per_file) + 1)
     row_files = parallel_map(
         _FileWorker,
