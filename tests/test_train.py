@@ -214,3 +214,104 @@ def test_gauss_training_on_flux_stamps(sim_dataset, tmp_path):
             valid_sigma=sig[1],
             **dict(kw, out_dir=tmp_path / "y"),
         )
+
+
+def _flux_model():
+    import dataclasses
+
+    from galsim_vae.nn import PRESETS
+
+    torch.manual_seed(0)
+    return build_vae(dataclasses.replace(PRESETS["tiny"], output="linear"))
+
+
+def test_truth_target(sim_dataset, tmp_path):
+    from galsim_vae.errors import GalSimIncompatibleValuesError
+    from galsim_vae.pipeline.dataset import read_dataset, read_truths, select_split
+    from galsim_vae.training.loop import evaluate_loss
+
+    tr = StampDataset(sim_dataset, "train", "flux", truth=True)
+    va = StampDataset(sim_dataset, "valid", "flux", truth=True)
+    # The truths are scaled by their noisy stamp's flux, as the stamps are.
+    _, table, _, _ = read_dataset(sim_dataset)
+    rows = np.flatnonzero(select_split(table, "train"))
+    raw = read_truths(sim_dataset)[rows]
+    assert tr.truth.shape == tr.images.shape
+    np.testing.assert_allclose(
+        tr.truth * tr.flux[:, None, None] / 64, raw, rtol=1e-4, atol=1e-6 * np.abs(raw).max()
+    )
+    # The stamps carry noise, their truths do not.
+    assert np.abs(tr.images - tr.truth).max() > 0
+    sig = (tr.sigma_tensor()[:48], va.sigma_tensor()[:16])
+    kw = dict(config=TrainConfig(epochs=2, batch_size=16, lr=3e-3, seed=1), progress=False)
+    kw.update(train_sigma=sig[0], valid_sigma=sig[1])
+    x, v = tr.tensor()[:48], va.tensor()[:16]
+    tt, vt = tr.truth_tensor()[:48], va.truth_tensor()[:16]
+    seen = []
+
+    class Spy(VAELoss):  # records what each training batch is compared with
+        def __call__(self, recon, target, mu, logvar, sigma=None):
+            seen.append(target.detach().flatten(1).sum(1))
+            return super().__call__(recon, target, mu, logvar, sigma)
+
+    mt = _flux_model()
+    hist = train(
+        mt,
+        x,
+        v,
+        out_dir=tmp_path / "t",
+        loss=Spy("gauss"),
+        train_target=tt,
+        valid_target=vt,
+        **kw,
+    )
+    # Every batch's targets are truths (turned: the same sums), none is a stamp (sum 64).
+    sums = torch.cat(seen)
+    assert len(sums) == 2 * 48
+    truth_sums = tt.flatten(1).sum(1)
+    assert bool((torch.abs(sums[:, None] - truth_sums[None]) < 1e-3).any(1).all())
+    assert not bool((torch.abs(sums - 64) < 1e-3).any())
+    kw["loss"] = VAELoss("gauss")
+    # The validation loss is measured against the target too: the truth's chi2 lacks the noise.
+    ev_t = evaluate_loss(mt, v, kw["loss"], sigma=sig[1], target=vt)
+    ev_s = evaluate_loss(mt, v, kw["loss"], sigma=sig[1])
+    assert hist[-1]["valid_chi2"] == pytest.approx(ev_t["chi2"], rel=1e-5)
+    assert ev_s["chi2"] - ev_t["chi2"] > 0.5
+    _, meta = load_vae(tmp_path / "t" / "best.safetensors")
+    assert json.loads(meta["target"]) == "truth"
+    # A run with the truth target is another run: resuming it without the target is refused.
+    with pytest.raises(GalSimIncompatibleValuesError, match="target"):
+        train(_flux_model(), x, v, out_dir=tmp_path / "t", **dict(kw, config=TrainConfig(3)))
+    # Both targets or neither; the right shape; the gauss loss only.
+    with pytest.raises(GalSimValueError, match="both"):
+        train(_flux_model(), x, v, out_dir=tmp_path / "a", train_target=tt, **kw)
+    with pytest.raises(GalSimValueError, match="shape"):
+        train(
+            _flux_model(),
+            x,
+            v,
+            out_dir=tmp_path / "b",
+            train_target=tt[:5],
+            valid_target=vt,
+            **kw,
+        )
+    # A stamp and its target are turned together.
+    g = torch.Generator().manual_seed(3)
+    both = augment_batch(torch.cat([x[:8], x[:8]], 1), g)
+    assert torch.equal(both[:, :1], both[:, 1:]) and not torch.equal(both[:, :1], x[:8])
+
+
+def test_truth_target_cli(sim_dataset, real_dataset, tmp_path, capsys):
+    args = ["train", "--preset", "tiny", "--batch-size", "32", "--quiet", "--epochs", "1"]
+    args += ["--loss", "gauss", "--target", "truth"]
+    assert main(args + [str(sim_dataset), "--out", str(tmp_path / "r")]) == 0
+    _, meta = load_vae(tmp_path / "r" / "best.safetensors")
+    assert json.loads(meta["target"]) == "truth"
+    capsys.readouterr()
+    # Real stamps have no truth; the paper's losses take none.
+    assert main(args + [str(real_dataset), "--out", str(tmp_path / "s")]) == 2
+    assert "no noiseless truths" in capsys.readouterr().err
+    beta = args[:-4] + ["--target", "truth", str(sim_dataset), "--out", str(tmp_path / "u")]
+    assert main(beta) == 2
+    assert "needs --loss gauss" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "u").exists()

@@ -17,7 +17,7 @@ from ..errors import GalSimIncompatibleValuesError, GalSimValueError
 from ..galaxy import VAEGalaxy
 from ..model import density_path, get_model
 from ..nn import PRESETS, build_vae
-from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset
+from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset, read_truths
 from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
@@ -66,11 +66,23 @@ def _cmd_train(a):
     if a.threads:
         torch.set_num_threads(a.threads)
     loss = VAELoss(a.loss, a.loss_param)
+    truth = a.target == "truth"
+    if truth and loss.kind != "gauss":
+        raise GalSimIncompatibleValuesError(
+            "--target truth needs --loss gauss", target=a.target, loss=a.loss
+        )
     images, table, _, _ = read_dataset(a.dataset)
-    tr = StampDataset((images, table), "train", loss.representation)
-    va = StampDataset((images, table), "valid", loss.representation)
+    truths = read_truths(a.dataset) if truth else None
+    if truth and truths is None:
+        raise GalSimValueError(
+            f"--target truth: {a.dataset} has no noiseless truths (simulated sets have them)",
+            a.dataset,
+        )
+    tr = StampDataset((images, table, truths), "train", loss.representation, truth=truth)
+    va = StampDataset((images, table, truths), "valid", loss.representation, truth=truth)
     if a.max_train:
         tr.images, tr.sigma = tr.images[: a.max_train], tr.sigma[: a.max_train]
+        tr.truth = None if tr.truth is None else tr.truth[: a.max_train]
     summary = dict(dataset_summary(a.dataset, table), n_train=len(tr))
     output = "sigmoid" if loss.representation == "minmax" else "linear"
     cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1], output=output)
@@ -113,6 +125,8 @@ def _cmd_train(a):
         on_epoch=plot,
         max_seconds=a.max_minutes * 60 if a.max_minutes else None,
         init=init,
+        train_target=tr.truth_tensor(),
+        valid_target=va.truth_tensor(),
     )
     if hist:
         plot(hist)
@@ -309,6 +323,14 @@ def add_commands(sub):
         help="stop after the epoch that passes this wall time (rerun to resume)",
     )
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument(
+        "--target",
+        choices=("stamp", "truth"),
+        default="stamp",
+        help="what reconstructions are compared with: the noisy stamp (the ELBO), or the "
+        "noiseless truth a simulated set keeps (gauss loss; the encoder still sees the noisy "
+        "stamp) [default: stamp]",
+    )
     t.add_argument(
         "--no-resume",
         action="store_true",

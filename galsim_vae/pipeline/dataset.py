@@ -390,17 +390,30 @@ class StampDataset:
         split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``.
             [default: "train"]
         representation: ``"minmax"`` or ``"flux"``. [default: "minmax"]
+        truth: also load the noiseless truths of a simulated file (its ``TRUTH`` HDU), scaled
+            exactly as their noisy stamps were (``truth`` attribute, same shape as ``images``);
+            for training with the noiseless target (:func:`galsim_vae.training.loop.train`).
+            With ``path`` a tuple, its third item holds them. [default: False]
     """
 
-    def __init__(self, path, split="train", representation="minmax"):
+    def __init__(self, path, split="train", representation="minmax", *, truth=False):
         if split not in SELECTIONS:  # before reading the file
             raise GalSimValueError("Unknown split", split, SELECTIONS)
         if representation not in REPRESENTATIONS:
             raise GalSimValueError("Unknown representation", representation, REPRESENTATIONS)
+        truths = None
         if isinstance(path, tuple):
             images, table = path[0], path[1]
+            truths = path[2] if truth and len(path) > 2 else None
         else:
             images, table, _, _ = read_dataset(path)
+            truths = read_truths(path) if truth else None
+        if truth and truths is None:
+            raise GalSimValueError(
+                "the dataset has no noiseless truths (only simulated sets written by "
+                "`galsim-vae simulate` have them)",
+                None if isinstance(path, tuple) else str(path),
+            )
         sel = select_split(table, split)
         if not sel.any():
             raise GalSimValueError("The split is empty", split)
@@ -410,11 +423,21 @@ class StampDataset:
         if representation == "minmax":
             self.images, self.vmin, self.vmax = normalize(images[sel])
             self.sigma = noise / (self.vmax - self.vmin)
+            scale = 1.0 / (self.vmax - self.vmin)
+            offset = -self.vmin * scale
         else:
             self.images, self.flux = flux_normalize(images[sel])
             self.sigma = noise * images.shape[-1] / self.flux
+            scale, offset = images.shape[-1] / self.flux, 0.0
         self.images = self.images.astype(np.float32)
         self.sigma = self.sigma.astype(np.float32)
+        self.truth = None
+        if truth:  # the noisy stamp's own constants: the target of the same normalised stamp
+            t = np.asarray(truths, dtype=np.float64)[sel]
+            if t.shape != images[sel].shape:
+                raise GalSimValueError("truths and stamps differ in shape", t.shape)
+            s = np.reshape(scale, (-1, 1, 1))
+            self.truth = (t * s + np.reshape(offset, (-1, 1, 1))).astype(np.float32)
 
     def __len__(self):
         return len(self.images)
@@ -425,6 +448,11 @@ class StampDataset:
     def tensor(self):
         """All items as one ``(N, 1, S, S)`` float32 tensor (no augmentation)."""
         return torch.from_numpy(self.images[:, None])
+
+    def truth_tensor(self):
+        """The noiseless truths, normalised as the stamps, ``(N, 1, S, S)`` float32; None when
+        not loaded."""
+        return None if self.truth is None else torch.from_numpy(self.truth[:, None])
 
     def sigma_tensor(self):
         """Each item's noise sigma, in the items' units, as an ``(N,)`` float32 tensor."""

@@ -112,17 +112,26 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_loss(
-    model: VAE, images: torch.Tensor, loss: VAELoss, *, sigma=None, batch_size=256, device="cpu"
+    model: VAE,
+    images: torch.Tensor,
+    loss: VAELoss,
+    *,
+    sigma=None,
+    target=None,
+    batch_size=256,
+    device="cpu",
 ) -> dict:
     """Mean loss terms over ``images`` in eval mode (latents at their means); ``sigma``, each
-    stamp's noise, for the ``gauss`` loss."""
+    stamp's noise, for the ``gauss`` loss; ``target``, what the reconstructions are compared
+    with (default: the images themselves)."""
     model.eval()
     tot = {}
     for i in range(0, len(images), batch_size):
         xb = images[i : i + batch_size].to(device)
+        tb = xb if target is None else target[i : i + batch_size].to(device)
         sb = None if sigma is None else sigma[i : i + batch_size].to(device)
         recon, mu, logvar = model(xb)
-        for k, v in loss.terms(recon, xb, mu, logvar, sb).items():
+        for k, v in loss.terms(recon, tb, mu, logvar, sb).items():
             tot[k] = tot.get(k, 0.0) + float(v) * len(xb)
     return {k: v / len(images) for k, v in tot.items()}
 
@@ -144,6 +153,8 @@ def train(
     train_sigma: torch.Tensor | None = None,
     valid_sigma: torch.Tensor | None = None,
     init: str | None = None,
+    train_target: torch.Tensor | None = None,
+    valid_target: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train ``model`` and checkpoint every epoch in ``out_dir``.
 
@@ -166,6 +177,13 @@ def train(
         init: the checksum (``sha256``) of the weights ``model`` was initialised from, when it
             was (fine-tuning); part of the run's identity, so a resume with other starting
             weights is refused. [default: None]
+        train_target, valid_target: what the reconstructions are compared with, normalised as
+            the stamps, when not the stamps themselves: the noiseless truths of simulated stamps
+            (:meth:`StampDataset.truth_tensor`), gauss loss only. Noise has zero mean, so
+            ``chi2(recon, stamp)`` and ``chi2(recon, truth)`` differ on average by a constant
+            for a decoder that does not see the noise; the truth removes the noise from the
+            gradients and the reward for reproducing it. The encoder still sees the noisy stamp.
+            Both or neither. [default: None, the stamps]
 
     Returns:
         list of dict: one entry per epoch (``epoch``, ``train_loss``, ``valid_loss``, ``lr``, ...).
@@ -183,6 +201,21 @@ def train(
                     None if sg is None else tuple(sg.shape),
                 )
         train_sigma, valid_sigma = train_sigma.float(), valid_sigma.float()
+    if (train_target is None) != (valid_target is None):
+        raise GalSimValueError("give both train_target and valid_target, or neither", None)
+    if train_target is not None:
+        if loss.kind != "gauss":
+            raise GalSimValueError("a noiseless target needs the gauss loss", loss.kind)
+        for name, x, t in (
+            ("train", train_images, train_target),
+            ("valid", valid_images, valid_target),
+        ):
+            if tuple(t.shape) != tuple(x.shape) or not bool(torch.isfinite(t).all()):
+                raise GalSimValueError(
+                    f"the {name} target must be finite and of the {name} stamps' shape",
+                    tuple(t.shape),
+                )
+        train_target, valid_target = train_target.float(), valid_target.float()
     expected = "sigmoid" if loss.representation == "minmax" else "linear"
     if model.config.output != expected:
         raise GalSimValueError(
@@ -216,6 +249,8 @@ def train(
     }
     if init is not None:
         identity["init"] = str(init)
+    if train_target is not None:
+        identity["target"] = "truth"
     identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
     if not (resume and state_file.is_file()):
         old = [f.name for f in (last, out / "best.safetensors", state_file) if f.is_file()]
@@ -266,7 +301,11 @@ def train(
         loss=loss.kind,
         loss_param=loss.param,
         dataset=dataset,
-        extra={"train_config": asdict(config), **({"init_sha256": init} if init else {})},
+        extra={
+            "train_config": asdict(config),
+            **({"init_sha256": init} if init else {}),
+            **({"target": "truth"} if train_target is not None else {}),
+        },
     )
 
     def save_state(epoch):
@@ -315,15 +354,20 @@ def train(
             if len(idx) < 2:  # BatchNorm needs two images
                 continue
             xb = train_images[idx]
+            tb = None if train_target is None else train_target[idx]
             if config.augment:
-                xb = augment_batch(xb, gen)
+                if tb is None:
+                    xb = augment_batch(xb, gen)
+                else:  # the same turn for a stamp and its target
+                    xb, tb = augment_batch(torch.cat([xb, tb], 1), gen).split(1, 1)
             xb = xb.to(dev)
+            tb = xb if tb is None else tb.to(dev)
             # The reparameterisation noise comes from the run's (CPU) generator on any device.
             mu, logvar = model.encoder(xb)
             eps = torch.randn(mu.shape, generator=gen).to(dev)
             recon = model.decoder(mu + eps * torch.exp(0.5 * logvar))
             sb = None if train_sigma is None else train_sigma[idx].to(dev)
-            lval = loss(recon, xb, mu, logvar, sb)
+            lval = loss(recon, tb, mu, logvar, sb)
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(lval):
                 raise GalSimValueError(
@@ -338,7 +382,9 @@ def train(
             run += lv * len(idx)
             bar.set_postfix(loss=f"{lv:.4f}")
         bar.close()
-        v = evaluate_loss(model, valid_images, loss, sigma=valid_sigma, device=dev)
+        v = evaluate_loss(
+            model, valid_images, loss, sigma=valid_sigma, target=valid_target, device=dev
+        )
         sched.step(v["loss"])
         improved = v["loss"] < best
         best, bad = (v["loss"], 0) if improved else (best, bad + 1)
