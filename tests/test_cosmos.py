@@ -117,6 +117,27 @@ def test_dataset_streamed_resumed_identical(standin, tmp_path, monkeypatch):
     assert not out.with_name("resumed.fits.parts").exists()
 
 
+def test_dataset_one_pool_for_all_chunks(standin, tmp_path, monkeypatch):
+    from galsim_vae.pipeline import _parallel
+
+    kw = dict(cuts=LOOSE, chunk_size=8, progress=False)
+    one, _ = build_dataset(tmp_path / "one.fits", standin, nproc=1, **kw)
+    real_spawn, spawned = _parallel.spawn_pool, []
+    monkeypatch.setattr(
+        _parallel, "spawn_pool", lambda *a, **k: spawned.append(1) or real_spawn(*a, **k)
+    )
+    real_chunk, pools = cosmos._chunk, []
+    monkeypatch.setattr(cosmos, "_chunk", lambda *a: pools.append(a[-1]) or real_chunk(*a))
+    two, _ = build_dataset(tmp_path / "two.fits", standin, nproc=2, **kw)
+    # 4 chunks, one set of worker processes, handed to each chunk.
+    assert len(spawned) == 1 and len(pools) == 4
+    assert all(p is pools[0] for p in pools) and hasattr(pools[0], "imap")
+    a, b = read_dataset(tmp_path / "one.fits"), read_dataset(tmp_path / "two.fits")
+    np.testing.assert_array_equal(a[0], b[0])
+    for c in a[1].colnames:
+        np.testing.assert_array_equal(a[1][c], b[1][c])
+
+
 def test_dataset_command_on_the_standin(standin, tmp_path):
     out = tmp_path / "d.fits"
     argv = ["dataset", str(standin.parent), "--out", str(out), "--quiet", "--nproc", "1"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["parallel_map", "spawn_pool", "item_seed", "default_nproc"]
+__all__ = ["parallel_map", "spawn_pool", "worker_pool", "item_seed", "default_nproc"]
 
 
 def default_nproc():
@@ -64,11 +65,31 @@ def spawn_pool(nproc, **kwargs):
                 os.environ[k] = v
 
 
-def parallel_map(factory, args, indices, *, nproc=None, chunk=64, desc=None, progress=True):
+@contextlib.contextmanager
+def worker_pool(factory, args, nproc=None):
+    """A pool whose workers each hold ``factory(*args)``, for several :func:`parallel_map` calls
+    of that factory (``pool=``): one set of processes for a long run, not one per call. Yields
+    None for one process (``parallel_map`` then works in this process)."""
+    nproc = default_nproc() if nproc is None else int(nproc)
+    if nproc <= 1:
+        yield None
+        return
+    pool = spawn_pool(nproc, initializer=_init, initargs=(factory, args))
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def parallel_map(
+    factory, args, indices, *, nproc=None, chunk=64, desc=None, progress=True, pool=None
+):
     """Run ``factory(*args)(i)`` for each index, in index order, over ``nproc`` processes.
 
     ``factory`` builds the per-process callable once (so each worker opens its catalogs or PSFs
-    once). Results come back in the order of ``indices`` whatever ``nproc`` is.
+    once). Results come back in the order of ``indices`` whatever ``nproc`` is. ``pool``: a
+    :func:`worker_pool` of the same ``factory`` and ``args`` to run on instead of a new one.
     """
     indices = list(indices)
     nproc = default_nproc() if nproc is None else int(nproc)
@@ -76,7 +97,11 @@ def parallel_map(factory, args, indices, *, nproc=None, chunk=64, desc=None, pro
     chunks = [indices[k : k + chunk] for k in range(0, len(indices), chunk)]
     out = []
     try:
-        if nproc <= 1 or len(chunks) <= 1:
+        if pool is not None:
+            for res in pool.imap(_call, chunks):
+                out.extend(res)
+                bar.update(len(res))
+        elif nproc <= 1 or len(chunks) <= 1:
             func = factory(*args)
             for c in chunks:
                 out.extend(func(i) for i in c)

@@ -22,6 +22,7 @@ the catalog has them beside it, ``mag_auto``, ``flux_radius`` and ``zphot`` from
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -32,8 +33,15 @@ from tqdm.auto import tqdm
 
 from .._utils import atomic_path, locked_dir, record_run
 from ..errors import GalSimValueError
+from ._parallel import worker_pool
 from .dataset import write_dataset_parts
-from .stamps import HST_PIXEL_SCALE, check_stamp_geometry, open_catalog, real_stamps
+from .stamps import (
+    HST_PIXEL_SCALE,
+    check_stamp_geometry,
+    open_catalog,
+    real_stamp_worker,
+    real_stamps,
+)
 
 __all__ = ["build_dataset", "sample_columns"]
 
@@ -127,26 +135,28 @@ def build_dataset(
         starts = list(range(0, n, chunk_size))
         files = [parts / f"{k:06d}.npz" for k in range(len(starts))]
         done = sum(min(chunk_size, n - a) for a, f in zip(starts, files) if f.is_file())
+        todo = [(a, f) for a, f in zip(starts, files) if not f.is_file()]
+        # One set of worker processes for the whole run, each opening the catalog once.
+        worker = real_stamp_worker(rgc.file_name, stamp_size, pixel_scale, scale_mode, seed)
         bar = tqdm(total=n, initial=done, desc="COSMOS stamps", unit="gal", disable=not progress)
         try:
-            for a, f in zip(starts, files):
-                if f.is_file():
-                    continue
-                idx = list(range(a, min(a + chunk_size, n)))
-                images, psfs, rows, errors = _chunk(
-                    rgc.file_name, idx, stamp_size, pixel_scale, scale_mode, seed, nproc
-                )
-                cols = {c: np.asarray([r[c] for r in rows]) for c in rows[0]} if rows else {}
-                with atomic_path(f) as tmp, open(tmp, "wb") as fh:
-                    np.savez(
-                        fh,
-                        images=images,
-                        psfs=psfs,
-                        error_rows=np.array([i for i, _ in errors], dtype=np.int64),
-                        error_reasons=np.array([r for _, r in errors], dtype="<U200"),
-                        **{f"col_{c}": v for c, v in cols.items()},
+            with worker_pool(*worker, nproc) if todo else contextlib.nullcontext() as pool:
+                for a, f in todo:
+                    idx = list(range(a, min(a + chunk_size, n)))
+                    images, psfs, rows, errors = _chunk(
+                        rgc.file_name, idx, stamp_size, pixel_scale, scale_mode, seed, pool
                     )
-                bar.update(len(idx))
+                    cols = {c: np.asarray([r[c] for r in rows]) for c in rows[0]} if rows else {}
+                    with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+                        np.savez(
+                            fh,
+                            images=images,
+                            psfs=psfs,
+                            error_rows=np.array([i for i, _ in errors], dtype=np.int64),
+                            error_reasons=np.array([r for _, r in errors], dtype="<U200"),
+                            **{f"col_{c}": v for c, v in cols.items()},
+                        )
+                    bar.update(len(idx))
         finally:
             bar.close()
         tables, errors = [], []
@@ -186,8 +196,9 @@ def build_dataset(
     return written, errors
 
 
-def _chunk(catalog_file, idx, stamp_size, pixel_scale, scale_mode, seed, nproc):
-    """Stamps of rows ``idx`` (all rows failing gives empty arrays, not an error)."""
+def _chunk(catalog_file, idx, stamp_size, pixel_scale, scale_mode, seed, pool):
+    """Stamps of rows ``idx`` (all rows failing gives empty arrays, not an error); ``pool`` as
+    :func:`~galsim_vae.pipeline._parallel.worker_pool` gives (None: in this process)."""
     try:
         return real_stamps(
             catalog_file,
@@ -196,8 +207,9 @@ def _chunk(catalog_file, idx, stamp_size, pixel_scale, scale_mode, seed, nproc):
             scale_mode=scale_mode,
             seed=seed,
             indices=idx,
-            nproc=nproc,
+            nproc=1,
             progress=False,
+            pool=pool,
         )
     except GalSimValueError as e:
         if "No stamp could be drawn" not in str(e):

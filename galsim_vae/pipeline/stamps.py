@@ -268,6 +268,12 @@ class _RealWorker:
             return {"error": f"{type(e).__name__}: {e}", "index": i}
 
 
+def real_stamp_worker(path, stamp_size, pixel_scale, scale_mode, seed):
+    """``(factory, args)`` of the per-process stamp maker of :func:`real_stamps`, for
+    :func:`~galsim_vae.pipeline._parallel.worker_pool`."""
+    return _RealWorker, (str(path), stamp_size, pixel_scale, scale_mode, seed)
+
+
 def real_stamps(
     path=None,
     *,
@@ -278,8 +284,12 @@ def real_stamps(
     indices=None,
     nproc=None,
     progress=True,
+    pool=None,
 ):
     """Stamps of every galaxy (or of ``indices``) of a COSMOS catalog.
+
+    ``pool``: a :func:`worker_pool` of :func:`real_stamp_worker` for these settings, reused
+    across calls (``nproc`` is then the pool's).
 
     Returns:
         tuple: ``(images, psfs, rows, errors)``; ``images`` and ``psfs`` are ``(N, S, S)``
@@ -291,13 +301,13 @@ def real_stamps(
     if indices is None:
         indices = range(rgc.nobjects)
     res = parallel_map(
-        _RealWorker,
-        (rgc.file_name, stamp_size, pixel_scale, scale_mode, seed),
+        *real_stamp_worker(rgc.file_name, stamp_size, pixel_scale, scale_mode, seed),
         indices,
         nproc=nproc,
         chunk=16,
         desc="COSMOS stamps",
         progress=progress,
+        pool=pool,
     )
     good = [r for r in res if "error" not in r]
     errors = [(r["index"], r["error"]) for r in res if "error" in r]
