@@ -20,7 +20,8 @@ Object type ``VAEGalaxy``
     ``norm_max``, ``pixel_scale``, ``psf_mode`` and ``pad_factor``. Transformations
     (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own.
     Random latents come from the object's rng, so ``image.random_seed`` fixes them; a flux
-    model's joint density gives each sampled galaxy its pixel scale and flux too.
+    model's joint density gives each sampled galaxy its pixel scale and flux too, at a COSMOS
+    F814W magnitude, or at ``magnitude`` (F814W AB; sampled galaxies only) when given.
 """
 
 from __future__ import annotations
@@ -135,11 +136,20 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "axis_ratio": float,
         "position_angle": float,
         "out_of_range": str,
+        "magnitude": float,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
     attrs = {
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }
+    magnitude = kwargs.pop("magnitude", None)
+    if magnitude is not None and (attrs or latent is not None or "index" in kwargs):
+        raise GalSimConfigError(
+            "VAEGalaxy magnitude goes with sampled galaxies (no latent, index or attributes); "
+            "set the flux of others with flux"
+        )
+    if magnitude is not None and "flux" in kwargs:
+        raise GalSimConfigError("VAEGalaxy takes magnitude or flux, not both")
     position_angle = kwargs.pop("position_angle", None)
     out_of_range = kwargs.pop("out_of_range", "clip")
     if position_angle is not None and not attrs:
@@ -217,7 +227,10 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 "Invalid sampling for VAEGalaxy", sampling, ("density", "prior")
             )
         rng = GetRNG(config, base, logger, "VAEGalaxy")
-        pop = model.sample_population(1, rng, sampling=sampling)
+        try:
+            pop = model.sample_population(1, rng, sampling=sampling, magnitude=magnitude)
+        except galsim.GalSimError as e:
+            raise GalSimConfigValueError(f"VAEGalaxy magnitude: {e}", magnitude) from e
         z = pop["latent"][0]
         if pop["flux"] is not None:  # a joint density: the galaxy's own scale and flux
             kwargs.setdefault("pixel_scale", float(pop["pixel_scale"][0]))

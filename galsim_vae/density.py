@@ -113,6 +113,86 @@ class LatentDensity:
         k = self.latent_dim
         return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
 
+    def sample_given(self, rng, **given) -> tuple[np.ndarray, dict]:
+        """Latents and the other ``aux`` values drawn given some ``aux`` values: the mixture
+        conditioned on them (each component reweighted by how well it explains them, its
+        Gaussian conditioned in closed form). One draw per given value.
+
+        Parameters:
+            rng: ``galsim.BaseDeviate``.
+            **given: ``aux`` name -> ``(n,)`` values (e.g. ``log10_flux``); all of one length.
+
+        Returns:
+            tuple: ``(latents (n, latent_dim), {aux name: (n,)})``, the given ones included.
+        """
+        import galsim
+
+        unknown = [k for k in given if k not in self.aux_names]
+        if unknown or not given:
+            raise GalSimValueError(
+                "can condition only on the quantities modelled beside the latents",
+                unknown or None,
+                self.aux_names,
+            )
+        vals = [np.atleast_1d(np.asarray(v, dtype=float)) for v in given.values()]
+        n = len(vals[0])
+        if any(v.ndim != 1 or len(v) != n for v in vals) or n == 0:
+            raise GalSimValueError(
+                "give one value per draw, all of one length", [len(v) for v in vals]
+            )
+        if not all(np.isfinite(v).all() for v in vals):
+            raise GalSimValueError("conditioning values must be finite", given)
+        k = self.latent_dim
+        gi = np.array([k + self.aux_names.index(name) for name in given])
+        oi = np.setdiff1d(np.arange(self.means.shape[1]), gi)
+        g = np.column_stack(vals)  # (n, G)
+        m, c = self.means, self.covariances
+        sgg = c[:, gi][:, :, gi]  # (K, G, G)
+        sog = c[:, oi][:, :, gi]  # (K, O, G)
+        a = np.einsum("kog,kgh->koh", sog, np.linalg.inv(sgg))  # regression of o on g
+        cov_o = c[:, oi][:, :, oi] - np.einsum("kog,kpg->kop", a, sog)
+        chol_o = np.linalg.cholesky(cov_o)
+        # Each component's weight given g: w_k N(g; m_g, S_gg), normalised per draw.
+        dg = g[:, None, :] - m[None][:, :, gi]  # (n, K, G)
+        sol = np.linalg.solve(sgg[None], dg[..., None])[..., 0]
+        _, logdet = np.linalg.slogdet(sgg)
+        logw = np.log(self.weights) - 0.5 * (np.einsum("nkg,nkg->nk", dg, sol) + logdet)
+        p = np.exp(logw - logw.max(axis=1, keepdims=True))
+        cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        u = np.empty(n)
+        galsim.UniformDeviate(rng).generate(u)
+        comp = np.minimum((cdf < u[:, None]).sum(axis=1), len(self.weights) - 1)
+        eps = np.empty(n * len(oi))
+        galsim.GaussianDeviate(rng).generate(eps)
+        mean_o = m[comp][:, oi] + np.einsum("nog,ng->no", a[comp], dg[np.arange(n), comp])
+        xo = mean_o + np.einsum("nij,nj->ni", chol_o[comp], eps.reshape(n, len(oi)))
+        x = np.empty((n, self.means.shape[1]))
+        x[:, oi], x[:, gi] = xo, g
+        return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
+
+    @property
+    def magnitude_prior(self):
+        """The F814W magnitude distribution sampled galaxies get by default, when the file has
+        one: ``(edges, counts)`` of a histogram; None otherwise."""
+        mp = self.meta.get("magnitude_prior")
+        if not mp:
+            return None
+        return np.asarray(mp["edges"], dtype=float), np.asarray(mp["counts"], dtype=float)
+
+    def sample_magnitudes(self, n: int, rng) -> np.ndarray:
+        """``n`` magnitudes from :attr:`magnitude_prior` (uniform within each bin)."""
+        import galsim
+
+        prior = self.magnitude_prior
+        if prior is None:
+            raise GalSimValueError("this density has no magnitude distribution", None)
+        edges, counts = prior
+        u = np.empty(2 * check_count(n))
+        galsim.UniformDeviate(rng).generate(u)
+        cdf = np.cumsum(counts) / counts.sum()
+        b = np.minimum(np.searchsorted(cdf, u[:n], side="right"), len(counts) - 1)
+        return edges[b] + u[n:] * (edges[b + 1] - edges[b])
+
     def log_prob(self, latents) -> np.ndarray:
         """Log density of each latent: of the latents alone (the marginal of a joint density), or
         of latents with their auxiliary columns (``aux_names``) appended."""

@@ -233,14 +233,19 @@ class VAEGalaxy(GSObject):
         max_flux=None,
         min_hlr=None,
         max_hlr=None,
+        magnitude=None,
         **kwargs,
     ):
         """``n`` galaxies with latents drawn from the model, decoded in one batch.
 
         With a flux model's joint density each galaxy also gets its own pixel scale (size) and
-        flux. Cuts like ``COSMOSCatalog``'s select galaxies by flux and half-light radius: more
-        galaxies are drawn and those outside the cuts rejected (the flux cut before decoding),
-        in rounds, until ``n`` pass. A latent from the density's tails that decodes to no positive
+        flux: by default with the F814W magnitudes of the COSMOS F814W<23.5 sample where the
+        density stores them (the shipped one does), each galaxy's shape and size drawn given its
+        magnitude; ``magnitude=`` sets them. Cuts like ``COSMOSCatalog``'s select galaxies by
+        flux and half-light radius: more galaxies are drawn and those outside the cuts rejected
+        (the flux cut before decoding), in rounds, until ``n`` pass (with one magnitude per
+        galaxy, each rejected galaxy is redrawn at its own magnitude, so galaxy ``i`` has
+        magnitude ``i``). A latent from the density's tails that decodes to no positive
         flux (a flux model's) is never returned: another is drawn in its place.
 
         Parameters:
@@ -253,6 +258,9 @@ class VAEGalaxy(GSObject):
             min_flux, max_flux: cuts on the sampled flux (flux models with a joint density).
                 [default: None]
             min_hlr, max_hlr: cuts on :attr:`half_light_radius` (arcsec). [default: None]
+            magnitude: F814W AB magnitude (one, or one per galaxy) to draw the galaxies at, or
+                ``"training"`` for the training set's magnitudes; None: the density's default
+                (:meth:`VAEModel.sample_population`). [default: None]
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ...).
 
         Returns:
@@ -261,10 +269,15 @@ class VAEGalaxy(GSObject):
         n = check_count(n)
         m = model if isinstance(model, VAEModel) else get_model(model)
         rng = as_deviate(rng)
-        out, drawn = [], 0
-        while len(out) < n:
-            k = n if not out and drawn == 0 else max(2 * (n - len(out)), 64)
-            pop = m.sample_population(k, rng, sampling=sampling)
+        lo = -np.inf if min_hlr is None else min_hlr
+        hi = np.inf if max_hlr is None else max_hlr
+        per_galaxy = np.ndim(magnitude) == 1
+        if per_galaxy and len(magnitude) != n:
+            raise GalSimValueError(f"give one magnitude or {n}", len(magnitude))
+
+        def draw(k, mag):
+            """``k`` galaxies, None where one fails the cuts or decodes to no positive flux."""
+            pop = m.sample_population(k, rng, sampling=sampling, magnitude=mag)
             if pop["flux"] is None and (min_flux is not None or max_flux is not None):
                 raise GalSimIncompatibleValuesError(
                     "flux cuts need sampled fluxes: a flux model's joint density and "
@@ -272,33 +285,55 @@ class VAEGalaxy(GSObject):
                     sampling=sampling,
                     model=m.file_name,
                 )
-            drawn += k
             keep = np.ones(k, dtype=bool)
-            if pop["flux"] is not None:
+            per = {}
+            if pop["flux"] is not None:  # a joint density: each galaxy its own scale and flux
                 if min_flux is not None:
                     keep &= pop["flux"] >= min_flux
                 if max_flux is not None:
                     keep &= pop["flux"] <= max_flux
-            per = {}
-            if pop["flux"] is not None:  # a joint density: each galaxy its own scale and flux
                 for k2 in ("pixel_scale", "flux"):
                     if k2 not in kwargs:  # the caller's value wins
                         per[k2] = pop[k2][keep]
-            gals = cls.from_latents(pop["latent"][keep], m, **per, **kwargs) if keep.any() else []
-            # A latent from the density's tails can decode to no positive flux: never returned.
-            gals = [g for g in gals if g._drawable]
-            if min_hlr is not None or max_hlr is not None:
-                lo = -np.inf if min_hlr is None else min_hlr
-                hi = np.inf if max_hlr is None else max_hlr
-                gals = [g for g in gals if lo <= g.half_light_radius <= hi]
-            out += gals
-            if len(out) < n and drawn > 50 * n + 1000:
+            gals = [None] * k
+            if keep.any():
+                made = cls.from_latents(pop["latent"][keep], m, **per, **kwargs)
+                for i, g in zip(np.flatnonzero(keep), made):
+                    # A latent from the density's tails can decode to no positive flux.
+                    if g._drawable and (
+                        (min_hlr is None and max_hlr is None) or lo <= g.half_light_radius <= hi
+                    ):
+                        gals[i] = g
+            return gals
+
+        def give_up(got, drawn):
+            if got < n and drawn > 50 * n + 1000:
                 raise GalSimRangeError(
-                    f"Only {len(out)} of {drawn} sampled galaxies pass the cuts (flux "
-                    f"{min_flux}-{max_flux}, hlr {min_hlr}-{max_hlr}); widen them",
-                    len(out),
+                    f"Only {got} of {drawn} sampled galaxies pass the cuts (flux "
+                    f"{min_flux}-{max_flux}, hlr {min_hlr}-{max_hlr}"
+                    + (", at the given magnitudes" if magnitude is not None else "")
+                    + "); widen them",
+                    got,
                     n,
                 )
+
+        if per_galaxy:  # galaxy i at magnitude i: each failed one redrawn at its own
+            mags = np.asarray(magnitude, dtype=float)
+            out, todo, drawn = [None] * n, np.arange(n), 0
+            while len(todo):
+                gals = draw(len(todo), mags[todo])
+                drawn += len(todo)
+                for i, g in zip(todo, gals):
+                    out[i] = g
+                todo = np.array([i for i in todo if out[i] is None], dtype=int)
+                give_up(n - len(todo), drawn)
+            return out
+        out, drawn = [], 0
+        while len(out) < n:
+            k = n if not out and drawn == 0 else max(2 * (n - len(out)), 64)
+            out += [g for g in draw(k, magnitude) if g is not None]
+            drawn += k
+            give_up(len(out), drawn)
         return out[:n]
 
     @classmethod

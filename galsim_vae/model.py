@@ -27,6 +27,7 @@ from .checkpoint import load_vae
 from .density import LatentDensity
 from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
 from .nn import FusedDecoder, FusedEncoder
+from .psf import F814W_ZEROPOINT
 from .stamp import (
     REPRESENTATIONS,
     border_pixels,
@@ -470,22 +471,54 @@ class VAEModel:
         galsim.GaussianDeviate(rng).generate(z)
         return z.reshape(n, self.latent_dim)
 
-    def sample_population(self, n: int, rng=None, *, sampling: str = "density") -> dict:
+    def sample_population(
+        self, n: int, rng=None, *, sampling: str = "density", magnitude=None
+    ) -> dict:
         """``n`` galaxies' latents, with their pixel scales and fluxes where the model knows them.
 
         A flux-representation model whose latent density was fitted jointly on latents, pixel
-        scales and fluxes (:meth:`LatentDensity.sample_joint`) draws all three together, so sizes,
-        fluxes and shapes come with their correlations; otherwise every galaxy gets the model's
-        pixel scale and no flux (the caller's, or the training set's median).
+        scales and fluxes draws all three together, so sizes, fluxes and shapes come with their
+        correlations; otherwise every galaxy gets the model's pixel scale and no flux (the
+        caller's, or the training set's median).
+
+        Magnitudes (F814W AB, ``-2.5 log10(flux) + 25.94``): with ``magnitude=None`` they follow
+        the distribution stored with the density (the COSMOS F814W<23.5 sample's, for the
+        shipped model; :attr:`LatentDensity.magnitude_prior`) and each galaxy's latent and size
+        are drawn given its magnitude (:meth:`LatentDensity.sample_given`); a density without
+        one, or ``magnitude="training"``, draws them as the training set has them
+        (:meth:`LatentDensity.sample_joint`). A number, or one per galaxy, conditions on it.
 
         Returns:
             dict: ``latent`` ``(n, latent_dim)``, ``pixel_scale`` ``(n,)``, ``flux`` ``(n,)`` or
             None.
         """
         rng = as_deviate(rng)
+        n = check_count(n)
         d = self.density
-        if sampling == "density" and d is not None and d.aux_names:
-            z, aux = d.sample_joint(check_count(n), rng)
+        joint = sampling == "density" and d is not None and "log10_flux" in d.aux_names
+        given = None if isinstance(magnitude, str) else magnitude
+        if isinstance(magnitude, str) and magnitude != "training":
+            raise GalSimValueError("Unknown magnitude", magnitude, (None, "training", "a number"))
+        if given is not None:
+            if not joint:
+                raise GalSimIncompatibleValuesError(
+                    "magnitude= needs a flux model whose density draws fluxes (sampling='density')",
+                    magnitude=magnitude,
+                    sampling=sampling,
+                )
+            given = np.asarray(given, dtype=float)
+            if given.ndim > 1 or given.ndim == 1 and len(given) != n:
+                raise GalSimValueError(f"give one magnitude or {n}", given.shape)
+            if not np.isfinite(given).all():
+                raise GalSimRangeError("magnitudes must be finite", given, -np.inf, np.inf)
+            given = np.broadcast_to(given, (n,))
+        elif joint and magnitude is None and d.magnitude_prior is not None:
+            given = d.sample_magnitudes(n, rng)
+        if joint:
+            if given is not None:
+                z, aux = d.sample_given(rng, log10_flux=(F814W_ZEROPOINT - given) / 2.5)
+            else:
+                z, aux = d.sample_joint(n, rng)
             # Scales only where training had them (the mixture's tails reach past them); a
             # training set of one scale has no scale column.
             lo, hi = self.dataset_summary.get("pixel_scale_range", [self.pixel_scale] * 2)

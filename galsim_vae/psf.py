@@ -5,10 +5,13 @@ from __future__ import annotations
 import galsim
 import numpy as np
 
-__all__ = ["HST_PIXEL_SCALE", "hst_f814w_psf", "psf_from_image", "psf_sigma"]
+__all__ = ["HST_PIXEL_SCALE", "F814W_ZEROPOINT", "hst_f814w_psf", "psf_from_image", "psf_sigma"]
 
 #: Pixel scale of the COSMOS HST/ACS F814W images, arcsec/pixel.
 HST_PIXEL_SCALE = 0.03
+#: HST ACS/WFC F814W AB zero point of the COSMOS images (the magnitude of 1 count/s):
+#: ``mag = -2.5 log10(flux) + F814W_ZEROPOINT``.
+F814W_ZEROPOINT = 25.94
 
 
 def hst_f814w_psf(gsparams=None):

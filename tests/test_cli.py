@@ -218,6 +218,11 @@ def test_fit_density_command(sim_dataset, tmp_path):
     assert d.meta["model_sha256"] == get_model().metadata["sha256"]
     assert d.meta["n_fit"] == n_pass and d.meta["n_components"] == 2
     assert d.meta["split"] == "passes" and d.meta["dataset"] == sim_dataset.name
+    # The COSMOS magnitudes sampled galaxies get by default: a histogram of the catalog.
+    edges, counts = d.magnitude_prior
+    assert counts.sum() == d.meta["magnitude_prior"]["n"] > 50000 and len(edges) == len(counts) + 1
+    assert main([*argv, "--magnitudes", "training", "--out", str(tmp_path / "tr.npz")]) == 0
+    assert LatentDensity.load(tmp_path / "tr.npz").magnitude_prior is None
     # The mixture describes the latents it was fitted to far better than the unit prior does.
     mu = get_model().encode(read_dataset(sim_dataset)[0][:20])["mu"]
     prior = -0.5 * (mu**2).sum(axis=1) - 32 * np.log(2 * np.pi)

@@ -65,6 +65,16 @@ def test_sampling_follows_random_seed():
     assert a.latent == b.latent and a.latent != c.latent
 
 
+def test_magnitude_key():
+    from galsim_vae.studies.population import magnitudes
+
+    g = _build({"type": "VAEGalaxy", "magnitude": 22.0}, seed=3)
+    assert magnitudes(g.flux)[0] == pytest.approx(22.0)
+    assert g == _build({"type": "VAEGalaxy", "magnitude": 22.0}, seed=3)
+    r = _build({"type": "VAEGalaxy", "magnitude": {"type": "Random", "min": 20, "max": 23}})
+    assert 20 <= magnitudes(r.flux)[0] <= 23
+
+
 def test_attribute_keys():
     def gal():  # a fresh dict each time: GalSim's config processing edits it in place
         return {
@@ -199,6 +209,9 @@ def test_latent_file_with_a_flagged_row(tmp_path):
         ({"type": "VAEGalaxy", "latent": ["a"] * 64}, "list of numbers"),
         ({"type": "VAEGalaxy", "latent": [[0.0] * 32] * 2}, "64 values"),
         ({"type": "VAEGalaxy", "latent": "$[0.0] * 10"}, "64 values"),
+        ({"type": "VAEGalaxy", "latent": [0.0] * 64, "magnitude": 22}, "sampled galaxies"),
+        ({"type": "VAEGalaxy", "magnitude": 22, "flux": 10.0}, "magnitude or flux"),
+        ({"type": "VAEGalaxy", "magnitude": 22, "sampling": "prior"}, "magnitude"),
     ],
 )
 def test_bad_config(gal, match):

@@ -337,7 +337,7 @@ def test_flux_model_samples_carry_sizes_and_fluxes(flux_model, sim_dataset):
     from galsim_vae.pipeline.dataset import read_dataset
 
     _, table, _, _ = read_dataset(sim_dataset)
-    gals = VAEGalaxy.sample(300, galsim.BaseDeviate(8), flux_model)
+    gals = VAEGalaxy.sample(300, galsim.BaseDeviate(8), flux_model, magnitude="training")
     flux = np.array([g.flux for g in gals])
     scale = np.array([g.stamp.scale for g in gals])
     # Drawn jointly from the density: fluxes spread like the training set's (log median within
@@ -346,12 +346,50 @@ def test_flux_model_samples_carry_sizes_and_fluxes(flux_model, sim_dataset):
     assert np.std(np.log10(flux)) > 0.3
     # sim_dataset has one pixel scale: no size is drawn, every galaxy gets it.
     assert np.all(scale == flux_model.pixel_scale)
-    again = VAEGalaxy.sample(300, galsim.BaseDeviate(8), flux_model)
+    again = VAEGalaxy.sample(300, galsim.BaseDeviate(8), flux_model, magnitude="training")
     assert [g.flux for g in again] == list(flux)
     # from_image keeps the stamp's flux and scale.
     img = gals[0].drawImage(nx=64, ny=64, scale=0.05, method="no_pixel", use_true_center=False)
     back = VAEGalaxy.from_image(img, flux_model)
     assert back.flux == pytest.approx(img.array.sum(), rel=1e-6) and back.stamp.scale == 0.05
+
+
+def test_samples_at_cosmos_and_given_magnitudes(flux_model, minmax_model):
+    from scipy.stats import ks_2samp
+
+    from galsim_vae.studies.population import ZEROPOINT, magnitude_catalog, magnitudes
+
+    m = flux_model
+    # By default the magnitudes are those of the COSMOS F814W<23.5 catalog (fit-density stored
+    # its histogram), not the training set's.
+    edges, counts = m.density.magnitude_prior
+    cat = magnitude_catalog()
+    assert counts.sum() == len(cat) and edges[0] <= cat.min() and edges[-1] >= cat.max()
+    mag = magnitudes([g.flux for g in VAEGalaxy.sample(1000, galsim.BaseDeviate(2), m)])
+    assert ks_2samp(mag, cat).statistic < 0.1
+    train = magnitudes([g.flux for g in VAEGalaxy.sample(1000, 2, m, magnitude="training")])
+    assert ks_2samp(train, cat).statistic > 2 * ks_2samp(mag, cat).statistic
+    # One magnitude for all, or one per galaxy (in order).
+    one = VAEGalaxy.sample(4, 3, m, magnitude=21.0)
+    np.testing.assert_allclose([g.flux for g in one], 10 ** ((ZEROPOINT - 21.0) / 2.5))
+    per = VAEGalaxy.sample(3, 3, m, magnitude=[24.0, 20.0, 22.5])
+    np.testing.assert_allclose(magnitudes([g.flux for g in per]), [24.0, 20.0, 22.5])
+    assert VAEGalaxy.sample(3, 3, m, magnitude=[24.0, 20.0, 22.5]) == per  # seeded
+    # The latents are drawn given the magnitude: bright and faint galaxies differ as the
+    # training set's do (here: in size, the pixel scale is fixed, so in their latents).
+    zb = m.sample_population(300, 4, magnitude=19.0)["latent"]
+    zf = m.sample_population(300, 4, magnitude=25.0)["latent"]
+    assert np.abs(zb.mean(0) - zf.mean(0)).max() > 5 * zb.std(0).max() / 300**0.5
+    with pytest.raises(galsim.GalSimValueError, match="one magnitude or 3"):
+        VAEGalaxy.sample(3, 3, m, magnitude=[20.0, 21.0])
+    with pytest.raises(galsim.GalSimValueError, match="Unknown magnitude"):
+        VAEGalaxy.sample(3, 3, m, magnitude="cosmos")
+    with pytest.raises(galsim.GalSimRangeError, match="finite"):
+        VAEGalaxy.sample(3, 3, m, magnitude=np.nan)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="magnitude="):
+        VAEGalaxy.sample(3, 3, minmax_model, magnitude=21.0)
+    with pytest.raises(galsim.GalSimRangeError, match="at the given magnitudes"):
+        VAEGalaxy.sample(3, 3, m, magnitude=25.0, min_flux=1e6)
 
 
 def test_half_light_radius_and_size_cuts(model, minmax_model):

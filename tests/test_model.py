@@ -87,6 +87,33 @@ def test_density_fit_sample_save_load(tmp_path):
     assert density_path("a/m.safetensors").name == "m_density.npz"
 
 
+def test_density_conditioned_on_an_aux_value():
+    # One correlated Gaussian (latent x, aux y; corr 0.8) and a second component far away in y.
+    c1 = np.array([[1.0, 0.8], [0.8, 1.0]])
+    c2 = np.array([[0.25, 0.0], [0.0, 0.25]])
+    d = LatentDensity([0.5, 0.5], [[0.0, 0.0], [5.0, 10.0]], [c1, c2], {"aux": ["y"]})
+    # Given y = 1: the first component, x ~ N(0.8, 1 - 0.64) (the closed form).
+    x, aux = d.sample_given(galsim.BaseDeviate(5), y=np.full(20000, 1.0))
+    assert np.all(aux["y"] == 1.0) and x.shape == (20000, 1)
+    assert abs(x.mean() - 0.8) < 0.02 and abs(x.var() - 0.36) < 0.02
+    # Given y = 10: the second component's x.
+    x2, _ = d.sample_given(galsim.BaseDeviate(5), y=np.full(2000, 10.0))
+    assert abs(x2.mean() - 5.0) < 0.05
+    a, _ = d.sample_given(galsim.BaseDeviate(9), y=[1.0, 10.0])
+    np.testing.assert_array_equal(a, d.sample_given(galsim.BaseDeviate(9), y=[1.0, 10.0])[0])
+    with pytest.raises(galsim.GalSimValueError, match="beside the latents"):
+        d.sample_given(galsim.BaseDeviate(1), z=[1.0])
+    with pytest.raises(galsim.GalSimValueError, match="finite"):
+        d.sample_given(galsim.BaseDeviate(1), y=[np.nan])
+    # A magnitude histogram: draws in each bin in proportion to its count.
+    assert d.magnitude_prior is None
+    d.meta["magnitude_prior"] = {"edges": [20.0, 21.0, 22.0], "counts": [1, 3]}
+    m = d.sample_magnitudes(8000, galsim.BaseDeviate(2))
+    assert m.min() >= 20 and m.max() <= 22 and abs(np.mean(m > 21) - 0.75) < 0.02
+    with pytest.raises(galsim.GalSimValueError, match="no magnitude"):
+        LatentDensity([1.0], [[0.0]], [[[1.0]]]).sample_magnitudes(2, galsim.BaseDeviate(1))
+
+
 def test_bad_inputs(tiny_file, tmp_path):
     m = VAEModel(tiny_file)
     with pytest.raises(galsim.GalSimValueError, match="64x64"):

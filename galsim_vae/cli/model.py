@@ -22,6 +22,7 @@ from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene, plot_scenes
+from ..studies.population import magnitude_prior
 from ..training.loop import TrainConfig, train
 from ..training.losses import LOSSES, VAELoss
 from ._common import (
@@ -143,6 +144,16 @@ def _cmd_fit_density(a):
     model = get_model(model_arg(a))
     out = model_sidecar(model.file_name, density_path(model.file_name), a.out)
     check_output(out, [a.dataset, model.file_name], overwrite=a.overwrite)
+    prior = None  # read first: a missing catalog fails before the encoding
+    if model.representation == "flux" and a.magnitudes == "cosmos":
+        try:
+            prior = magnitude_prior(a.data_dir)
+        except GalSimValueError as e:
+            raise GalSimValueError(
+                f"{e} (the COSMOS magnitudes; --data-dir, or --magnitudes training to keep the "
+                "training set's)",
+                a.data_dir,
+            ) from e
     ds = StampDataset(a.dataset, a.split, model.representation)
     mu, _ = model.encode_normalized(ds.images)
     aux = None
@@ -151,19 +162,17 @@ def _cmd_fit_density(a):
         scale = np.log10(np.asarray(ds.table["pixel_scale"], dtype=float))
         if np.ptp(scale) > 0:  # a one-scale training set has no size to draw
             aux = {"log10_pixel_scale": scale, **aux}
-    dens = LatentDensity.fit(
-        mu,
-        aux=aux,
-        n_components=a.components,
-        seed=a.seed,
-        meta={
-            "dataset": Path(a.dataset).name,
-            "split": a.split,
-            "model_sha256": model.metadata["sha256"],
-        },
-    )
+    meta = {
+        "dataset": Path(a.dataset).name,
+        "split": a.split,
+        "model_sha256": model.metadata["sha256"],
+    }
+    if prior is not None:
+        meta["magnitude_prior"] = prior
+    dens = LatentDensity.fit(mu, aux=aux, n_components=a.components, seed=a.seed, meta=meta)
     dens.save(out)
-    print(f"wrote {out}: {a.components}-component mixture fitted to {len(mu)} latents")
+    prior = " and the COSMOS magnitude distribution" if "magnitude_prior" in meta else ""
+    print(f"wrote {out}: {a.components}-component mixture fitted to {len(mu)} latents{prior}")
     return 0
 
 
@@ -357,6 +366,16 @@ def add_commands(sub):
     f.add_argument("--split", default="passes")
     f.add_argument("--components", type=count(), default=16)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "--magnitudes",
+        choices=("cosmos", "training"),
+        default="cosmos",
+        help="the F814W magnitudes sampled galaxies get by default (flux models): cosmos, the "
+        "COSMOS F814W<23.5 catalog's distribution (a histogram stored with the density, read "
+        "from the real data folder), each galaxy's latent and size drawn given its magnitude; "
+        "training, the training set's own [default: cosmos]",
+    )
+    f.add_argument("--data-dir", default=None, help="real data folder (default: auto)")
     f.add_argument(
         "--out",
         default=None,

@@ -41,6 +41,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .._utils import atomic_path, check_count, record_run
+from ..psf import F814W_ZEROPOINT
 from ._parallel import item_seed, parallel_map
 from .simulator import COSMOSLikeSimulator, find_shared_data
 
@@ -49,8 +50,6 @@ __all__ = ["build_standin", "STANDIN_N", "F814W_ZEROPOINT"]
 #: Galaxies in GalSim's COSMOS 25.2 training sample ("about 87,000", GalSim's RealGalaxy Data
 #: wiki page); the stand-in's default size.
 STANDIN_N = 87000
-#: HST ACS/WFC F814W AB zero point (magnitude of 1 count/s), for the ``MAG`` column.
-F814W_ZEROPOINT = 25.94
 NOISE_FILE = "acs_I_unrot_sci_20_cf.fits"
 #: Side of the PSF images (pixels at 0.03").
 PSF_SIZE = 49

@@ -53,7 +53,7 @@ from .._version import __version__
 from ..errors import GalSimValueError
 from ..galaxy import VAEGalaxy
 from ..model import VAEModel, get_model
-from ..psf import HST_PIXEL_SCALE, hst_f814w_psf
+from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf
 from ..stamp import border_pixels, half_light_radius
 
 __all__ = [
@@ -68,12 +68,13 @@ __all__ = [
     "sky_pedestals",
     "size_distribution",
     "magnitude_distribution",
+    "magnitude_prior",
     "great3_resolution",
     "population_report",
 ]
 
 #: F814W AB zeropoint of the COSMOS images (counts/s): ``mag = -2.5 log10(flux) + ZEROPOINT``.
-ZEROPOINT = 25.94
+ZEROPOINT = F814W_ZEROPOINT
 #: Side (pixels at ``HST_PIXEL_SCALE``, 0.03") of the stamp the reference galaxies are
 #: measured on: 7.68".
 REFERENCE_STAMP = 256
@@ -382,6 +383,26 @@ def magnitude_catalog(data_dir=None) -> np.ndarray:
         data_dir: the real data folder. [default: None, found as usual]
     """
     return _mag_catalog(str(_data(data_dir)))
+
+
+def magnitude_prior(data_dir=None, *, width=0.1) -> dict:
+    """The COSMOS F814W<23.5 magnitude distribution as a histogram of ``width``-magnitude bins,
+    for a latent density's default magnitudes (:attr:`LatentDensity.magnitude_prior`): a
+    summary of :func:`magnitude_catalog`, not its rows.
+
+    Returns:
+        dict: ``edges``, ``counts`` (lists), ``source``, ``n``.
+    """
+    m = magnitude_catalog(data_dir)
+    lo, hi = np.floor(m.min() / width) * width, np.ceil(m.max() / width) * width
+    edges = np.round(np.arange(lo, hi + width / 2, width), 6)
+    counts, _ = np.histogram(m, edges)
+    return {
+        "edges": edges.tolist(),
+        "counts": counts.astype(int).tolist(),
+        "source": f"{_MAG_FILE} (COSMOS F814W<23.5, column F814W)",
+        "n": int(len(m)),
+    }
 
 
 # ---- 1. sky pedestals --------------------------------------------------------------------------
