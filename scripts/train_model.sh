@@ -8,7 +8,11 @@
 # its last checkpoint, so rerunning continues an interrupted run. Settings (environment):
 #   MORPHOLOGY   simulator morphology, structured or smooth          [structured]
 #   NSIM         training stamps simulated (per-galaxy scales)        [40000]
-#   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2028; 778]
+#   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2029; 778]
+#   SIM          the training set's file          [WORKDIR/sim_struct40k_t.fits: NSIM, TARGET]
+#   TARGET       what reconstructions are compared with in training: truth (the noiseless
+#                stamps the simulation keeps) or stamp (the noisy stamps)          [truth]
+#   ATTR_SIM     the simulated set the attribute model is fitted on              [SIM]
 #   RUN          run folder                                           [WORKDIR/run_MORPHOLOGY]
 #   EPOCHS, LR, LR_PATIENCE   training epochs, start rate, plateau patience   [16, 1e-4, 2]
 #   INIT         weights to start from (fine-tuning); empty: random  [the shipped model's file]
@@ -26,16 +30,19 @@ NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
 MORPHOLOGY=${MORPHOLOGY:-structured}
 NSIM=${NSIM:-40000}
 PREFIX=$([ "$MORPHOLOGY" = smooth ] && echo fit || echo struct)
-SIM="$WORK/sim_${PREFIX}${NSIM%000}k.fits"
+TARGET=${TARGET:-truth}
+SIM=${SIM:-"$WORK/sim_${PREFIX}${NSIM%000}k$([ "$TARGET" = truth ] && echo _t).fits"}
+ATTR_SIM=${ATTR_SIM:-$SIM}
 HELDOUT="$WORK/sim_${PREFIX}_heldout.fits"
 RUN=${RUN:-"$WORK/run_$MORPHOLOGY"}
 INIT=${INIT-galsim_vae/data/default_vae.safetensors}
 mkdir -p "$WORK"
 # 1. Training set: per-galaxy scales (fit mode); the flux-fraction cut at 90% (de Vaucouleurs
 #    wings reach past any stamp).
+#    The noiseless truths are kept when training compares with them.
 [ -f "$SIM" ] || python3 -m galsim_vae simulate --n "$NSIM" --scale-mode fit \
-    --morphology "$MORPHOLOGY" --seed "${SIM_SEED:-2028}" --out "$SIM" \
-    --min-flux-fraction 0.9 --nproc "$NPROC" --quiet --no-truth
+    --morphology "$MORPHOLOGY" --seed "${SIM_SEED:-2029}" --out "$SIM" \
+    --min-flux-fraction 0.9 --nproc "$NPROC" --quiet $([ "$TARGET" = truth ] || echo --no-truth)
 # 2. Held-out simulations (another seed, truths kept) for the floor and the Sersic comparison.
 [ -f "$HELDOUT" ] || python3 -m galsim_vae simulate --n 1200 --scale-mode fit \
     --morphology "$MORPHOLOGY" --seed "${HELDOUT_SEED:-778}" --out "$HELDOUT" \
@@ -55,7 +62,8 @@ fi
 python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
     --loss gauss --loss-param 1 --epochs "${EPOCHS:-16}" --batch-size 64 --lr "${LR:-1e-4}" \
     --lr-patience "${LR_PATIENCE:-2}" --seed 0 --device "$DEVICE" \
-    --max-minutes "${MAX_MINUTES:-0}" --quiet ${INIT:+--init "$RUN/init.safetensors"}
+    --max-minutes "${MAX_MINUTES:-0}" --target "$TARGET" --quiet \
+    ${INIT:+--init "$RUN/init.safetensors"}
 # 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
 python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
     --split train --components 16 --overwrite
@@ -71,7 +79,7 @@ python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 10000 --see
     --out "$RUN/population" --overwrite
 # 7. Its attribute model (Hubble type, size, axis ratio <-> latents, pixel scales and fluxes):
 #    PSF-convolved Sersic fits of 3,000 training stamps, kept in the report folder.
-python3 -m galsim_vae fit-attributes "$SIM" \
+python3 -m galsim_vae fit-attributes "$ATTR_SIM" \
     --model "$RUN/best.safetensors" --max-rows 3000 --report "$RUN/attributes_report" \
     --real "$WORK/real_btk100.fits" --nproc "$NPROC" --quiet --overwrite \
     ${MEASUREMENTS:+--measurements "$MEASUREMENTS"}
