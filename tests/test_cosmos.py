@@ -136,6 +136,20 @@ def test_dataset_one_pool_for_all_chunks(standin, tmp_path, monkeypatch):
     np.testing.assert_array_equal(a[0], b[0])
     for c in a[1].colnames:
         np.testing.assert_array_equal(a[1][c], b[1][c])
+    # A long-lived worker keeps only the current row's image and PSF files open (GalSim keeps
+    # every file it reads in memory otherwise).
+    from galsim_vae.pipeline.stamps import real_stamp_worker
+
+    factory, args = real_stamp_worker(standin, 64, 0.03, "fixed", 1)
+    w = factory(*args)
+    for i in range(N):
+        w(i)
+        assert len(w.rgc.loaded_files) <= 2
+    assert len({f for f, _ in w.files}) > 1  # the rows span several files
+    # A pool is used only for the task it was made for.
+    with _parallel.worker_pool(factory, args, 2) as pool:
+        with pytest.raises(GalSimValueError, match="another task"):
+            _parallel.parallel_map(factory, args[:-1] + (2,), [0, 1], pool=pool, progress=False)
 
 
 def test_dataset_command_on_the_standin(standin, tmp_path):

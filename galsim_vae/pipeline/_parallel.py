@@ -9,6 +9,8 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import GalSimValueError
+
 __all__ = ["parallel_map", "spawn_pool", "worker_pool", "item_seed", "default_nproc"]
 
 
@@ -75,6 +77,7 @@ def worker_pool(factory, args, nproc=None):
         yield None
         return
     pool = spawn_pool(nproc, initializer=_init, initargs=(factory, args))
+    pool.galsim_vae_worker = (factory, tuple(args))  # what parallel_map checks it is given
     try:
         yield pool
     finally:
@@ -98,6 +101,11 @@ def parallel_map(
     out = []
     try:
         if pool is not None:
+            if getattr(pool, "galsim_vae_worker", None) != (factory, tuple(args)):
+                raise GalSimValueError(
+                    "the pool's workers were made for another task",
+                    getattr(pool, "_processes", None),
+                )
             for res in pool.imap(_call, chunks):
                 out.extend(res)
                 bar.update(len(res))

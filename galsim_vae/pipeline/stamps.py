@@ -259,8 +259,16 @@ class _RealWorker:
         self.rgc = galsim.RealGalaxyCatalog(str(path))
         self.kw = dict(stamp_size=stamp_size, pixel_scale=pixel_scale, scale_mode=scale_mode)
         self.seed = seed
+        # GalSim keeps every image file it reads open and in memory (not memory-mapped): a
+        # worker that lives for a whole run would end up holding the whole sample. Only the
+        # files of the current row are kept (rows come in catalog order, file by file).
+        self.files = list(zip(self.rgc.gal_file_name, self.rgc.psf_file_name))
+        self.open = None
 
     def __call__(self, i):
+        if self.files[i] != self.open:
+            self.rgc.close()
+            self.open = self.files[i]
         rng = galsim.BaseDeviate(item_seed(self.seed, i))
         try:
             return real_stamp(self.rgc, i, rng=rng, **self.kw)
