@@ -227,10 +227,13 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 "Invalid sampling for VAEGalaxy", sampling, ("density", "prior")
             )
         rng = GetRNG(config, base, logger, "VAEGalaxy")
-        try:
-            pop = model.sample_population(1, rng, sampling=sampling, magnitude=magnitude)
-        except galsim.GalSimError as e:
-            raise GalSimConfigValueError(f"VAEGalaxy magnitude: {e}", magnitude) from e
+        if magnitude is None:
+            pop = model.sample_population(1, rng, sampling=sampling)
+        else:
+            try:
+                pop = model.sample_population(1, rng, sampling=sampling, magnitude=magnitude)
+            except galsim.GalSimError as e:
+                raise GalSimConfigValueError(f"VAEGalaxy magnitude: {e}", magnitude) from e
         z = pop["latent"][0]
         if pop["flux"] is not None:  # a joint density: the galaxy's own scale and flux
             kwargs.setdefault("pixel_scale", float(pop["pixel_scale"][0]))

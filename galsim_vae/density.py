@@ -13,12 +13,13 @@ sizes and fluxes with the correlations of the training set (:meth:`LatentDensity
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ._utils import check_count, load_arrays, save_arrays
-from .errors import GalSimValueError
+from .errors import GalSimValueError, GalSimWarning
 
 __all__ = ["LatentDensity"]
 
@@ -83,12 +84,18 @@ class LatentDensity:
         gm = GaussianMixture(
             n_components, covariance_type="full", random_state=seed, reg_covar=1e-4
         ).fit(z)
+        k = z.shape[1] - len(aux)
         m = {
             "sklearn_version": sklearn.__version__,
             "n_fit": int(len(z)),
             "n_components": int(n_components),
             **(meta or {}),
             "aux": list(aux),
+            # where the fit saw data: conditioning beyond it extrapolates (sample_given warns)
+            "aux_range": {
+                name: [float(z[:, k + i].min()), float(z[:, k + i].max())]
+                for i, name in enumerate(aux)
+            },
         }
         return cls(gm.weights_, gm.means_, gm.covariances_, m)
 
@@ -142,6 +149,17 @@ class LatentDensity:
             )
         if not all(np.isfinite(v).all() for v in vals):
             raise GalSimValueError("conditioning values must be finite", given)
+        ranges = self.meta.get("aux_range", {})
+        for name, v in zip(given, vals):
+            lo, hi = ranges.get(name, (-np.inf, np.inf))
+            out = int(np.sum((v < lo) | (v > hi)))
+            if out:
+                warnings.warn(
+                    f"{out} of {n} {name} values lie outside the range the density was fitted "
+                    f"on ({lo:.3g} to {hi:.3g}): drawn by extrapolating its Gaussians",
+                    GalSimWarning,
+                    stacklevel=2,
+                )
         k = self.latent_dim
         gi = np.array([k + self.aux_names.index(name) for name in given])
         oi = np.setdiff1d(np.arange(self.means.shape[1]), gi)
@@ -151,7 +169,12 @@ class LatentDensity:
         sog = c[:, oi][:, :, gi]  # (K, O, G)
         a = np.einsum("kog,kgh->koh", sog, np.linalg.inv(sgg))  # regression of o on g
         cov_o = c[:, oi][:, :, oi] - np.einsum("kog,kpg->kop", a, sog)
-        chol_o = np.linalg.cholesky(cov_o)
+        try:
+            chol_o = np.linalg.cholesky(cov_o)
+        except np.linalg.LinAlgError as e:
+            raise GalSimValueError(
+                f"a conditioned component is not positive definite ({e})", None
+            ) from e
         # Each component's weight given g: w_k N(g; m_g, S_gg), normalised per draw.
         dg = g[:, None, :] - m[None][:, :, gi]  # (n, K, G)
         sol = np.linalg.solve(sgg[None], dg[..., None])[..., 0]
@@ -164,8 +187,11 @@ class LatentDensity:
         comp = np.minimum((cdf < u[:, None]).sum(axis=1), len(self.weights) - 1)
         eps = np.empty(n * len(oi))
         galsim.GaussianDeviate(rng).generate(eps)
-        mean_o = m[comp][:, oi] + np.einsum("nog,ng->no", a[comp], dg[np.arange(n), comp])
-        xo = mean_o + np.einsum("nij,nj->ni", chol_o[comp], eps.reshape(n, len(oi)))
+        eps = eps.reshape(n, len(oi))
+        xo = np.empty((n, len(oi)))
+        for j in np.unique(comp):  # by component: no (n, O, O) stack of factors
+            r = np.flatnonzero(comp == j)
+            xo[r] = m[j, oi] + dg[r, j] @ a[j].T + eps[r] @ chol_o[j].T
         x = np.empty((n, self.means.shape[1]))
         x[:, oi], x[:, gi] = xo, g
         return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}

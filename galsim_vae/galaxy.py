@@ -16,7 +16,7 @@ from .errors import (
     GalSimValueError,
 )
 from .model import MAX_LATENT, VAEModel, default_model_path, get_model
-from .psf import HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
+from .psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
 from .stamp import half_light_radius, image_stamp
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
@@ -258,9 +258,10 @@ class VAEGalaxy(GSObject):
             min_flux, max_flux: cuts on the sampled flux (flux models with a joint density).
                 [default: None]
             min_hlr, max_hlr: cuts on :attr:`half_light_radius` (arcsec). [default: None]
-            magnitude: F814W AB magnitude (one, or one per galaxy) to draw the galaxies at, or
-                ``"training"`` for the training set's magnitudes; None: the density's default
-                (:meth:`VAEModel.sample_population`). [default: None]
+            magnitude: F814W AB magnitude (one, or one per galaxy) to draw the galaxies at;
+                ``"cosmos"`` or ``"training"`` for the COSMOS or the training set's
+                distribution; None: the density's default (:meth:`VAEModel.sample_population`).
+                Not with ``flux=``. [default: None]
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ...).
 
         Returns:
@@ -274,6 +275,20 @@ class VAEGalaxy(GSObject):
         per_galaxy = np.ndim(magnitude) == 1
         if per_galaxy and len(magnitude) != n:
             raise GalSimValueError(f"give one magnitude or {n}", len(magnitude))
+        numeric = magnitude is not None and not isinstance(magnitude, str)
+        if numeric and "flux" in kwargs:
+            raise GalSimIncompatibleValuesError(
+                "give magnitude or flux, not both", magnitude=magnitude, flux=kwargs["flux"]
+            )
+        if numeric and (min_flux is not None or max_flux is not None):  # fixed: fail at once
+            f = 10 ** ((F814W_ZEROPOINT - np.asarray(magnitude, dtype=float)) / 2.5)
+            out_of = np.any(f < (min_flux if min_flux is not None else -np.inf)) or np.any(
+                f > (max_flux if max_flux is not None else np.inf)
+            )
+            if out_of:
+                raise GalSimRangeError(
+                    "a given magnitude is outside the flux cuts", magnitude, min_flux, max_flux
+                )
 
         def draw(k, mag):
             """``k`` galaxies, None where one fails the cuts or decodes to no positive flux."""
@@ -311,7 +326,7 @@ class VAEGalaxy(GSObject):
                 raise GalSimRangeError(
                     f"Only {got} of {drawn} sampled galaxies pass the cuts (flux "
                     f"{min_flux}-{max_flux}, hlr {min_hlr}-{max_hlr}"
-                    + (", at the given magnitudes" if magnitude is not None else "")
+                    + (", at the given magnitudes" if numeric else "")
                     + "); widen them",
                     got,
                     n,
@@ -319,14 +334,17 @@ class VAEGalaxy(GSObject):
 
         if per_galaxy:  # galaxy i at magnitude i: each failed one redrawn at its own
             mags = np.asarray(magnitude, dtype=float)
-            out, todo, drawn = [None] * n, np.arange(n), 0
+            out, todo, drawn, per = [None] * n, np.arange(n), 0, 1
             while len(todo):
-                gals = draw(len(todo), mags[todo])
-                drawn += len(todo)
-                for i, g in zip(todo, gals):
-                    out[i] = g
+                cand = np.repeat(todo, per)  # after the first round, 4 tries per galaxy left
+                gals = draw(len(cand), mags[cand])
+                drawn += len(cand)
+                for i, g in zip(cand, gals):
+                    if out[i] is None:
+                        out[i] = g
                 todo = np.array([i for i in todo if out[i] is None], dtype=int)
                 give_up(n - len(todo), drawn)
+                per = 4
             return out
         out, drawn = [], 0
         while len(out) < n:

@@ -486,7 +486,8 @@ class VAEModel:
         shipped model; :attr:`LatentDensity.magnitude_prior`) and each galaxy's latent and size
         are drawn given its magnitude (:meth:`LatentDensity.sample_given`); a density without
         one, or ``magnitude="training"``, draws them as the training set has them
-        (:meth:`LatentDensity.sample_joint`). A number, or one per galaxy, conditions on it.
+        (:meth:`LatentDensity.sample_joint`); ``magnitude="cosmos"`` insists on the stored
+        distribution. A number, or one per galaxy, conditions on it.
 
         Returns:
             dict: ``latent`` ``(n, latent_dim)``, ``pixel_scale`` ``(n,)``, ``flux`` ``(n,)`` or
@@ -497,8 +498,24 @@ class VAEModel:
         d = self.density
         joint = sampling == "density" and d is not None and "log10_flux" in d.aux_names
         given = None if isinstance(magnitude, str) else magnitude
-        if isinstance(magnitude, str) and magnitude != "training":
-            raise GalSimValueError("Unknown magnitude", magnitude, (None, "training", "a number"))
+        if isinstance(magnitude, str):
+            if magnitude not in ("cosmos", "training"):
+                raise GalSimValueError(
+                    "Unknown magnitude", magnitude, (None, "cosmos", "training", "a number")
+                )
+            if not joint:
+                raise GalSimIncompatibleValuesError(
+                    f"magnitude={magnitude!r} needs a flux model whose density draws fluxes "
+                    "(sampling='density')",
+                    magnitude=magnitude,
+                    sampling=sampling,
+                )
+            if magnitude == "cosmos" and d.magnitude_prior is None:
+                raise GalSimValueError(
+                    f"the density of {self.file_name} has no COSMOS magnitude distribution "
+                    "(galsim-vae fit-density --magnitudes cosmos stores one)",
+                    str(density_path(self.file_name)),
+                )
         if given is not None:
             if not joint:
                 raise GalSimIncompatibleValuesError(
@@ -512,7 +529,7 @@ class VAEModel:
             if not np.isfinite(given).all():
                 raise GalSimRangeError("magnitudes must be finite", given, -np.inf, np.inf)
             given = np.broadcast_to(given, (n,))
-        elif joint and magnitude is None and d.magnitude_prior is not None:
+        elif joint and magnitude != "training" and d.magnitude_prior is not None:
             given = d.sample_magnitudes(n, rng)
         if joint:
             if given is not None:

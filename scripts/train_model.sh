@@ -13,6 +13,8 @@
 #   TARGET       what reconstructions are compared with in training: truth (the noiseless
 #                stamps the simulation keeps) or stamp (the noisy stamps)          [truth]
 #   ATTR_SIM     the simulated set the attribute model is fitted on              [SIM]
+#   MAGNITUDES   the magnitudes sampled galaxies get by default: cosmos (the COSMOS F814W<23.5
+#                distribution, stored with the density) or training (the training set's) [cosmos]
 #   RUN          run folder                                           [WORKDIR/run_MORPHOLOGY]
 #   EPOCHS, LR, LR_PATIENCE   training epochs, start rate, plateau patience   [16, 1e-4, 2]
 #   INIT         weights to start from (fine-tuning); empty: random  [the shipped model's file]
@@ -31,6 +33,8 @@ MORPHOLOGY=${MORPHOLOGY:-structured}
 NSIM=${NSIM:-40000}
 PREFIX=$([ "$MORPHOLOGY" = smooth ] && echo fit || echo struct)
 TARGET=${TARGET:-truth}
+MAGNITUDES=${MAGNITUDES:-cosmos}
+case "$TARGET" in truth | stamp) ;; *) echo "TARGET must be truth or stamp, not $TARGET" >&2; exit 1 ;; esac
 SIM=${SIM:-"$WORK/sim_${PREFIX}${NSIM%000}k$([ "$TARGET" = truth ] && echo _t).fits"}
 ATTR_SIM=${ATTR_SIM:-$SIM}
 HELDOUT="$WORK/sim_${PREFIX}_heldout.fits"
@@ -66,7 +70,7 @@ python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
     ${INIT:+--init "$RUN/init.safetensors"}
 # 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
 python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
-    --split train --components 16 --overwrite
+    --split train --components 16 --magnitudes "$MAGNITUDES" --overwrite
 # 5. Against the floor and Sersic: held-out simulations, then the 53 real galaxies that pass.
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$HELDOUT" \
     --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet --overwrite
@@ -85,7 +89,9 @@ python3 -m galsim_vae fit-attributes "$ATTR_SIM" \
     ${MEASUREMENTS:+--measurements "$MEASUREMENTS"}
 # 8. Fine-tuning on the real galaxies, 5-fold cross-validated (and the model fine-tuned on all
 #    of them, shipped only if the folds say it helps).
-#    One folder per best model: a run trained further gets its own cross-validation.
+#    One folder per best model: a run trained further gets its own cross-validation. Fine-tuning
+#    compares reconstructions with the noisy stamps, real and simulated alike (real stamps have
+#    no truth), whatever TARGET was.
 CV="$RUN/crossval_$(sha256sum "$RUN/best.safetensors" | cut -c1-12)"
 python3 -m galsim_vae crossval "$WORK/real_btk100.fits" "$SIM" --model "$RUN/best.safetensors" \
     --out "$CV" --final --device "$DEVICE" --quiet

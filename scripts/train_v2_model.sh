@@ -8,7 +8,7 @@
 # (simulation 42 min, 38 epochs of 33,877 stamps at ~60-130 s each on the 2-core machine).
 set -euo pipefail
 WORK=${2:-data}
-export MORPHOLOGY=smooth NSIM=${NSIM:-50000} SIM_SEED=2027 HELDOUT_SEED=777 INIT= TARGET=stamp
+export MORPHOLOGY=smooth NSIM=${NSIM:-50000} SIM_SEED=2027 HELDOUT_SEED=777 INIT= TARGET=stamp MAGNITUDES=training
 export RUN=${RUN:-"$WORK/run_v2_gauss"} EPOCHS=${EPOCHS:-40} LR=${LR:-1e-3}
 export LR_PATIENCE=${LR_PATIENCE:-4}
 exec "$(dirname "$0")/train_model.sh" "$@"

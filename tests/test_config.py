@@ -211,7 +211,7 @@ def test_latent_file_with_a_flagged_row(tmp_path):
         ({"type": "VAEGalaxy", "latent": "$[0.0] * 10"}, "64 values"),
         ({"type": "VAEGalaxy", "latent": [0.0] * 64, "magnitude": 22}, "sampled galaxies"),
         ({"type": "VAEGalaxy", "magnitude": 22, "flux": 10.0}, "magnitude or flux"),
-        ({"type": "VAEGalaxy", "magnitude": 22, "sampling": "prior"}, "magnitude"),
+        ({"type": "VAEGalaxy", "magnitude": 22, "sampling": "prior"}, "needs a flux model"),
     ],
 )
 def test_bad_config(gal, match):

@@ -361,10 +361,15 @@ def test_samples_at_cosmos_and_given_magnitudes(flux_model, minmax_model):
 
     m = flux_model
     # By default the magnitudes are those of the COSMOS F814W<23.5 catalog (fit-density stored
-    # its histogram), not the training set's.
+    # its histogram), not the training set's; only as bright as the training set's brightest.
     edges, counts = m.density.magnitude_prior
+    brightest = ZEROPOINT - 2.5 * m.density.meta["aux_range"]["log10_flux"][1]
+    assert edges[0] == pytest.approx(brightest)
     cat = magnitude_catalog()
-    assert counts.sum() == len(cat) and edges[0] <= cat.min() and edges[-1] >= cat.max()
+    left_out = m.density.meta["magnitude_prior"]["n_left_out"]
+    assert left_out == np.sum(cat < brightest) and counts.sum() + left_out == len(cat)
+    cat = cat[cat >= brightest]
+    assert edges[-1] >= cat.max()
     mag = magnitudes([g.flux for g in VAEGalaxy.sample(1000, galsim.BaseDeviate(2), m)])
     assert ks_2samp(mag, cat).statistic < 0.1
     train = magnitudes([g.flux for g in VAEGalaxy.sample(1000, 2, m, magnitude="training")])
@@ -377,19 +382,29 @@ def test_samples_at_cosmos_and_given_magnitudes(flux_model, minmax_model):
     assert VAEGalaxy.sample(3, 3, m, magnitude=[24.0, 20.0, 22.5]) == per  # seeded
     # The latents are drawn given the magnitude: bright and faint galaxies differ as the
     # training set's do (here: in size, the pixel scale is fixed, so in their latents).
-    zb = m.sample_population(300, 4, magnitude=19.0)["latent"]
+    zb = m.sample_population(300, 4, magnitude=20.0)["latent"]
     zf = m.sample_population(300, 4, magnitude=25.0)["latent"]
     assert np.abs(zb.mean(0) - zf.mean(0)).max() > 5 * zb.std(0).max() / 300**0.5
+    # With cuts, each rejected galaxy is redrawn at its own magnitude: the order holds.
+    hlr = [g.half_light_radius for g in per]
+    cut = VAEGalaxy.sample(3, 5, m, magnitude=[24.0, 20.0, 22.5], min_hlr=float(np.median(hlr)))
+    np.testing.assert_allclose(magnitudes([g.flux for g in cut]), [24.0, 20.0, 22.5])
+    assert min(g.half_light_radius for g in cut) >= np.median(hlr)
+    assert VAEGalaxy.sample(3, 5, m, magnitude="cosmos") == VAEGalaxy.sample(3, 5, m)
     with pytest.raises(galsim.GalSimValueError, match="one magnitude or 3"):
         VAEGalaxy.sample(3, 3, m, magnitude=[20.0, 21.0])
     with pytest.raises(galsim.GalSimValueError, match="Unknown magnitude"):
-        VAEGalaxy.sample(3, 3, m, magnitude="cosmos")
+        VAEGalaxy.sample(3, 3, m, magnitude="bright")
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="magnitude or flux"):
+        VAEGalaxy.sample(3, 3, m, magnitude=21.0, flux=10.0)
+    with pytest.raises(galsim.GalSimRangeError, match="outside the flux cuts"):
+        VAEGalaxy.sample(3, 3, m, magnitude=25.0, min_flux=1e6)
     with pytest.raises(galsim.GalSimRangeError, match="finite"):
         VAEGalaxy.sample(3, 3, m, magnitude=np.nan)
     with pytest.raises(galsim.GalSimIncompatibleValuesError, match="magnitude="):
         VAEGalaxy.sample(3, 3, minmax_model, magnitude=21.0)
     with pytest.raises(galsim.GalSimRangeError, match="at the given magnitudes"):
-        VAEGalaxy.sample(3, 3, m, magnitude=25.0, min_flux=1e6)
+        VAEGalaxy.sample(3, 3, m, magnitude=25.0, min_hlr=50.0)
 
 
 def test_half_light_radius_and_size_cuts(model, minmax_model):

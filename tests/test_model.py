@@ -101,6 +101,21 @@ def test_density_conditioned_on_an_aux_value():
     assert abs(x2.mean() - 5.0) < 0.05
     a, _ = d.sample_given(galsim.BaseDeviate(9), y=[1.0, 10.0])
     np.testing.assert_array_equal(a, d.sample_given(galsim.BaseDeviate(9), y=[1.0, 10.0])[0])
+    # Overlapping components: the mean given y is the components' conditional means weighted
+    # by how well each explains y (w_k N(y; m_k, s_kk)), the closed form.
+    from scipy.stats import norm
+
+    ca, cb = np.array([[1.0, 0.6], [0.6, 2.0]]), np.array([[0.5, -0.3], [-0.3, 1.0]])
+    mix = LatentDensity([0.3, 0.7], [[0.0, 0.0], [2.0, 1.0]], [ca, cb], {"aux": ["y"]})
+    y = 0.7
+    wa, wb = 0.3 * norm.pdf(y, 0, 2.0**0.5), 0.7 * norm.pdf(y, 1.0, 1.0)
+    mean = (wa * (0.6 / 2.0 * y) + wb * (2.0 - 0.3 * (y - 1.0))) / (wa + wb)
+    xs, _ = mix.sample_given(galsim.BaseDeviate(11), y=np.full(40000, y))
+    assert abs(xs.mean() - mean) < 0.015
+    # Beyond the range the density was fitted on: drawn, with a warning.
+    d.meta["aux_range"] = {"y": [-3.0, 12.0]}
+    with pytest.warns(galsim.GalSimWarning, match="1 of 2 y values lie outside"):
+        d.sample_given(galsim.BaseDeviate(1), y=[0.0, 20.0])
     with pytest.raises(galsim.GalSimValueError, match="beside the latents"):
         d.sample_given(galsim.BaseDeviate(1), z=[1.0])
     with pytest.raises(galsim.GalSimValueError, match="finite"):

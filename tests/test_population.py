@@ -211,6 +211,13 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert t["size"]["pass"] == (abs(mr - 1) <= 0.1 and abs(pr - 1) <= 0.15)
     assert t["size"]["median_ratio_all"] == z["median_ratio"]
     assert t["magnitude"]["pass"] == (mg["ks_distance"] < 0.1)
+    # Where the magnitudes come from is said; with the COSMOS histogram, the density's own
+    # magnitudes are measured beside them.
+    cosmos = get_model().density.magnitude_prior is not None
+    assert r["meta"]["magnitudes"] == ("cosmos" if cosmos else "training")
+    assert ("magnitude_training" in r) == cosmos
+    if cosmos:
+        assert r["magnitude_training"]["n_sampled"] == 40
     assert t["great3_resolution"]["difference_points"] == pytest.approx(
         100 * (g3["sampled_frac_resolved"] - g3["cosmos_frac_resolved"])
     )

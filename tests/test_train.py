@@ -249,9 +249,9 @@ def test_truth_target(sim_dataset, tmp_path):
     tt, vt = tr.truth_tensor()[:48], va.truth_tensor()[:16]
     seen = []
 
-    class Spy(VAELoss):  # records what each training batch is compared with
+    class Spy(VAELoss):  # records what each training batch is compared with, and its sigma
         def __call__(self, recon, target, mu, logvar, sigma=None):
-            seen.append(target.detach().flatten(1).sum(1))
+            seen.append((target.detach().flatten(1).sum(1), sigma))
             return super().__call__(recon, target, mu, logvar, sigma)
 
     mt = _flux_model()
@@ -265,11 +265,12 @@ def test_truth_target(sim_dataset, tmp_path):
         valid_target=vt,
         **kw,
     )
-    # Every batch's targets are truths (turned: the same sums), none is a stamp (sum 64).
-    sums = torch.cat(seen)
-    assert len(sums) == 2 * 48
-    truth_sums = tt.flatten(1).sum(1)
-    assert bool((torch.abs(sums[:, None] - truth_sums[None]) < 1e-3).any(1).all())
+    # Every stamp is compared with its own truth (turned: the same sum), found by its noise
+    # sigma (one per stamp); none with a stamp (sum 64).
+    sums, sigmas = (torch.cat(v) for v in zip(*seen))
+    assert len(sums) == 2 * 48 and len(set(sig[0].tolist())) == 48
+    row = torch.argmin(torch.abs(sigmas[:, None] - sig[0][None]), dim=1)
+    torch.testing.assert_close(sums, tt.flatten(1).sum(1)[row], rtol=1e-5, atol=1e-4)
     assert not bool((torch.abs(sums - 64) < 1e-3).any())
     kw["loss"] = VAELoss("gauss")
     # The validation loss is measured against the target too: the truth's chi2 lacks the noise.

@@ -18,7 +18,7 @@ from ..galaxy import VAEGalaxy
 from ..model import density_path, get_model
 from ..nn import PRESETS, build_vae
 from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset, read_truths
-from ..psf import HST_PIXEL_SCALE
+from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene, plot_scenes
@@ -167,8 +167,9 @@ def _cmd_fit_density(a):
         "split": a.split,
         "model_sha256": model.metadata["sha256"],
     }
-    if prior is not None:
-        meta["magnitude_prior"] = prior
+    if prior is not None:  # only magnitudes the density saw: none drawn by extrapolation
+        brightest = F814W_ZEROPOINT - 2.5 * float(np.log10(ds.flux).max())
+        meta["magnitude_prior"] = magnitude_prior(a.data_dir, brightest=brightest)
     dens = LatentDensity.fit(mu, aux=aux, n_components=a.components, seed=a.seed, meta=meta)
     dens.save(out)
     prior = " and the COSMOS magnitude distribution" if "magnitude_prior" in meta else ""

@@ -386,7 +386,8 @@ class StampDataset:
     stamp was).
 
     Parameters:
-        path: dataset file (or a tuple ``(images, table)`` already in memory).
+        path: dataset file (or a tuple ``(images, table)``, or ``(images, table, truths)``,
+            already in memory).
         split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``.
             [default: "train"]
         representation: ``"minmax"`` or ``"flux"``. [default: "minmax"]
@@ -408,6 +409,8 @@ class StampDataset:
         else:
             images, table, _, _ = read_dataset(path)
             truths = read_truths(path) if truth else None
+        if truths is not None and np.shape(truths) != np.shape(images):
+            raise GalSimValueError("truths and stamps differ in shape", np.shape(truths))
         if truth and truths is None:
             raise GalSimValueError(
                 "the dataset has no noiseless truths (only simulated sets written by "
@@ -433,9 +436,7 @@ class StampDataset:
         self.sigma = self.sigma.astype(np.float32)
         self.truth = None
         if truth:  # the noisy stamp's own constants: the target of the same normalised stamp
-            t = np.asarray(truths, dtype=np.float64)[sel]
-            if t.shape != images[sel].shape:
-                raise GalSimValueError("truths and stamps differ in shape", t.shape)
+            t = np.asarray(truths)[sel].astype(np.float64)
             s = np.reshape(scale, (-1, 1, 1))
             self.truth = (t * s + np.reshape(offset, (-1, 1, 1))).astype(np.float32)
 

@@ -385,23 +385,35 @@ def magnitude_catalog(data_dir=None) -> np.ndarray:
     return _mag_catalog(str(_data(data_dir)))
 
 
-def magnitude_prior(data_dir=None, *, width=0.1) -> dict:
+def magnitude_prior(data_dir=None, *, width=0.1, brightest=None) -> dict:
     """The COSMOS F814W<23.5 magnitude distribution as a histogram of ``width``-magnitude bins,
     for a latent density's default magnitudes (:attr:`LatentDensity.magnitude_prior`): a
     summary of :func:`magnitude_catalog`, not its rows.
 
+    Parameters:
+        data_dir: the real data folder. [default: None, found as usual]
+        width: bin width in magnitudes. [default: 0.1]
+        brightest: leave out galaxies brighter than this (the brightest the density saw, so
+            that no default draw is an extrapolation); ``n_left_out`` counts them.
+            [default: None, all]
+
     Returns:
-        dict: ``edges``, ``counts`` (lists), ``source``, ``n``.
+        dict: ``edges``, ``counts`` (lists), ``source``, ``n``, ``n_left_out``.
     """
-    m = magnitude_catalog(data_dir)
+    m = all_m = magnitude_catalog(data_dir)
+    if brightest is not None:
+        m = m[m >= brightest]
     lo, hi = np.floor(m.min() / width) * width, np.ceil(m.max() / width) * width
     edges = np.round(np.arange(lo, hi + width / 2, width), 6)
+    if brightest is not None:  # the first bin starts there, not below
+        edges[0] = max(edges[0], brightest)
     counts, _ = np.histogram(m, edges)
     return {
         "edges": edges.tolist(),
         "counts": counts.astype(int).tolist(),
         "source": f"{_MAG_FILE} (COSMOS F814W<23.5, column F814W)",
         "n": int(len(m)),
+        "n_left_out": int(len(all_m) - len(m)),
     }
 
 
@@ -801,7 +813,9 @@ def population_report(
     """Sample a model once and measure the issue's population numbers against COSMOS.
 
     ``n`` galaxies are drawn with ``VAEGalaxy.sample(n, rng, model)`` (the model's latent
-    density; with a flux model's joint density each has its own flux and pixel scale) and
+    density; with a flux model's joint density each has its own flux and pixel scale, at a
+    COSMOS magnitude when the density stores their distribution: ``meta["magnitudes"]`` says
+    which, and ``magnitude_training`` then gives the density's own magnitudes' distance) and
     measured by :func:`sky_pedestals`, :func:`size_distribution`,
     :func:`magnitude_distribution` and :func:`great3_resolution` (sub-pixel offsets from the same
     deviate, after the sampling). A few seconds per thousand galaxies, plus about 15 s once per
@@ -845,6 +859,9 @@ def population_report(
     ref = cosmos_reference(data, stamp_pixels=_stamp_pixels(gals))
     mag = magnitudes(flux)
     cat = magnitude_catalog(data)
+    d = m.density
+    joint = d is not None and "log10_flux" in d.aux_names
+    source = "cosmos" if joint and d.magnitude_prior is not None else "training"
     report = {
         "meta": {
             "model": m.file_name,
@@ -855,12 +872,19 @@ def population_report(
             "data_dir": str(data),
             "zeropoint": ZEROPOINT,
             "galsim_vae_version": __version__,
+            # where the sampled magnitudes come from: with "cosmos" they are drawn from this
+            # catalog's histogram, so their distance to it is small by construction (sizes and
+            # shapes are drawn given them); magnitude_training is the density's own
+            "magnitudes": source if joint else None,
         },
         "sky": _sky_summary(sky, flux, ratio),
         "size": _size_summary(hlr, ref, mag, float(np.max(cat))),
         "magnitude": _magnitude_summary(mag, cat),
         "great3": great3_resolution(gals, data, rng),
     }
+    if source == "cosmos":  # the joint density's own magnitudes (fluxes only: no decoding)
+        own = m.sample_population(n, galsim.BaseDeviate(int(seed)), magnitude="training")
+        report["magnitude_training"] = _magnitude_summary(magnitudes(own["flux"]), cat)
     report["targets"] = _targets(
         report["sky"], report["size"], report["magnitude"], report["great3"]
     )

@@ -29,10 +29,11 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from .._utils import atomic_path, write_json
-from ..errors import GalSimValueError
+from ..errors import GalSimValueError, GalSimWarning
 from ..galaxy import VAEGalaxy
 from ..model import get_model
 from ..pipeline.dataset import read_dataset
+from ..psf import F814W_ZEROPOINT
 from .attribute_fit import measure_sersic
 from .plots import plot_real_vs_generated, plot_validation
 from .sersic import fit_sersic_lsq
@@ -197,7 +198,14 @@ def validate(
     for mode in ("density", "prior"):
         if mode == "density" and m.density is None:
             continue
-        pop = m.sample_population(n, galsim.BaseDeviate(seed + 1), sampling=mode)
+        kw = {}
+        if mode == "density" and "log10_flux" in m.density.aux_names:
+            # Drawn at the magnitude of the real galaxy whose flux and noise they are given:
+            # sizes and shapes go with that flux.
+            kw["magnitude"] = -2.5 * np.log10(enc["flux"][pair]) + F814W_ZEROPOINT
+        with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
+            warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
+            pop = m.sample_population(n, galsim.BaseDeviate(seed + 1), sampling=mode, **kw)
         imgs, ok = decode_like(pop["latent"], pair, pop["pixel_scale"])
         pops[f"vae_{mode}"] = (noisy(imgs, sig[pair][ok]), sig[pair][ok])
         undrawable[f"vae_{mode}"] = int((~ok).sum())
