@@ -8,10 +8,11 @@
 # its last checkpoint, so rerunning continues an interrupted run. Settings (environment):
 #   MORPHOLOGY   simulator morphology, structured or smooth          [structured]
 #   NSIM         training stamps simulated (per-galaxy scales)        [40000]
-#   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2029; 778]
-#   SIM          the training set's file          [WORKDIR/sim_struct40k_t.fits: NSIM, TARGET]
-#   TARGET       what reconstructions are compared with in training: truth (the noiseless
-#                stamps the simulation keeps) or stamp (the noisy stamps)          [truth]
+#   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2028; 778]
+#   SIM          the training set's file [WORKDIR/sim_struct40k.fits; with TARGET=truth _t.fits]
+#   TARGET       what reconstructions are compared with in training: stamp (the noisy stamps)
+#                or truth (the noiseless stamps, kept by the simulation then; measured no
+#                better: scripts/compare_targets.sh)                                 [stamp]
 #   ATTR_SIM     the simulated set the attribute model is fitted on              [SIM]
 #   MAGNITUDES   the magnitudes sampled galaxies get by default: cosmos (the COSMOS F814W<23.5
 #                distribution, stored with the density) or training (the training set's) [cosmos]
@@ -32,7 +33,7 @@ NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
 MORPHOLOGY=${MORPHOLOGY:-structured}
 NSIM=${NSIM:-40000}
 PREFIX=$([ "$MORPHOLOGY" = smooth ] && echo fit || echo struct)
-TARGET=${TARGET:-truth}
+TARGET=${TARGET:-stamp}
 MAGNITUDES=${MAGNITUDES:-cosmos}
 case "$TARGET" in truth | stamp) ;; *) echo "TARGET must be truth or stamp, not $TARGET" >&2; exit 1 ;; esac
 SIM=${SIM:-"$WORK/sim_${PREFIX}${NSIM%000}k$([ "$TARGET" = truth ] && echo _t).fits"}
@@ -45,7 +46,7 @@ mkdir -p "$WORK"
 #    wings reach past any stamp).
 #    The noiseless truths are kept when training compares with them.
 [ -f "$SIM" ] || python3 -m galsim_vae simulate --n "$NSIM" --scale-mode fit \
-    --morphology "$MORPHOLOGY" --seed "${SIM_SEED:-2029}" --out "$SIM" \
+    --morphology "$MORPHOLOGY" --seed "${SIM_SEED:-2028}" --out "$SIM" \
     --min-flux-fraction 0.9 --nproc "$NPROC" --quiet $([ "$TARGET" = truth ] || echo --no-truth)
 # 2. Held-out simulations (another seed, truths kept) for the floor and the Sersic comparison.
 [ -f "$HELDOUT" ] || python3 -m galsim_vae simulate --n 1200 --scale-mode fit \
