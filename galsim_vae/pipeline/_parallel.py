@@ -80,8 +80,12 @@ def worker_pool(factory, args, nproc=None):
     pool.galsim_vae_worker = (factory, tuple(args))  # what parallel_map checks it is given
     try:
         yield pool
-    finally:
+    except BaseException:
         pool.terminate()
+        raise
+    else:
+        pool.close()  # workers exit cleanly, releasing what they hold
+    finally:
         pool.join()
 
 
