@@ -243,6 +243,57 @@ def test_fit_density_command(sim_dataset, tmp_path):
     assert dt.meta["model_sha256"] == read_metadata(tiny)["sha256"] != d.meta["model_sha256"]
 
 
+def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
+    from galsim_vae import LatentDensity
+    from galsim_vae.pipeline.dataset import (
+        cuts_from_header,
+        low_snr_rows,
+        select_split,
+        write_dataset,
+    )
+    from galsim_vae.pipeline.metrics import QualityCuts
+
+    images, table, psfs, header = read_dataset(sim_dataset)
+    # The same stamps with an SNR cut at their median and a width cut at their 90th percentile:
+    # rows below the SNR cut but too wide are not "below the SNR cut alone".
+    snr = np.asarray(table["snr"], dtype=float)
+    width = np.asarray(table["width_pix"], dtype=float)
+    cuts = QualityCuts(
+        min_snr=float(np.median(snr)),
+        min_width=0,
+        max_width=float(np.percentile(width, 90)),
+        min_nonuniformity=0,
+        min_flux_fraction=0,
+    )
+    rows = [
+        dict(zip(table.colnames, r))
+        for r in table[[c for c in table.colnames if c not in ("passes", "split")]]
+    ]
+    cut = tmp_path / "cut.fits"
+    write_dataset(cut, images, rows, psfs=psfs, cuts=cuts, seed=1, valid=0.1, test=0.1)
+    images, table, _, header = read_dataset(cut)
+    assert cuts_from_header(header) == cuts
+    low = low_snr_rows(table, header, images)
+    passes = np.asarray(table["passes"], dtype=bool)
+    assert low.any() and not (low & passes).any()
+    by_snr = (np.asarray(table["snr"]) < cuts.min_snr) & (
+        np.asarray(table["width_pix"]) <= cuts.max_width
+    )
+    np.testing.assert_array_equal(low, by_snr & (images.sum(axis=(1, 2)) > 0))
+    assert (~passes & ~low).any()  # some fail by their width
+    n_train = int(select_split(table, "train").sum())
+    argv = ["fit-density", str(cut), "--components", "2", "--split", "train", "--magnitudes"]
+    argv += ["training", "--with-low-snr", "--out", str(tmp_path / "d.npz")]
+    assert main(argv) == 0
+    d = LatentDensity.load(tmp_path / "d.npz")
+    n_low = d.meta["n_fit"] - n_train
+    # The train split's share of them (80% of the passing rows are train).
+    assert 0.5 * low.sum() < n_low < low.sum() and f"+ {n_low} rows below" in d.meta["split"]
+    # A log flux range that reaches below the passing rows' faintest.
+    faintest_kept = np.log10(images[passes].sum(axis=(1, 2))).min()
+    assert d.meta["aux_range"]["log10_flux"][0] < faintest_kept
+
+
 def test_cli_errors_are_clean(tmp_path, capsys):
     assert main(["dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "x.fits")]) == 2
     assert "not found" in capsys.readouterr().err

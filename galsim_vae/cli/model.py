@@ -17,7 +17,14 @@ from ..errors import GalSimIncompatibleValuesError, GalSimValueError
 from ..galaxy import VAEGalaxy
 from ..model import density_path, get_model
 from ..nn import PRESETS, build_vae
-from ..pipeline.dataset import StampDataset, dataset_summary, read_dataset, read_truths
+from ..pipeline.dataset import (
+    StampDataset,
+    dataset_summary,
+    low_snr_rows,
+    read_dataset,
+    read_truths,
+    select_split,
+)
 from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
@@ -154,7 +161,19 @@ def _cmd_fit_density(a):
                 "training set's)",
                 a.data_dir,
             ) from e
-    ds = StampDataset(a.dataset, a.split, model.representation)
+    if a.with_low_snr:
+        images, table, _, header = read_dataset(a.dataset)
+        sel = select_split(table, a.split)
+        low = np.flatnonzero(low_snr_rows(table, header, images))
+        # The same share of them as the split has of the rows that pass (all for "passes").
+        share = sel.sum() / max(1, int(np.asarray(table["passes"], dtype=bool).sum()))
+        pick = np.random.default_rng(a.seed).random(len(low)) < min(1.0, share)
+        sel[low[pick]] = True
+        ds = StampDataset((images[sel], table[sel]), "all", model.representation)
+        n_low = int(pick.sum())
+    else:
+        ds = StampDataset(a.dataset, a.split, model.representation)
+        n_low = 0
     mu, _ = model.encode_normalized(ds.images)
     aux = None
     if model.representation == "flux":  # sizes and fluxes drawn with the latents
@@ -164,7 +183,7 @@ def _cmd_fit_density(a):
             aux = {"log10_pixel_scale": scale, **aux}
     meta = {
         "dataset": Path(a.dataset).name,
-        "split": a.split,
+        "split": a.split + (f" + {n_low} rows below the SNR cut" if a.with_low_snr else ""),
         "model_sha256": model.metadata["sha256"],
     }
     if prior is not None:  # only magnitudes the density saw: none drawn by extrapolation
@@ -377,6 +396,13 @@ def add_commands(sub):
         "training, the training set's own [default: cosmos]",
     )
     f.add_argument("--data-dir", default=None, help="real data folder (default: auto)")
+    f.add_argument(
+        "--with-low-snr",
+        action="store_true",
+        help="also fit the rows that fail the quality cuts by their SNR alone (the split's "
+        "share of them): the SNR cut removes large faint galaxies, and without them sizes at "
+        "faint magnitudes come out small",
+    )
     f.add_argument(
         "--out",
         default=None,

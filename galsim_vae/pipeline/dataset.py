@@ -80,6 +80,27 @@ def select_split(table, split):
     return np.asarray(table["split"]) == split
 
 
+def cuts_from_header(header) -> QualityCuts:
+    """The :class:`QualityCuts` a dataset file was written with (its ``C_*`` header cards)."""
+    kw = {}
+    for key in header:
+        if key.startswith("C_"):
+            v = header[key]
+            kw[header.comments[key]] = float("inf") if v == "inf" else float(v)
+    if not kw:
+        raise GalSimValueError("the file records no quality cuts", None)
+    return QualityCuts(**kw)
+
+
+def low_snr_rows(table, header, images) -> np.ndarray:
+    """Rows that fail the quality cuts by their SNR alone (and have a positive flux): faint
+    galaxies the cuts remove, which a population model (the latent density) should not miss."""
+    cuts = cuts_from_header(header)
+    loose = QualityCuts(**dict(cuts.as_dict(), min_snr=0.0))
+    flux = np.asarray(images, dtype=np.float64).sum(axis=(1, 2))
+    return loose.passes(table) & ~np.asarray(table["passes"], dtype=bool) & (flux > 0)
+
+
 def dataset_summary(path, table) -> dict:
     """What a model records about its training data: file, sources, split sizes, the median
     pixel scale, normalisation constants, flux and noise of the training rows."""
