@@ -265,10 +265,12 @@ def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
         min_nonuniformity=0,
         min_flux_fraction=0,
     )
-    rows = [
-        dict(zip(table.colnames, r))
-        for r in table[[c for c in table.colnames if c not in ("passes", "split")]]
-    ]
+    keep = [c for c in table.colnames if c not in ("passes", "split")]
+    rows = [dict(zip(keep, r)) for r in table[keep]]
+    # One stamp below the SNR cut with no positive flux: never fitted.
+    faint = int(np.argmin(np.where(width <= cuts.max_width, snr, np.inf)))
+    images = images.copy()
+    images[faint] = -np.abs(images[faint])
     cut = tmp_path / "cut.fits"
     write_dataset(cut, images, rows, psfs=psfs, cuts=cuts, seed=1, valid=0.1, test=0.1)
     images, table, _, header = read_dataset(cut)
@@ -281,14 +283,23 @@ def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
     )
     np.testing.assert_array_equal(low, by_snr & (images.sum(axis=(1, 2)) > 0))
     assert (~passes & ~low).any()  # some fail by their width
+    assert by_snr[faint] and not low[faint]  # and one below the SNR cut has no flux
     n_train = int(select_split(table, "train").sum())
     argv = ["fit-density", str(cut), "--components", "2", "--split", "train", "--magnitudes"]
     argv += ["training", "--with-low-snr", "--out", str(tmp_path / "d.npz")]
     assert main(argv) == 0
     d = LatentDensity.load(tmp_path / "d.npz")
     n_low = d.meta["n_fit"] - n_train
-    # The train split's share of them (80% of the passing rows are train).
-    assert 0.5 * low.sum() < n_low < low.sum() and f"+ {n_low} rows below" in d.meta["split"]
+    # The train split's share of them, drawn as the command does (seed 0).
+    u = np.random.default_rng(0).random(int(low.sum()))
+    assert n_low == int((u < n_train / passes.sum()).sum()) > 0
+    assert f"+ {n_low} rows below" in d.meta["split"]
+    # --split all has them already; a file without cut cards says so.
+    assert main([*argv[:5], "all", *argv[6:]]) == 2
+    for k in [k for k in header if k.startswith("C_")]:
+        header.remove(k)
+    with pytest.raises(galsim.GalSimValueError, match="no quality cuts"):
+        cuts_from_header(header)
     # A log flux range that reaches below the passing rows' faintest.
     faintest_kept = np.log10(images[passes].sum(axis=(1, 2))).min()
     assert d.meta["aux_range"]["log10_flux"][0] < faintest_kept

@@ -162,12 +162,24 @@ def _cmd_fit_density(a):
                 a.data_dir,
             ) from e
     if a.with_low_snr:
+        if a.split == "all":
+            raise GalSimIncompatibleValuesError(
+                "--with-low-snr adds rows to a split; --split all has them already",
+                split=a.split,
+            )
         images, table, _, header = read_dataset(a.dataset)
-        sel = select_split(table, a.split)
+        sel = select_split(table, a.split).copy()
         low = np.flatnonzero(low_snr_rows(table, header, images))
-        # The same share of them as the split has of the rows that pass (all for "passes").
-        share = sel.sum() / max(1, int(np.asarray(table["passes"], dtype=bool).sum()))
-        pick = np.random.default_rng(a.seed).random(len(low)) < min(1.0, share)
+        # Labelled train/valid/test in the shares the passing rows have, by one draw, so that
+        # the splits' low-SNR rows are disjoint; "passes" takes them all.
+        passes = np.asarray(table["passes"], dtype=bool)
+        labels = np.asarray(table["split"])[passes]
+        bounds = np.cumsum([np.mean(labels == sp) for sp in ("train", "valid", "test")])
+        u = np.random.default_rng(a.seed).random(len(low))
+        lab = np.array(["train", "valid", "test"])[
+            np.minimum(np.searchsorted(bounds, u, "right"), 2)
+        ]
+        pick = np.ones(len(low), dtype=bool) if a.split == "passes" else lab == a.split
         sel[low[pick]] = True
         ds = StampDataset((images[sel], table[sel]), "all", model.representation)
         n_low = int(pick.sum())

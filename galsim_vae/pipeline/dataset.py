@@ -80,15 +80,21 @@ def select_split(table, split):
     return np.asarray(table["split"]) == split
 
 
-def cuts_from_header(header) -> QualityCuts:
+def _cut_card(field):
+    """The header card of a :class:`QualityCuts` field (as :func:`write_dataset` names it)."""
+    return ("C_" + field.replace("_", "")[:6]).upper()
+
+
+def cuts_from_header(header, path=None) -> QualityCuts:
     """The :class:`QualityCuts` a dataset file was written with (its ``C_*`` header cards)."""
     kw = {}
-    for key in header:
-        if key.startswith("C_"):
-            v = header[key]
-            kw[header.comments[key]] = float("inf") if v == "inf" else float(v)
+    for field in QualityCuts().as_dict():
+        card = _cut_card(field)
+        if card in header:
+            v = header[card]
+            kw[field] = float(v) if not isinstance(v, str) else float(v.strip())
     if not kw:
-        raise GalSimValueError("the file records no quality cuts", None)
+        raise GalSimValueError("the dataset file records no quality cuts", path)
     return QualityCuts(**kw)
 
 
@@ -97,7 +103,7 @@ def low_snr_rows(table, header, images) -> np.ndarray:
     galaxies the cuts remove, which a population model (the latent density) should not miss."""
     cuts = cuts_from_header(header)
     loose = QualityCuts(**dict(cuts.as_dict(), min_snr=0.0))
-    flux = np.asarray(images, dtype=np.float64).sum(axis=(1, 2))
+    flux = np.asarray(images).sum(axis=(1, 2), dtype=np.float64)
     return loose.passes(table) & ~np.asarray(table["passes"], dtype=bool) & (flux > 0)
 
 
@@ -243,7 +249,8 @@ def _table_and_header(table, stamp_size, *, have_psfs, cuts, seed, valid, test, 
     hdr["NPASS"] = int(table["passes"].sum())
     hdr["SPLITSD"] = (seed, "seed of the train/valid/test split")
     for k, v in cuts.as_dict().items():
-        hdr[("C_" + k.replace("_", "")[:6]).upper()] = (float(v) if np.isfinite(v) else "inf", k)
+        val = float(v) if np.isfinite(v) else ("inf" if v > 0 else "-inf")
+        hdr[_cut_card(k)] = (val, k)
     for k, v in (meta or {}).items():
         hdr[k[:8].upper()] = v
     return table, hdr
