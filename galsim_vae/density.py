@@ -162,23 +162,12 @@ class LatentDensity:
                 )
         k = self.latent_dim
         gi = np.array([k + self.aux_names.index(name) for name in given])
-        oi = np.setdiff1d(np.arange(self.means.shape[1]), gi)
+        oi, sgg, logdet, a, chol_o = self._conditioned(tuple(gi))
         g = np.column_stack(vals)  # (n, G)
-        m, c = self.means, self.covariances
-        sgg = c[:, gi][:, :, gi]  # (K, G, G)
-        sog = c[:, oi][:, :, gi]  # (K, O, G)
-        a = np.einsum("kog,kgh->koh", sog, np.linalg.inv(sgg))  # regression of o on g
-        cov_o = c[:, oi][:, :, oi] - np.einsum("kog,kpg->kop", a, sog)
-        try:
-            chol_o = np.linalg.cholesky(cov_o)
-        except np.linalg.LinAlgError as e:
-            raise GalSimValueError(
-                f"a conditioned component is not positive definite ({e})", None
-            ) from e
+        m = self.means
         # Each component's weight given g: w_k N(g; m_g, S_gg), normalised per draw.
         dg = g[:, None, :] - m[None][:, :, gi]  # (n, K, G)
         sol = np.linalg.solve(sgg[None], dg[..., None])[..., 0]
-        _, logdet = np.linalg.slogdet(sgg)
         logw = np.log(self.weights) - 0.5 * (np.einsum("nkg,nkg->nk", dg, sol) + logdet)
         p = np.exp(logw - logw.max(axis=1, keepdims=True))
         cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
@@ -195,6 +184,29 @@ class LatentDensity:
         x = np.empty((n, self.means.shape[1]))
         x[:, oi], x[:, gi] = xo, g
         return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
+
+    def _conditioned(self, gi: tuple) -> tuple:
+        """What conditioning on the columns ``gi`` needs, per component, computed once per set
+        of columns (a galaxy drawn per config object asks again and again): the other columns
+        ``oi``, ``S_gg`` and its log determinant, the regression ``S_og S_gg^-1`` of the others
+        on the given, and the Cholesky factors of the conditioned covariances."""
+        cache = self.__dict__.setdefault("_conditioned_cache", {})
+        if gi not in cache:
+            gi_ = np.array(gi)
+            c = self.covariances
+            oi = np.setdiff1d(np.arange(self.means.shape[1]), gi_)
+            sgg = c[:, gi_][:, :, gi_]  # (K, G, G)
+            sog = c[:, oi][:, :, gi_]  # (K, O, G)
+            a = np.einsum("kog,kgh->koh", sog, np.linalg.inv(sgg))  # regression of o on g
+            cov_o = c[:, oi][:, :, oi] - np.einsum("kog,kpg->kop", a, sog)
+            try:
+                chol_o = np.linalg.cholesky(cov_o)
+            except np.linalg.LinAlgError as e:
+                raise GalSimValueError(
+                    f"a conditioned component is not positive definite ({e})", None
+                ) from e
+            cache[gi] = (oi, sgg, np.linalg.slogdet(sgg)[1], a, chol_o)
+        return cache[gi]
 
     @property
     def magnitude_prior(self):
