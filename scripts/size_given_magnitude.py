@@ -18,17 +18,17 @@ import numpy as np
 
 from galsim_vae import get_model
 from galsim_vae.pipeline.dataset import read_dataset
-from galsim_vae.psf import F814W_ZEROPOINT
+from galsim_vae.studies.population import magnitudes
 
 BINS = [(18.0, 21.0), (21.0, 22.0), (22.0, 23.0), (23.0, 23.5), (23.5, 25.0)]
 
 _, t, _, _ = read_dataset(sys.argv[1])
 m = get_model(sys.argv[2] if len(sys.argv) > 2 else None)
 passes = np.asarray(t["passes"], dtype=bool)
-true_mag = F814W_ZEROPOINT - 2.5 * np.log10(np.clip(np.asarray(t["flux_true"], float), 1e-9, None))
+true_mag = magnitudes(np.clip(np.asarray(t["flux_true"], float), 1e-9, None))
 hlr = np.asarray(t["hlr"], dtype=float)
 train = np.asarray(t["split"]) == "train"
-mag = F814W_ZEROPOINT - 2.5 * np.log10(np.asarray(t["flux"], float)[train])
+mag = magnitudes(np.asarray(t["flux"], float)[train])
 scale = np.asarray(t["pixel_scale"], float)[train]
 rng = np.random.default_rng(0)
 rows = []

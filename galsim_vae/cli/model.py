@@ -25,11 +25,11 @@ from ..pipeline.dataset import (
     read_truths,
     select_split,
 )
-from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE
+from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene, plot_scenes
-from ..studies.population import magnitude_prior
+from ..studies.population import magnitude_catalog, magnitude_prior, magnitudes
 from ..training.loop import TrainConfig, train
 from ..training.losses import LOSSES, VAELoss
 from ._common import (
@@ -151,10 +151,10 @@ def _cmd_fit_density(a):
     model = get_model(model_arg(a))
     out = model_sidecar(model.file_name, density_path(model.file_name), a.out)
     check_output(out, [a.dataset, model.file_name], overwrite=a.overwrite)
-    prior = None  # read first: a missing catalog fails before the encoding
+    prior = False  # the catalog read first: a missing one fails before the encoding
     if model.representation == "flux" and a.magnitudes == "cosmos":
         try:
-            prior = magnitude_prior(a.data_dir)
+            prior = magnitude_catalog(a.data_dir) is not None
         except GalSimValueError as e:
             raise GalSimValueError(
                 f"{e} (the COSMOS magnitudes; --data-dir, or --magnitudes training to keep the "
@@ -198,8 +198,8 @@ def _cmd_fit_density(a):
         "split": a.split + (f" + {n_low} rows below the SNR cut" if a.with_low_snr else ""),
         "model_sha256": model.metadata["sha256"],
     }
-    if prior is not None:  # only magnitudes the density saw: none drawn by extrapolation
-        brightest = F814W_ZEROPOINT - 2.5 * float(np.log10(ds.flux).max())
+    if prior:  # only magnitudes the density saw: none drawn by extrapolation
+        brightest = float(magnitudes(ds.flux.max())[0])
         meta["magnitude_prior"] = magnitude_prior(a.data_dir, brightest=brightest)
     dens = LatentDensity.fit(mu, aux=aux, n_components=a.components, seed=a.seed, meta=meta)
     dens.save(out)

@@ -33,9 +33,9 @@ from ..errors import GalSimValueError, GalSimWarning
 from ..galaxy import VAEGalaxy
 from ..model import get_model
 from ..pipeline.dataset import read_dataset
-from ..psf import F814W_ZEROPOINT
 from .attribute_fit import measure_sersic
 from .plots import plot_real_vs_generated, plot_validation
+from .population import magnitudes
 from .sersic import fit_sersic_lsq
 
 __all__ = [
@@ -202,7 +202,7 @@ def validate(
         if mode == "density" and "log10_flux" in m.density.aux_names:
             # Drawn at the magnitude of the real galaxy whose flux and noise they are given:
             # sizes and shapes go with that flux.
-            kw["magnitude"] = -2.5 * np.log10(enc["flux"][pair]) + F814W_ZEROPOINT
+            kw["magnitude"] = magnitudes(enc["flux"][pair])
         with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
             warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
             pop = m.sample_population(n, galsim.BaseDeviate(seed + 1), sampling=mode, **kw)
