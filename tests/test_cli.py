@@ -243,19 +243,15 @@ def test_fit_density_command(sim_dataset, tmp_path):
     assert dt.meta["model_sha256"] == read_metadata(tiny)["sha256"] != d.meta["model_sha256"]
 
 
-def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
-    from galsim_vae import LatentDensity
-    from galsim_vae.pipeline.dataset import (
-        cuts_from_header,
-        low_snr_rows,
-        select_split,
-        write_dataset,
-    )
+def _snr_cut_dataset(sim_dataset, tmp_path):
+    """The simulated stamps rewritten with an SNR cut at their median and a width cut at their
+    90th percentile (rows below the SNR cut but too wide are not "below the SNR cut alone"),
+    and one stamp below the SNR cut with no positive flux (never used). Returns the file, the
+    cuts and that stamp's row."""
+    from galsim_vae.pipeline.dataset import write_dataset
     from galsim_vae.pipeline.metrics import QualityCuts
 
     images, table, psfs, header = read_dataset(sim_dataset)
-    # The same stamps with an SNR cut at their median and a width cut at their 90th percentile:
-    # rows below the SNR cut but too wide are not "below the SNR cut alone".
     snr = np.asarray(table["snr"], dtype=float)
     width = np.asarray(table["width_pix"], dtype=float)
     cuts = QualityCuts(
@@ -267,12 +263,19 @@ def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
     )
     keep = [c for c in table.colnames if c not in ("passes", "split")]
     rows = [dict(zip(keep, r)) for r in table[keep]]
-    # One stamp below the SNR cut with no positive flux: never fitted.
     faint = int(np.argmin(np.where(width <= cuts.max_width, snr, np.inf)))
     images = images.copy()
     images[faint] = -np.abs(images[faint])
     cut = tmp_path / "cut.fits"
     write_dataset(cut, images, rows, psfs=psfs, cuts=cuts, seed=1, valid=0.1, test=0.1)
+    return cut, cuts, faint
+
+
+def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
+    from galsim_vae import LatentDensity
+    from galsim_vae.pipeline.dataset import cuts_from_header, low_snr_rows, select_split
+
+    cut, cuts, faint = _snr_cut_dataset(sim_dataset, tmp_path)
     images, table, _, header = read_dataset(cut)
     assert cuts_from_header(header) == cuts
     low = low_snr_rows(table, header, images)
@@ -303,6 +306,33 @@ def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
     # A log flux range that reaches below the passing rows' faintest.
     faintest_kept = np.log10(images[passes].sum(axis=(1, 2))).min()
     assert d.meta["aux_range"]["log10_flux"][0] < faintest_kept
+
+
+def test_train_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path, capsys):
+    from galsim_vae.checkpoint import read_metadata
+    from galsim_vae.pipeline.dataset import low_snr_rows, select_split, select_with_low_snr
+
+    cut, _, _ = _snr_cut_dataset(sim_dataset, tmp_path)
+    images, table, _, header = read_dataset(cut)
+    low = low_snr_rows(table, header, images)
+    masks = {sp: select_with_low_snr(table, header, images, sp) for sp in ("train", "valid")}
+    added = {sp: m & low for sp, (m, _) in masks.items()}
+    # Each split gains its own low-SNR rows, disjoint, and keeps its passing rows.
+    assert added["train"].any() and not (added["train"] & added["valid"]).any()
+    for sp, (m, n) in masks.items():
+        assert n == added[sp].sum()
+        np.testing.assert_array_equal(m & ~low, select_split(table, sp))
+    argv = ["train", str(cut), "--preset", "tiny", "--epochs", "1", "--quiet", "--batch-size"]
+    argv += ["8", "--loss", "gauss", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--with-low-snr"]) == 0
+    ds = json.loads(read_metadata(tmp_path / "run" / "last.safetensors")["dataset"])
+    assert ds["with_low_snr"] is True
+    assert ds["n_train"] == masks["train"][0].sum() > select_split(table, "train").sum()
+    assert ds["n_valid"] == masks["valid"][0].sum()
+    # A run trained with them is another run: resuming it without them is refused.
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "2"]) == 2
+    assert "with_low_snr: True -> None" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clean(tmp_path, capsys):

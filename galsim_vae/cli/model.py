@@ -20,10 +20,9 @@ from ..nn import PRESETS, build_vae
 from ..pipeline.dataset import (
     StampDataset,
     dataset_summary,
-    low_snr_rows,
     read_dataset,
     read_truths,
-    select_split,
+    select_with_low_snr,
 )
 from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
@@ -79,19 +78,31 @@ def _cmd_train(a):
         raise GalSimIncompatibleValuesError(
             "--target truth needs --loss gauss", target=a.target, loss=a.loss
         )
-    images, table, _, _ = read_dataset(a.dataset)
+    images, table, _, header = read_dataset(a.dataset)
     truths = read_truths(a.dataset) if truth else None
     if truth and truths is None:
         raise GalSimValueError(
             f"--target truth: {a.dataset} has no noiseless truths (simulated sets have them)",
             a.dataset,
         )
-    tr = StampDataset((images, table, truths), "train", loss.representation, truth=truth)
-    va = StampDataset((images, table, truths), "valid", loss.representation, truth=truth)
+    if a.with_low_snr:  # the faint rows the SNR cut removes, each in the split it falls in
+        parts = []
+        for split in ("train", "valid"):
+            m, _ = select_with_low_snr(table, header, images, split)
+            t = None if truths is None else truths[m]
+            parts.append(
+                StampDataset((images[m], table[m], t), "all", loss.representation, truth=truth)
+            )
+        tr, va = parts
+    else:
+        tr = StampDataset((images, table, truths), "train", loss.representation, truth=truth)
+        va = StampDataset((images, table, truths), "valid", loss.representation, truth=truth)
     if a.max_train:
         tr.images, tr.sigma = tr.images[: a.max_train], tr.sigma[: a.max_train]
         tr.truth = None if tr.truth is None else tr.truth[: a.max_train]
-    summary = dict(dataset_summary(a.dataset, table), n_train=len(tr))
+    summary = dict(dataset_summary(a.dataset, table), n_train=len(tr), n_valid=len(va))
+    if a.with_low_snr:
+        summary["with_low_snr"] = True
     output = "sigmoid" if loss.representation == "minmax" else "linear"
     cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1], output=output)
     with torch.random.fork_rng():  # --seed fixes the initial weights too; global state kept
@@ -162,27 +173,9 @@ def _cmd_fit_density(a):
                 a.data_dir,
             ) from e
     if a.with_low_snr:
-        if a.split == "all":
-            raise GalSimIncompatibleValuesError(
-                "--with-low-snr adds rows to a split; --split all has them already",
-                split=a.split,
-            )
         images, table, _, header = read_dataset(a.dataset)
-        sel = select_split(table, a.split).copy()
-        low = np.flatnonzero(low_snr_rows(table, header, images))
-        # Labelled train/valid/test in the shares the passing rows have, by one draw, so that
-        # the splits' low-SNR rows are disjoint; "passes" takes them all.
-        passes = np.asarray(table["passes"], dtype=bool)
-        labels = np.asarray(table["split"])[passes]
-        bounds = np.cumsum([np.mean(labels == sp) for sp in ("train", "valid", "test")])
-        u = np.random.default_rng(a.seed).random(len(low))
-        lab = np.array(["train", "valid", "test"])[
-            np.minimum(np.searchsorted(bounds, u, "right"), 2)
-        ]
-        pick = np.ones(len(low), dtype=bool) if a.split == "passes" else lab == a.split
-        sel[low[pick]] = True
+        sel, n_low = select_with_low_snr(table, header, images, a.split)
         ds = StampDataset((images[sel], table[sel]), "all", model.representation)
-        n_low = int(pick.sum())
     else:
         ds = StampDataset(a.dataset, a.split, model.representation)
         n_low = 0
@@ -371,6 +364,13 @@ def add_commands(sub):
         help="what reconstructions are compared with: the noisy stamp (the ELBO), or the "
         "noiseless truth a simulated set keeps (gauss loss; the encoder still sees the noisy "
         "stamp) [default: stamp]",
+    )
+    t.add_argument(
+        "--with-low-snr",
+        action="store_true",
+        help="also train on the rows that fail the quality cuts by their SNR alone, each in "
+        "the split it is labelled with (the same rows fit-density --with-low-snr adds): the "
+        "SNR cut removes large faint galaxies",
     )
     t.add_argument(
         "--no-resume",

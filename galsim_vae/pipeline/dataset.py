@@ -37,7 +37,12 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from .._utils import atomic_path
 from .._version import __version__
-from ..errors import GalSimError, GalSimRangeError, GalSimValueError
+from ..errors import (
+    GalSimError,
+    GalSimIncompatibleValuesError,
+    GalSimRangeError,
+    GalSimValueError,
+)
 from ..stamp import REPRESENTATIONS, flux_normalize, normalize
 from .metrics import QualityCuts
 
@@ -48,6 +53,8 @@ __all__ = [
     "StampDataset",
     "assign_splits",
     "select_split",
+    "select_with_low_snr",
+    "low_snr_rows",
     "dataset_summary",
     "write_dataset",
     "write_dataset_parts",
@@ -105,6 +112,39 @@ def low_snr_rows(table, header, images) -> np.ndarray:
     loose = QualityCuts(**dict(cuts.as_dict(), min_snr=0.0))
     flux = np.asarray(images).sum(axis=(1, 2), dtype=np.float64)
     return loose.passes(table) & ~np.asarray(table["passes"], dtype=bool) & (flux > 0)
+
+
+#: Seed of the draw that labels the rows below the SNR cut train/valid/test
+#: (:func:`select_with_low_snr`): fixed, so that a model trained with them and a density fitted
+#: with them agree on which are held out.
+LOW_SNR_SEED = 0
+
+
+def select_with_low_snr(table, header, images, split) -> tuple[np.ndarray, int]:
+    """``split``'s rows and the rows below the SNR cut (:func:`low_snr_rows`) that fall in it.
+
+    The low-SNR rows are labelled train/valid/test in the shares the passing rows have, by one
+    seeded draw (:data:`LOW_SNR_SEED`), so that the splits' low-SNR rows are disjoint and the
+    same in every command; ``passes`` takes them all; ``all`` is refused (it has them already).
+
+    Returns:
+        (mask, n_added): the boolean row mask, and how many low-SNR rows it added.
+    """
+    if split == "all":
+        raise GalSimIncompatibleValuesError(
+            "the rows below the SNR cut are added to a split; 'all' has them already",
+            split=split,
+        )
+    sel = select_split(table, split).copy()
+    low = np.flatnonzero(low_snr_rows(table, header, images))
+    passes = np.asarray(table["passes"], dtype=bool)
+    labels = np.asarray(table["split"])[passes]
+    bounds = np.cumsum([np.mean(labels == sp) for sp in SPLITS])
+    u = np.random.default_rng(LOW_SNR_SEED).random(len(low))
+    lab = np.asarray(SPLITS)[np.minimum(np.searchsorted(bounds, u, "right"), len(SPLITS) - 1)]
+    pick = np.ones(len(low), dtype=bool) if split == "passes" else lab == split
+    sel[low[pick]] = True
+    return sel, int(pick.sum())
 
 
 def dataset_summary(path, table) -> dict:

@@ -251,6 +251,8 @@ def train(
         identity["init"] = str(init)
     if train_target is not None:
         identity["target"] = "truth"
+    if (dataset or {}).get("with_low_snr"):  # the rows below the SNR cut trained on too
+        identity["with_low_snr"] = True
     identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
     if not (resume and state_file.is_file()):
         old = [f.name for f in (last, out / "best.safetensors", state_file) if f.is_file()]
