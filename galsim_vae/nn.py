@@ -38,6 +38,8 @@ __all__ = [
     "VAEConfig",
     "PRESETS",
     "OUTPUTS",
+    "OUTPUT_REPRESENTATION",
+    "PixelSoftmax",
     "Encoder",
     "Decoder",
     "VAE",
@@ -60,8 +62,10 @@ class VAEConfig:
         conv_bias: give the convolutions a bias (the paper's are bias-free). [default: False]
         negative_slope: LeakyReLU slope. [default: 0.2]
         output: the decoder's last activation: ``"sigmoid"`` for [0, 1] stamps (the paper's
-            min-max representation) or ``"linear"`` for flux-normalised stamps. [default:
-            "sigmoid"]
+            min-max representation); for flux-normalised stamps ``"linear"`` (any pixel values)
+            or ``"softmax"`` (a light distribution: the last layer's outputs are log-intensities,
+            exponentiated and normalised over the stamp, so every pixel is positive and the
+            stamp holds exactly its flux, :class:`PixelSoftmax`). [default: "sigmoid"]
         name: preset name, informational. [default: "custom"]
     """
 
@@ -104,8 +108,22 @@ class VAEConfig:
         return cls(**d)
 
 
-#: The decoder's last activation, by stamp representation: sigmoid (min-max), linear (flux).
-OUTPUTS = ("sigmoid", "linear")
+#: The decoder's last activation, by stamp representation: sigmoid (min-max), linear or softmax
+#: (flux).
+OUTPUTS = ("sigmoid", "linear", "softmax")
+#: The representation each output decodes to.
+OUTPUT_REPRESENTATION = {"sigmoid": "minmax", "linear": "flux", "softmax": "flux"}
+
+
+class PixelSoftmax(nn.Module):
+    """``(B, 1, S, S)`` log-intensities -> flux-normalised stamps: ``S * softmax`` over each
+    stamp's pixels, so that every pixel is positive and each stamp sums to ``S`` (the
+    ``"flux"`` representation, :func:`galsim_vae.stamp.flux_normalize`). Computed in float32."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        return torch.softmax(x.float().reshape(b, c * h * w), dim=1).reshape(b, c, h, w) * w
+
 
 PRESETS = {
     "paper": VAEConfig(channels=(64, 128, 256, 512), bottleneck=4096, name="paper"),
@@ -156,7 +174,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latents ``(B, latent_dim)`` -> stamps ``(B, 1, S, S)`` (sigmoid or linear output)."""
+    """Latents ``(B, latent_dim)`` -> stamps ``(B, 1, S, S)`` (sigmoid, linear or softmax
+    output)."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -173,7 +192,8 @@ class Decoder(nn.Module):
                 nn.LeakyReLU(cfg.negative_slope),
             ]
         last = nn.ConvTranspose2d(widths[-1], 1, 4, 2, 1, bias=cfg.conv_bias)
-        layers += [last, nn.Sigmoid()] if cfg.output == "sigmoid" else [last]
+        head = {"sigmoid": [nn.Sigmoid()], "softmax": [PixelSoftmax()]}.get(cfg.output, [])
+        layers += [last, *head]
         self.net = nn.Sequential(*layers)
         for m in self.net:
             if isinstance(m, nn.ConvTranspose2d) and m is not last:
@@ -343,7 +363,8 @@ class FusedDecoder(nn.Module):
             raise GalSimValueError("FusedDecoder needs 4x4 stride-2 transposed convolutions", None)
         self.dtype = dtype
         self.slope = float(decoder.net[2].negative_slope)
-        self.sigmoid = isinstance(decoder.net[-1], nn.Sigmoid)
+        last = decoder.net[-1]
+        self.head = last if isinstance(last, (nn.Sigmoid, PixelSoftmax)) else None
         first, bn = convs[0]  # from a 1x1 map: a matrix product to (4, 4, C)
         w, b = _fold(first.weight, first.bias, bn, 1)
         cin, cout, k, _ = w.shape
@@ -365,6 +386,6 @@ class FusedDecoder(nn.Module):
         for w, b in self.convs:
             h = F.leaky_relu_(F.conv_transpose2d(h, w, b, 2, 1), self.slope)
         h = F.pixel_shuffle(F.conv2d(h, self.w_last, self.b_last, 1, 1), 2)
-        if self.sigmoid:
-            h = torch.sigmoid(h)
+        if self.head is not None:
+            h = self.head(h.float())
         return h.float().contiguous()

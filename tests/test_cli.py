@@ -273,7 +273,12 @@ def _snr_cut_dataset(sim_dataset, tmp_path):
 
 def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
     from galsim_vae import LatentDensity
-    from galsim_vae.pipeline.dataset import cuts_from_header, low_snr_rows, select_split
+    from galsim_vae.pipeline.dataset import (
+        MIN_FLUX_SNR,
+        cuts_from_header,
+        low_snr_rows,
+        select_split,
+    )
 
     cut, cuts, faint = _snr_cut_dataset(sim_dataset, tmp_path)
     images, table, _, header = read_dataset(cut)
@@ -284,7 +289,8 @@ def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
     by_snr = (np.asarray(table["snr"]) < cuts.min_snr) & (
         np.asarray(table["width_pix"]) <= cuts.max_width
     )
-    np.testing.assert_array_equal(low, by_snr & (images.sum(axis=(1, 2)) > 0))
+    measured = images.sum(axis=(1, 2)) >= MIN_FLUX_SNR * 64 * np.asarray(table["noise_sigma"])
+    np.testing.assert_array_equal(low, by_snr & measured)
     assert (~passes & ~low).any()  # some fail by their width
     assert by_snr[faint] and not low[faint]  # and one below the SNR cut has no flux
     n_train = int(select_split(table, "train").sum())

@@ -48,12 +48,17 @@ __all__ = ["add_commands"]
 def _init_weights(model, path, loss):
     """Load the weights file ``path`` into ``model`` for fine-tuning; returns its checksum."""
     from ..checkpoint import load_state_dict
-    from ..nn import VAEConfig
+    from ..nn import OUTPUT_REPRESENTATION, VAEConfig
 
     if not Path(path).is_file():
         raise GalSimValueError("--init weights file not found", str(path))
     tensors, meta = load_state_dict(path)
-    if VAEConfig.from_json(meta["architecture"]) != model.config:
+    # The same tensors whatever the flux decoder's head (linear or softmax): a run may
+    # fine-tune one into the other.
+    was = VAEConfig.from_json(meta["architecture"])
+    if OUTPUT_REPRESENTATION[was.output] == OUTPUT_REPRESENTATION[model.config.output]:
+        was = dataclasses.replace(was, output=model.config.output)
+    if was != model.config:
         raise GalSimIncompatibleValuesError(
             f"--init {path} is another network than --preset gives; fine-tune with its preset",
             init=str(path),
@@ -103,7 +108,14 @@ def _cmd_train(a):
     summary = dict(dataset_summary(a.dataset, table), n_train=len(tr), n_valid=len(va))
     if a.with_low_snr:
         summary["with_low_snr"] = True
-    output = "sigmoid" if loss.representation == "minmax" else "linear"
+    output = "sigmoid" if loss.representation == "minmax" else a.output
+    if a.output != "linear" and loss.representation == "minmax":
+        raise GalSimIncompatibleValuesError(
+            f"--output {a.output} is for flux-normalised stamps; the {loss.kind} loss decodes "
+            "[0, 1] stamps through a sigmoid",
+            output=a.output,
+            loss=a.loss,
+        )
     cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1], output=output)
     with torch.random.fork_rng():  # --seed fixes the initial weights too; global state kept
         torch.manual_seed(a.seed)
@@ -364,6 +376,14 @@ def add_commands(sub):
         help="what reconstructions are compared with: the noisy stamp (the ELBO), or the "
         "noiseless truth a simulated set keeps (gauss loss; the encoder still sees the noisy "
         "stamp) [default: stamp]",
+    )
+    t.add_argument(
+        "--output",
+        choices=("linear", "softmax"),
+        default="linear",
+        help="the decoder's head for flux-normalised stamps (gauss loss): linear pixel values, "
+        "or softmax, log-intensities normalised over the stamp (every pixel positive, each "
+        "stamp exactly its flux); --init may start either from the other [default: linear]",
     )
     t.add_argument(
         "--with-low-snr",

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .._utils import write_json
 from ..checkpoint import load_state_dict, load_training_state, save_training_state, save_vae
 from ..errors import GalSimIncompatibleValuesError, GalSimValueError
-from ..nn import VAE
+from ..nn import OUTPUT_REPRESENTATION, VAE
 from .losses import VAELoss
 
 __all__ = ["TrainConfig", "augment_batch", "check_images", "evaluate_loss", "train"]
@@ -216,10 +216,11 @@ def train(
                     tuple(t.shape),
                 )
         train_target, valid_target = train_target.float(), valid_target.float()
-    expected = "sigmoid" if loss.representation == "minmax" else "linear"
-    if model.config.output != expected:
+    if OUTPUT_REPRESENTATION[model.config.output] != loss.representation:
+        expected = [o for o, r in OUTPUT_REPRESENTATION.items() if r == loss.representation]
         raise GalSimValueError(
-            f"the {loss.kind} loss takes a decoder with {expected} output", model.config.output
+            f"the {loss.kind} loss takes a decoder with {' or '.join(expected)} output",
+            model.config.output,
         )
     if train_images.shape[2] != model.config.stamp_size:
         raise GalSimValueError(
