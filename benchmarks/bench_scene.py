@@ -7,6 +7,7 @@ Target: VAEGalaxy no slower than RealGalaxy (ratio <= 1).
 
 import galsim
 import numpy as np
+import pytest
 
 from galsim_vae import VAEGalaxy, get_model
 
@@ -68,4 +69,66 @@ def test_scene_realgalaxy(benchmark, data_dir):
 
     image = benchmark.pedantic(run, rounds=1, iterations=1)
     _check(image, layout)
+    benchmark.extra_info["n"] = N
+
+
+# The same scene through the `galsim` executable, as a GalSim user runs it: one YAML file per
+# galaxy type differing only in the galaxy block (and the input it needs), each object built
+# and drawn on its own by GalSim's config layer. Startup (imports, loading the model or the
+# catalog) is included on both sides.
+_CONFIG = """
+modules: [{modules}]
+psf: {{type: Moffat, beta: 3.0, fwhm: 0.7}}
+gal:
+{gal}
+    flux: {{type: Random, min: 1000, max: 10000}}
+    rotate: {{type: Random}}
+{input}
+image:
+    type: Scattered
+    size: {size}
+    nobjects: {n}
+    pixel_scale: {scale}
+    random_seed: 5
+    noise: {{type: Gaussian, sigma: 1.0}}
+output: {{file_name: {out}}}
+"""
+_GAL = {
+    "vaegalaxy": ("galsim_vae", "    type: VAEGalaxy", ""),
+    "realgalaxy": (
+        "",
+        "    type: RealGalaxy\n    index: {type: Random}",
+        "input:\n    real_catalog:\n        dir: {dir}\n        file_name: {file}",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["vaegalaxy", "realgalaxy"])
+def test_galsim_executable_scene(benchmark, kind, data_dir, tmp_path):
+    import shutil
+    import subprocess
+
+    exe = shutil.which("galsim")
+    if exe is None:
+        pytest.skip("the galsim executable is not on PATH")
+    modules, gal, inp = _GAL[kind]
+    cat = data_dir / "cosmos_btk100"
+    text = _CONFIG.format(
+        modules=modules,
+        gal=gal,
+        input=inp.format(dir=cat, file="real_galaxy_catalog_26_extension_example.fits"),
+        size=SIZE,
+        n=N,
+        scale=SCALE,
+        out=tmp_path / f"{kind}.fits",
+    )
+    cfg = tmp_path / f"{kind}.yaml"
+    cfg.write_text(text)
+
+    def run():
+        subprocess.run([exe, "-v", "0", str(cfg)], check=True, cwd=tmp_path)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    image = galsim.fits.read(str(tmp_path / f"{kind}.fits"))
+    assert image.array.sum() > 0.5 * N * 1000  # the galaxies are there
     benchmark.extra_info["n"] = N

@@ -386,13 +386,10 @@ class AttributeModel:
             dict: ``latent`` ``(N, latent_dim)``; ``pixel_scale`` and ``flux`` ``(N,)`` arrays
             for a :attr:`scale_model` (``flux`` None without training fluxes), else None.
         """
-        import galsim
 
         req, nb = self._neighbours(t, hlr, q)
         rng = as_deviate(rng)
-        ud = galsim.UniformDeviate(rng)
-        u = np.empty(len(nb))
-        ud.generate(u)
+        u = rng.np.random(len(nb))
         pick = nb[np.arange(len(nb)), np.minimum((u * self.k).astype(int), self.k - 1)]
         z = self.a["latents"]
         scale = flux = None
@@ -410,8 +407,7 @@ class AttributeModel:
         # The neighbour's latent, moved by the regressor from its attributes to the request's.
         shift = _apply_mlp(self.a, "fwd_", target) - _apply_mlp(self.a, "fwd_", base)
         spread = z[nb].std(axis=1)
-        g = np.empty(z.shape[1] * len(nb))
-        galsim.GaussianDeviate(rng).generate(g)
+        g = rng.np.standard_normal(z.shape[1] * len(nb))
         latent = z[pick] + shift + self.jitter * spread * g.reshape(len(nb), -1)
         return {"latent": latent, "pixel_scale": scale, "flux": flux}
 

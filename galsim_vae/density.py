@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import check_count, load_arrays, save_arrays
+from ._utils import as_deviate, check_count, load_arrays, save_arrays
 from .errors import GalSimValueError, GalSimWarning
 
 __all__ = ["LatentDensity"]
@@ -105,17 +105,14 @@ class LatentDensity:
 
     def sample_joint(self, n: int, rng) -> tuple[np.ndarray, dict]:
         """``n`` latents and their ``aux`` values, drawn together: ``(latents, {name: (n,)})``."""
-        import galsim
 
         n = check_count(n)
-        ud = galsim.UniformDeviate(rng)
-        u = np.empty(n)
-        ud.generate(u)
+        rng = as_deviate(rng)
+        u = rng.np.random(n)
         comp = np.searchsorted(np.cumsum(self.weights), u * self.weights.sum())
         comp = np.minimum(comp, len(self.weights) - 1)
         dim = self.means.shape[1]
-        g = np.empty(n * dim)
-        galsim.GaussianDeviate(rng).generate(g)
+        g = rng.np.standard_normal(n * dim)
         x = self.means[comp] + np.einsum("nij,nj->ni", self._chol[comp], g.reshape(n, dim))
         k = self.latent_dim
         return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
@@ -132,7 +129,6 @@ class LatentDensity:
         Returns:
             tuple: ``(latents (n, latent_dim), {aux name: (n,)})``, the given ones included.
         """
-        import galsim
 
         unknown = [k for k in given if k not in self.aux_names]
         if unknown or not given:
@@ -171,12 +167,10 @@ class LatentDensity:
         logw = np.log(self.weights) - 0.5 * (np.einsum("nkg,nkg->nk", dg, sol) + logdet)
         p = np.exp(logw - logw.max(axis=1, keepdims=True))
         cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-        u = np.empty(n)
-        galsim.UniformDeviate(rng).generate(u)
+        rng = as_deviate(rng)
+        u = rng.np.random(n)
         comp = np.minimum((cdf < u[:, None]).sum(axis=1), len(self.weights) - 1)
-        eps = np.empty(n * len(oi))
-        galsim.GaussianDeviate(rng).generate(eps)
-        eps = eps.reshape(n, len(oi))
+        eps = rng.np.standard_normal((n, len(oi)))
         xo = np.empty((n, len(oi)))
         for j in np.unique(comp):  # by component: no (n, O, O) stack of factors
             r = np.flatnonzero(comp == j)
@@ -219,14 +213,12 @@ class LatentDensity:
 
     def sample_magnitudes(self, n: int, rng) -> np.ndarray:
         """``n`` magnitudes from :attr:`magnitude_prior` (uniform within each bin)."""
-        import galsim
 
         prior = self.magnitude_prior
         if prior is None:
             raise GalSimValueError("this density has no magnitude distribution", None)
         edges, counts = prior
-        u = np.empty(2 * check_count(n))
-        galsim.UniformDeviate(rng).generate(u)
+        u = as_deviate(rng).np.random(2 * check_count(n))
         cdf = np.cumsum(counts) / counts.sum()
         b = np.minimum(np.searchsorted(cdf, u[:n], side="right"), len(counts) - 1)
         return edges[b] + u[n:] * (edges[b + 1] - edges[b])

@@ -464,8 +464,7 @@ class VAEGalaxy(GSObject):
         pop = am.sample_population(t, h, q, rng)
         z = pop["latent"]
         if position_angle is None:  # random orientations, after the latents (same latents)
-            pa = np.empty(n)
-            galsim.UniformDeviate(rng).generate(pa)
+            pa = rng.np.random(n)
             pa = 360.0 * pa  # not 180: lopsided galaxies have no preferred half either
         if am.scale_model:  # each galaxy at its own scale, with its neighbour's flux
             per = {"pixel_scale": pop["pixel_scale"]}

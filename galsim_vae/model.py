@@ -454,7 +454,6 @@ class VAEModel:
                 with the model; falls back to an error when the model has none).
                 [default: "density"]
         """
-        import galsim
 
         n = check_count(n)
         rng = as_deviate(rng)
@@ -467,8 +466,7 @@ class VAEModel:
             return self.density.sample(int(n), rng)
         if sampling != "prior":
             raise GalSimValueError("Unknown sampling", sampling, ("prior", "density"))
-        z = np.empty(n * self.latent_dim)
-        galsim.GaussianDeviate(rng).generate(z)
+        z = as_deviate(rng).np.standard_normal(n * self.latent_dim)
         return z.reshape(n, self.latent_dim)
 
     def sample_population(

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Does training on the stamps the SNR cut removes give both the COSMOS sizes and clean samples?
-# Fitting the latent density with those stamps corrected the sizes at COSMOS magnitudes but their
-# latents, of stamps the network never saw, decoded with more border "sky". Here the shipped model
-# is fine-tuned for 12 epochs on the 40,000 structured simulations of seed 2029 with those rows
-# in its splits (`train --with-low-snr`); the control is the same fine-tuning without them
-# (data/run_v4_stamp, made by scripts/compare_targets.sh). Each network gets a density fitted with
-# and without the low-SNR rows, and each pair is sampled with `population` (10,000 galaxies,
-# seed 1); both networks are also evaluated on the held-out structured simulations and the 53 real
-# galaxies. Writes docs/runs/low_snr_experiment.json.
+# Does training on the stamps the SNR cut removes give both the COSMOS sizes and clean samples,
+# and does a decoder whose output is a light distribution (softmax head: positive pixels, each
+# stamp exactly its flux) remove the faint excess the linear head spreads over the stamp?
+# Fitting the latent density with the low-SNR stamps corrected the sizes at COSMOS magnitudes,
+# but their latents, of stamps the network never saw, decoded with more border "sky". Here the
+# shipped model is fine-tuned for 12 epochs on the 40,000 structured simulations of seed 2029
+# with those rows in its splits (`train --with-low-snr`), once with its linear head and once with
+# a softmax head (`--output softmax`); the control is the same fine-tuning without them
+# (data/run_v4_stamp, made by scripts/compare_targets.sh). The networks get densities fitted with
+# and without the low-SNR rows, each sampled with `population` (10,000 galaxies, seed 1), and
+# are evaluated on the held-out structured simulations and the 53 real galaxies.
+# Writes docs/runs/low_snr_experiment.json.
 #
 #   scripts/compare_low_snr.sh [WORKDIR]
 #
-# On the 2-core development machine: the training ~12 min, each density ~1 min, each population
-# ~5 min, the evaluations ~2 min.
+# On the 2-core development machine: each training ~12 min, each density ~1 min, each population
+# ~5 min, the evaluations ~2 min each.
 set -euo pipefail
 WORK=${1:-data}
 SIM="$WORK/sim_struct40k_t.fits"
@@ -21,30 +24,33 @@ REAL="$WORK/real_btk100.fits"
 INIT=${INIT:-galsim_vae/data/default_vae.safetensors}
 EXP="$WORK/low_snr_experiment"
 [ -f "$WORK/run_v4_stamp/best.safetensors" ] || scripts/compare_targets.sh "$WORK"
-R="$WORK/run_v4_lowsnr"
-python3 -m galsim_vae train "$SIM" --out "$R" --preset compact --loss gauss --loss-param 1 \
-    --epochs 12 --batch-size 64 --lr 1e-4 --lr-patience 2 --seed 0 --init "$INIT" \
-    --with-low-snr --quiet
-for e in heldout real; do
-    f=$HELDOUT; [ $e = real ] && f=$REAL
-    [ -f "$R/eval_${e}_quick/evaluate.json" ] || python3 -m galsim_vae evaluate \
-        "$R/best.safetensors" "$f" --split passes --out "$R/eval_${e}_quick" --quiet --overwrite
-done
-for net in stamp lowsnr; do
-    for dens in passes lowsnr; do
-        D="$EXP/${net}_net_${dens}_density"
-        mkdir -p "$D"
-        cp "$WORK/run_v4_$net/best.safetensors" "$D/model.safetensors"
-        flag=""; [ $dens = lowsnr ] && flag="--with-low-snr"
-        [ -f "$D/model_density.npz" ] || python3 -m galsim_vae fit-density "$SIM" \
-            --model "$D/model.safetensors" --split train --components 16 $flag \
-            --out "$D/model_density.npz"
-        [ -f "$D/population/population.json" ] || python3 -m galsim_vae population \
-            --model "$D/model.safetensors" --n 10000 --seed 1 --out "$D/population" > /dev/null
+COMMON=(--preset compact --loss gauss --loss-param 1 --epochs 12 --batch-size 64 --lr 1e-4
+    --lr-patience 2 --seed 0 --init "$INIT" --with-low-snr --quiet)
+python3 -m galsim_vae train "$SIM" --out "$WORK/run_v4_lowsnr" "${COMMON[@]}"
+python3 -m galsim_vae train "$SIM" --out "$WORK/run_v4_softmax" "${COMMON[@]}" --output softmax
+for net in lowsnr softmax; do
+    R="$WORK/run_v4_$net"
+    for e in heldout real; do
+        f=$HELDOUT; [ $e = real ] && f=$REAL
+        [ -f "$R/eval_${e}_quick/evaluate.json" ] || python3 -m galsim_vae evaluate \
+            "$R/best.safetensors" "$f" --split passes --out "$R/eval_${e}_quick" --quiet
     done
 done
+for pair in stamp:passes stamp:lowsnr lowsnr:passes lowsnr:lowsnr softmax:lowsnr; do
+    net=${pair%:*}; dens=${pair#*:}
+    D="$EXP/${net}_net_${dens}_density"
+    mkdir -p "$D"
+    [ -f "$D/model.safetensors" ] || cp "$WORK/run_v4_$net/best.safetensors" "$D/model.safetensors"
+    flag=""; [ "$dens" = lowsnr ] && flag="--with-low-snr"
+    [ -f "$D/model_density.npz" ] || python3 -m galsim_vae fit-density "$SIM" \
+        --model "$D/model.safetensors" --split train --components 16 $flag \
+        --out "$D/model_density.npz"
+    [ -f "$D/population/population.json" ] || python3 -m galsim_vae population \
+        --model "$D/model.safetensors" --n 10000 --seed 1 --out "$D/population" > /dev/null
+done
 python3 scripts/truth_border_sky.py "$HELDOUT" "$WORK/run_v4_stamp/best.safetensors" \
-    "$R/best.safetensors" > "$EXP/border_sky.json"
+    "$WORK/run_v4_lowsnr/best.safetensors" "$WORK/run_v4_softmax/best.safetensors" \
+    > "$EXP/border_sky.json"
 python3 - "$WORK" "$EXP" <<'EOF'
 import json
 import sys
@@ -54,7 +60,7 @@ work, exp = Path(sys.argv[1]), Path(sys.argv[2])
 sky = json.loads((exp / "border_sky.json").read_text())
 keys = ("median_chi2_per_pixel", "median_chi2_per_pixel_bright_half", "vae_over_floor_bright_half")
 out = {"border_sky_truth": sky["truth"]}
-for net in ("stamp", "lowsnr"):
+for net in ("stamp", "lowsnr", "softmax"):
     r = work / f"run_v4_{net}"
     hist = json.loads((r / "history.json").read_text())
     best = min(hist, key=lambda h: h["valid_loss"])
@@ -64,16 +70,16 @@ for net in ("stamp", "lowsnr"):
         res[e] = {k: v for k, v in ev.items() if k in keys}
     res["reconstruction_border_sky"] = sky[str(r / "best.safetensors")]
     for dens in ("passes", "lowsnr"):
-        pop = json.loads((exp / f"{net}_net_{dens}_density/population/population.json").read_text())
+        f = exp / f"{net}_net_{dens}_density/population/population.json"
+        if not f.is_file():
+            continue
+        pop = json.loads(f.read_text())
         t = pop["targets"]
         res[f"population_{dens}_density"] = {
-            "split": pop["meta"].get("density_split"),
             "size_median_ratio": t["size"]["median_ratio"],
             "size_p90_ratio": t["size"]["p90_ratio"],
             "great3_difference_points": t["great3_resolution"]["difference_points"],
-            "sky_beyond": {
-                p: pop["sky"][f"frac_beyond_{p}pct"] for p in (2, 10, 25)
-            },
+            "sky_beyond": {p: pop["sky"][f"frac_beyond_{p}pct"] for p in (2, 10, 25)},
             "sky_over_flux_median": pop["sky"]["sky_over_flux_percentiles"]["p50"],
             "frac_negative_flux": pop["sky"]["frac_negative_flux"],
         }
