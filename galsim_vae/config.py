@@ -117,10 +117,20 @@ def _get_input(config, base):
 def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     """Build a VAEGalaxy from a config dict."""
     inp = _get_input(config, base)
-    if "index" in config and inp.latents is not None:
+    # A galaxy of a real_catalog input (encoded, as the model sees it) when chosen by id, or by
+    # index where no latent file is given.
+    real = "id" in config or (
+        "index" in config and inp.latents is None and "real_catalog" in base.get("input", {})
+    )
+    if "index" in config and (inp.latents is not None or real):
         # As GalSim's catalog types: a Sequence or Random index without limits runs over the
-        # rows of the latent file (a Sequence wraps round).
-        SetDefaultIndex(config, len(inp.latents))
+        # rows of the latent file or catalog (a Sequence wraps round).
+        n = (
+            GetInputObj("real_catalog", config, base, "VAEGalaxy").nobjects
+            if real
+            else len(inp.latents)
+        )
+        SetDefaultIndex(config, n)
     latent = config.get("latent")
     opt = {
         "index": int,
@@ -137,8 +147,11 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "position_angle": float,
         "out_of_range": str,
         "magnitude": float,
+        "id": str,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
+    if real:
+        return _build_real(config, base, kwargs, safe, gsparams, logger, inp)
     attrs = {
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }
@@ -248,6 +261,37 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     if gsparams:
         kwargs["gsparams"] = galsim.GSParams(**gsparams)
     return VAEGalaxy(z, model, **kwargs), safe
+
+
+def _build_real(config, base, kwargs, safe, gsparams, logger, inp):
+    """A VAEGalaxy of the real_catalog input's galaxy (``id`` or ``index``):
+    :meth:`VAEGalaxy.from_real`."""
+    choosers = ("sampling", "magnitude", "hubble_type", "half_light_radius")
+    other = [k for k in choosers if k in kwargs]
+    if "latent" in config or other or ("id" in kwargs and "index" in kwargs):
+        raise GalSimConfigError(
+            "VAEGalaxy takes only one of latent, index, id, sampling, attributes: "
+            + str([k for k in ("latent", "index", "id") if k in config or k in kwargs] + other)
+        )
+    real_cat = GetInputObj("real_catalog", config, base, "VAEGalaxy")
+    if gsparams:
+        kwargs["gsparams"] = galsim.GSParams(**gsparams)
+    for k in ("axis_ratio", "position_angle", "out_of_range", "norm_min", "norm_max"):
+        if k in kwargs:
+            raise GalSimConfigError(f"VAEGalaxy {k} does not go with a real_catalog galaxy")
+    rng = GetRNG(config, base, logger, "VAEGalaxy")
+    try:
+        gal = VAEGalaxy.from_real(
+            real_cat,
+            index=kwargs.pop("index", None),
+            id=kwargs.pop("id", None),
+            rng=rng,
+            model=inp.model,
+            **kwargs,
+        )
+    except galsim.GalSimError as e:
+        raise GalSimConfigValueError(f"VAEGalaxy of the real_catalog: {e}", str(e)) from e
+    return gal, safe
 
 
 RegisterInputType("vae_model", InputLoader(VAEModelInput, use_proxy=False, has_nobj=True))

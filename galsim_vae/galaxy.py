@@ -557,6 +557,76 @@ class VAEGalaxy(GSObject):
         gal.latent_sigma = tuple(enc["sigma"][0])
         return gal
 
+    @classmethod
+    def from_real(
+        cls,
+        real_galaxy_catalog,
+        index=None,
+        id=None,
+        random=False,
+        rng=None,
+        model=None,
+        **kwargs,
+    ):
+        """The model's version of a galaxy of a ``galsim.RealGalaxyCatalog``, chosen as
+        ``galsim.RealGalaxy`` chooses one: its postage stamp made as ``galsim-vae dataset``
+        makes it (:func:`galsim_vae.pipeline.stamps.real_stamp`: at the model's pixel scale, or
+        for a flux model at the galaxy's own scale, padded with the catalog's noise seeded by the
+        row), then encoded (:meth:`from_image`).
+
+        The galaxy keeps the stamp's flux and size, and is the same every time for the same
+        row. With ``psf_mode="deconvolve"`` the PSF divided out is the catalog's own PSF of that
+        galaxy (``getPSF``) unless ``original_psf`` is given. The catalog row is in
+        ``galaxy.index``, its ``IDENT`` in ``galaxy.ident``.
+
+        Parameters:
+            real_galaxy_catalog: a ``galsim.RealGalaxyCatalog``.
+            index: the row. Exactly one of ``index``, ``id`` and ``random`` is given.
+            id: the object's ``IDENT`` in the catalog.
+            random: a row drawn uniformly with ``rng``. [default: False]
+            rng: a ``galsim.BaseDeviate`` (or an int seed) for ``random``. [default: None]
+            model: :class:`VAEModel` or weights file; the shipped model when None.
+            **kwargs: passed to the constructor (``flux``, ``psf_mode``, ``original_psf``,
+                ``gsparams``...).
+        """
+        from .pipeline.stamps import real_stamp
+
+        if not isinstance(real_galaxy_catalog, galsim.RealGalaxyCatalog):
+            raise TypeError(
+                f"real_galaxy_catalog must be a galsim.RealGalaxyCatalog, got "
+                f"{type(real_galaxy_catalog).__name__}"
+            )
+        given = [k for k, v in (("index", index), ("id", id)) if v is not None]
+        given += ["random"] if random else []
+        if len(given) != 1:
+            raise GalSimIncompatibleValuesError(
+                "Exactly one of index, id and random is required", index=index, id=id, random=random
+            )
+        cat = real_galaxy_catalog
+        if id is not None:
+            index = cat.getIndexForID(id)
+        elif random:
+            index = int(cat.nobjects * galsim.UniformDeviate(as_deviate(rng))())
+        index = int(index)
+        if not 0 <= index < cat.nobjects:
+            raise GalSimRangeError("index out of the catalog's range", index, 0, cat.nobjects - 1)
+        m = model if isinstance(model, VAEModel) else get_model(model)
+        fit = m.representation == "flux"
+        st = real_stamp(
+            cat,
+            index,
+            stamp_size=m.stamp_size,
+            pixel_scale=m.pixel_scale,
+            scale_mode="fit" if fit else "fixed",
+        )
+        if kwargs.get("psf_mode") == "deconvolve" and kwargs.get("original_psf") is None:
+            kwargs["original_psf"] = cat.getPSF(index)
+        image = galsim.Image(st["image"], scale=st["row"]["pixel_scale"])
+        gal = cls.from_image(image, m, **kwargs)
+        gal.index = index
+        gal.ident = cat.ident[index]
+        return gal
+
     # ---- the profile --------------------------------------------------------------------
     @property
     def model_file(self):

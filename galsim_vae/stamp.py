@@ -219,7 +219,7 @@ def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
     native = float(image.scale)
     # The paper's Eq. 1, never finer than the image's own pixels.
     scale = max(native, native * max(arr.shape) / (stamp_size - 2))
-    rng = galsim.BaseDeviate(0) if rng is None else rng
+    rng = galsim.BaseDeviate(1) if rng is None else rng  # 0 would seed from the clock
     if noise is None:
         border = np.concatenate(
             [arr[:2].ravel(), arr[-2:].ravel(), arr[:, :2].ravel(), arr[:, -2:].ravel()]

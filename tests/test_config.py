@@ -316,6 +316,44 @@ def test_examples_run_with_galsim(tmp_path, name, tiles):
     np.testing.assert_array_equal(out[: ref.shape[0], : ref.shape[1]], ref)
 
 
+@pytest.mark.skipif(GALSIM is None, reason="the galsim executable is not on PATH")
+def test_demo10_port_changes_only_the_galaxy_block(tmp_path, btk_dir):
+    """GalSim's demo10 with VAEGalaxy for RealGalaxy, run by the executable on 2 x 2 tiles of
+    10-galaxy rings. GalSim's example catalog is not here: the run reads the btk100 catalog
+    and five of its galaxies (command-line overrides, as a user would point it elsewhere)."""
+    cat = galsim.RealGalaxyCatalog("real_galaxy_catalog_26_extension_example.fits", dir=btk_dir)
+    ids = [int(cat.ident[k]) for k in (3, 11, 25, 42, 77)]
+    subprocess.run(
+        [
+            GALSIM,
+            "-v",
+            "0",
+            str(EXAMPLES / "demo10.yaml"),
+            f"output.dir={tmp_path}",
+            f"input.real_catalog.dir={btk_dir}",
+            "input.real_catalog.file_name=real_galaxy_catalog_26_extension_example.fits",
+            f"gal.id.items={ids}",
+            "image.nx_tiles=2",
+            "image.ny_tiles=2",
+            "stamp.num=2",
+            "image.nproc=1",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    with fits.open(tmp_path / "power_spectrum.fits") as hdus:
+        image, psfs, truth = hdus[0].data, hdus[1].data, hdus[2].data
+    assert image.shape == (96, 96) and psfs.shape == (96, 96)
+    # The truth columns that read the galaxy block (gal.id, the built galaxy's index).
+    assert list(truth["cosmos_id"]) == [str(i) for i in (ids[0], ids[0], ids[1], ids[1])]
+    assert [cat.ident[k] for k in truth["cosmos_index"]] == list(truth["cosmos_id"])
+    # Each tile holds a galaxy above the noise (signal_to_noise 100 on a 1e6 sky).
+    for ty in range(2):
+        for tx in range(2):
+            tile = image[48 * ty : 48 * (ty + 1), 48 * tx : 48 * (tx + 1)]
+            assert tile[16:32, 16:32].sum() > 5 * tile.std() * 16
+
+
 def test_index_sequence_and_random_run_over_the_latent_file(tmp_path):
     z = get_model().sample_latents(3, 2)
     np.save(tmp_path / "z.npy", z)

@@ -164,6 +164,41 @@ def test_from_image_takes_catalog_postage_stamps(model, btk_dir):
         VAEGalaxy.from_image(cat.getGalImage(big).array, model)
 
 
+def test_from_real_chooses_as_realgalaxy_does(model, btk_dir):
+    from galsim_vae.pipeline.stamps import real_stamp
+
+    cat = galsim.RealGalaxyCatalog("real_galaxy_catalog_26_extension_example.fits", dir=btk_dir)
+    k = 7
+    by_index = VAEGalaxy.from_real(cat, index=k, model=model)
+    by_id = VAEGalaxy.from_real(cat, id=cat.ident[k], model=model)
+    assert by_index.index == by_id.index == k and by_id.ident == cat.ident[k]
+    np.testing.assert_array_equal(by_index.latent, by_id.latent)
+    # The galaxy of the row's stamp as `galsim-vae dataset` makes it (its flux and size).
+    st = real_stamp(cat, k, scale_mode="fit")
+    direct = VAEGalaxy.from_image(galsim.Image(st["image"], scale=st["row"]["pixel_scale"]), model)
+    np.testing.assert_array_equal(by_index.latent, direct.latent)
+    assert by_index.flux == pytest.approx(st["image"].sum(), rel=1e-6)
+    assert by_index.pixel_scale == st["row"]["pixel_scale"]
+    # random: a row drawn with the rng, the same for the same seed.
+    r1 = VAEGalaxy.from_real(cat, random=True, rng=galsim.BaseDeviate(3), model=model)
+    r2 = VAEGalaxy.from_real(cat, random=True, rng=galsim.BaseDeviate(3), model=model)
+    assert r1.index == r2.index
+    # Deconvolving: the catalog's own PSF of that galaxy is divided out.
+    dec = VAEGalaxy.from_real(cat, index=k, model=model, psf_mode="deconvolve")
+    psf = cat.getPSF(k)
+    assert dec.original_psf.drawImage(nx=32, ny=32, scale=0.03).array == pytest.approx(
+        psf.drawImage(nx=32, ny=32, scale=0.03).array
+    )
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="Exactly one"):
+        VAEGalaxy.from_real(cat, index=1, id=cat.ident[1], model=model)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="Exactly one"):
+        VAEGalaxy.from_real(cat, model=model)
+    with pytest.raises(galsim.GalSimRangeError):
+        VAEGalaxy.from_real(cat, index=cat.nobjects, model=model)
+    with pytest.raises(TypeError, match="RealGalaxyCatalog"):
+        VAEGalaxy.from_real("catalog.fits", index=0, model=model)
+
+
 def test_psf_modes(gal):
     dec = VAEGalaxy(gal.latent, psf_mode="deconvolve", flux=gal.flux, pixel_scale=gal.pixel_scale)
     wide = galsim.Gaussian(fwhm=0.6)
