@@ -36,7 +36,7 @@ for net in lowsnr softmax; do
             "$R/best.safetensors" "$f" --split passes --out "$R/eval_${e}_quick" --quiet
     done
 done
-for pair in stamp:passes stamp:lowsnr lowsnr:passes lowsnr:lowsnr softmax:lowsnr; do
+for pair in lowsnr:lowsnr softmax:lowsnr lowsnr:passes stamp:lowsnr stamp:passes; do
     net=${pair%:*}; dens=${pair#*:}
     D="$EXP/${net}_net_${dens}_density"
     mkdir -p "$D"

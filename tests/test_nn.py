@@ -122,3 +122,28 @@ def test_config_json_round_trip_and_bad_configs():
     m = build_vae(VAEConfig(stamp_size=32, channels=(4, 8, 8), bottleneck=8, latent_dim=4))
     m.eval()
     assert m(torch.rand(2, 1, 32, 32))[0].shape == (2, 1, 32, 32)
+
+
+def test_softmax_head_is_a_light_distribution(gen):
+    # Positive pixels summing to the stamp side S (the flux representation), for any latent,
+    # gradients everywhere; the same tensors as the linear head (fine-tuning one into the other).
+    cfg = dataclasses.replace(PRESETS["tiny"], output="softmax")
+    m = build_vae(cfg)
+    m.eval()
+    z = 3 * torch.randn(6, cfg.latent_dim, generator=gen)
+    with torch.no_grad():
+        d = m.decoder(z)
+    assert d.shape == (6, 1, 64, 64) and bool((d > 0).all())
+    torch.testing.assert_close(d.sum((1, 2, 3)), torch.full((6,), 64.0))
+    lin = build_vae(dataclasses.replace(cfg, output="linear"))
+    assert lin.state_dict().keys() == m.state_dict().keys()
+    lin.load_state_dict(m.state_dict())
+    lin.eval()
+    # The linear head's output is the softmax head's log-intensity, up to a constant per stamp.
+    with torch.no_grad():
+        logd = torch.log(d) - lin.decoder(z)
+    assert float((logd - logd.mean((2, 3), keepdim=True)).abs().max()) < 1e-4
+    m.train()
+    r, mu, lv = m(torch.rand(4, 1, 64, 64, generator=gen), gen)
+    (r.pow(2).mean() + mu.pow(2).mean()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())

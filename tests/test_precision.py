@@ -53,7 +53,7 @@ def test_fused_float32_matches_training_network(real_dataset, reference):
 
 
 @pytest.mark.parametrize("preset", ["tiny", "compact"])
-@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("output", ["sigmoid", "linear", "softmax"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_networks_any_architecture(preset, output, bias):
     """BatchNorm folding and the sub-pixel last layer (its bias per phase too), with
