@@ -16,6 +16,9 @@
 #   ATTR_SIM     the simulated set the attribute model is fitted on              [SIM]
 #   MAGNITUDES   the magnitudes sampled galaxies get by default: cosmos (the COSMOS F814W<23.5
 #                distribution, stored with the density) or training (the training set's) [cosmos]
+#   WITH_LOW_SNR 1: train and fit the density on the stamps that fail the cuts by their SNR
+#                alone too (train/fit-density --with-low-snr; scripts/compare_low_snr.sh)   [0]
+#   OUTPUT       the decoder's head: linear or softmax (train --output)              [linear]
 #   RUN          run folder                                           [WORKDIR/run_MORPHOLOGY]
 #   EPOCHS, LR, LR_PATIENCE   training epochs, start rate, plateau patience   [16, 1e-4, 2]
 #   INIT         weights to start from (fine-tuning); empty: random  [the shipped model's file]
@@ -36,6 +39,7 @@ PREFIX=$([ "$MORPHOLOGY" = smooth ] && echo fit || echo struct)
 TARGET=${TARGET:-stamp}
 MAGNITUDES=${MAGNITUDES:-cosmos}
 case "$TARGET" in truth | stamp) ;; *) echo "TARGET must be truth or stamp, not $TARGET" >&2; exit 1 ;; esac
+LOW_SNR=$([ "${WITH_LOW_SNR:-0}" = 1 ] && echo --with-low-snr || true)
 SIM=${SIM:-"$WORK/sim_${PREFIX}${NSIM%000}k$([ "$TARGET" = truth ] && echo _t).fits"}
 ATTR_SIM=${ATTR_SIM:-$SIM}
 HELDOUT="$WORK/sim_${PREFIX}_heldout.fits"
@@ -67,11 +71,11 @@ fi
 python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
     --loss gauss --loss-param 1 --epochs "${EPOCHS:-16}" --batch-size 64 --lr "${LR:-1e-4}" \
     --lr-patience "${LR_PATIENCE:-2}" --seed 0 --device "$DEVICE" \
-    --max-minutes "${MAX_MINUTES:-0}" --target "$TARGET" --quiet \
-    ${INIT:+--init "$RUN/init.safetensors"}
+    --max-minutes "${MAX_MINUTES:-0}" --target "$TARGET" --output "${OUTPUT:-linear}" --quiet \
+    ${INIT:+--init "$RUN/init.safetensors"} $LOW_SNR
 # 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
 python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
-    --split train --components 16 --magnitudes "$MAGNITUDES" --overwrite
+    --split train --components 16 --magnitudes "$MAGNITUDES" --overwrite $LOW_SNR
 # 5. Against the floor and Sersic: held-out simulations, then the 53 real galaxies that pass.
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$HELDOUT" \
     --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet --overwrite
