@@ -31,6 +31,14 @@ TARGETS = {
     ),
     "test_scene_vaegalaxy": ("1,000-galaxy scene, VAEGalaxy", "<= RealGalaxy"),
     "test_scene_realgalaxy": ("1,000-galaxy scene, RealGalaxy", ""),
+    "test_galsim_executable_scene[vaegalaxy]": (
+        "1,000-galaxy scene, `galsim` executable, VAEGalaxy",
+        "<= RealGalaxy",
+    ),
+    "test_galsim_executable_scene[realgalaxy]": (
+        "1,000-galaxy scene, `galsim` executable, RealGalaxy",
+        "",
+    ),
     "test_encode_per_galaxy": ("VAE encoding (real stamps)", ""),
     "test_lsq_per_galaxy": ("Sersic least squares (real stamps)", ""),
     "test_mcmc_per_galaxy": ("Sersic emcee, 16 x 200 steps (real stamps)", ""),
@@ -89,6 +97,12 @@ def table(data: dict) -> str:
     if "test_scene_vaegalaxy" in by and "test_scene_realgalaxy" in by:
         r = by["test_scene_vaegalaxy"] / by["test_scene_realgalaxy"]
         lines += ["", f"Scene cost ratio VAEGalaxy / RealGalaxy: {r:.2f} (target <= 1)."]
+    ev, er = (by.get(f"test_galsim_executable_scene[{k}]") for k in ("vaegalaxy", "realgalaxy"))
+    if ev and er:
+        lines.append(
+            f"Through the `galsim` executable (one object at a time, startup included): "
+            f"VAEGalaxy / RealGalaxy {ev / er:.2f} (target <= 1)."
+        )
     if "test_encode_per_galaxy" in by:
         per = {b["name"]: b["stats"]["median"] / b["extra_info"]["n"] for b in data["benchmarks"]}
         enc = per["test_encode_per_galaxy"]
