@@ -130,5 +130,6 @@ def test_galsim_executable_scene(benchmark, kind, data_dir, tmp_path):
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     image = galsim.fits.read(str(tmp_path / f"{kind}.fits"))
-    assert image.array.sum() > 0.5 * N * 1000  # the galaxies are there
+    # The galaxies are there: fluxes uniform in 1,000-10,000 (a few fall partly off the edge).
+    assert image.array.sum() > 0.8 * N * 5500
     benchmark.extra_info["n"] = N

@@ -12,8 +12,10 @@ Input type ``vae_model``
 Object type ``VAEGalaxy``
     Keys are the constructor's: exactly one of ``latent`` (a list of numbers, or a ``$``
     expression or ``Eval`` giving one), ``index`` (a row
-    of the input's ``latent_file``), ``sampling`` (``density`` or ``prior``; the default when
-    none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
+    of the input's ``latent_file``), a galaxy of a ``real_catalog`` input chosen as
+    ``RealGalaxy`` chooses one (``id``, ``random: True``, or ``index`` when no ``latent_file``
+    is given: :meth:`VAEGalaxy.from_real`), ``sampling`` (``density`` or ``prior``; the
+    default when none is given) or attributes (``hubble_type`` and ``half_light_radius``, optional
     ``axis_ratio`` and ``position_angle`` in degrees, random when absent, and ``out_of_range``,
     ``clip`` (the default: a size outside the model's range is clipped to it, with a warning) or
     ``raise``; any of them may be a GalSim value type), plus ``flux``, ``norm_min``,
@@ -120,7 +122,9 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     # A galaxy of a real_catalog input (encoded, as the model sees it) when chosen by id, or by
     # index where no latent file is given.
     real = "id" in config or (
-        "index" in config and inp.latents is None and "real_catalog" in base.get("input", {})
+        ("index" in config or config.get("random") is True)
+        and inp.latents is None
+        and "real_catalog" in base.get("input", {})
     )
     if "index" in config and (inp.latents is not None or real):
         # As GalSim's catalog types: a Sequence or Random index without limits runs over the
@@ -148,8 +152,11 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "out_of_range": str,
         "magnitude": float,
         "id": str,
+        "random": bool,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
+    if kwargs.get("random") and not real:
+        raise GalSimConfigError("VAEGalaxy random: True picks a galaxy of input.real_catalog")
     if real:
         return _build_real(config, base, kwargs, safe, gsparams, logger, inp)
     attrs = {
@@ -268,10 +275,12 @@ def _build_real(config, base, kwargs, safe, gsparams, logger, inp):
     :meth:`VAEGalaxy.from_real`."""
     choosers = ("sampling", "magnitude", "hubble_type", "half_light_radius")
     other = [k for k in choosers if k in kwargs]
-    if "latent" in config or other or ("id" in kwargs and "index" in kwargs):
+    pick = [k for k in ("index", "id") if k in kwargs]
+    pick += ["random"] if kwargs.get("random") else []
+    if "latent" in config or other or len(pick) > 1:
         raise GalSimConfigError(
-            "VAEGalaxy takes only one of latent, index, id, sampling, attributes: "
-            + str([k for k in ("latent", "index", "id") if k in config or k in kwargs] + other)
+            "VAEGalaxy takes only one of latent, index, id, random, sampling, attributes: "
+            + str((["latent"] if "latent" in config else []) + pick + other)
         )
     real_cat = GetInputObj("real_catalog", config, base, "VAEGalaxy")
     if gsparams:
@@ -280,19 +289,19 @@ def _build_real(config, base, kwargs, safe, gsparams, logger, inp):
         if k in kwargs:
             raise GalSimConfigError(f"VAEGalaxy {k} does not go with a real_catalog galaxy")
     rng = GetRNG(config, base, logger, "VAEGalaxy")
+    index, ident = kwargs.pop("index", None), kwargs.pop("id", None)
+    random = kwargs.pop("random", False)
     try:
         gal = VAEGalaxy.from_real(
-            real_cat,
-            index=kwargs.pop("index", None),
-            id=kwargs.pop("id", None),
-            rng=rng,
-            model=inp.model,
-            **kwargs,
+            real_cat, index=index, id=ident, random=random, rng=rng, model=inp.model, **kwargs
         )
     except galsim.GalSimError as e:
-        raise GalSimConfigValueError(f"VAEGalaxy of the real_catalog: {e}", str(e)) from e
-    return gal, safe
+        raise GalSimConfigValueError(
+            f"VAEGalaxy of the real_catalog: {e}", ident if ident is not None else index
+        ) from e
+    return gal, safe and not random
 
 
 RegisterInputType("vae_model", InputLoader(VAEModelInput, use_proxy=False, has_nobj=True))
-RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy, input_type="vae_model")
+# Connected to both inputs, so that GalSim rebuilds a galaxy when either is reloaded.
+RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy, input_type=["vae_model", "real_catalog"])

@@ -67,6 +67,21 @@ def reconvolve(gal, psf, *, gsparams=None):
     return galsim.Convolve(gal, psf, gsparams=gsparams)
 
 
+_CATALOGS: dict = {}
+
+
+def _local_catalog(cat):
+    """``cat`` itself, or for the proxy of a ``RealGalaxyCatalog`` that GalSim's config gives
+    each process (whose columns are not reachable through it), this process's own copy of that
+    catalog file, opened once."""
+    if isinstance(cat, galsim.RealGalaxyCatalog):
+        return cat
+    name = cat.getFileName()
+    if name not in _CATALOGS:
+        _CATALOGS[name] = galsim.RealGalaxyCatalog(name)
+    return _CATALOGS[name]
+
+
 class VAEGalaxy(GSObject):
     """A galaxy decoded from a VAE latent vector, usable wherever GalSim takes a ``GSObject``.
 
@@ -569,32 +584,37 @@ class VAEGalaxy(GSObject):
         **kwargs,
     ):
         """The model's version of a galaxy of a ``galsim.RealGalaxyCatalog``, chosen as
-        ``galsim.RealGalaxy`` chooses one: its postage stamp made as ``galsim-vae dataset``
-        makes it (:func:`galsim_vae.pipeline.stamps.real_stamp`: at the model's pixel scale, or
-        for a flux model at the galaxy's own scale, padded with the catalog's noise seeded by the
-        row), then encoded (:meth:`from_image`).
+        ``galsim.RealGalaxy`` chooses one (``random`` honours the catalog's ``weight`` column as
+        it does): its postage stamp made as ``galsim-vae dataset --scale-mode fit`` makes it for
+        a flux model (:func:`galsim_vae.pipeline.stamps.real_stamp`: at the galaxy's own scale,
+        padded with the catalog's noise seeded by the row and the command's default seed;
+        ``--scale-mode fixed`` for a min-max model), then encoded (:meth:`from_image`).
 
-        The galaxy keeps the stamp's flux and size, and is the same every time for the same
-        row. With ``psf_mode="deconvolve"`` the PSF divided out is the catalog's own PSF of that
-        galaxy (``getPSF``) unless ``original_psf`` is given. The catalog row is in
-        ``galaxy.index``, its ``IDENT`` in ``galaxy.ident``.
+        The galaxy keeps the stamp's flux and size and is the same every time for the same row.
+        Like ``RealGalaxy`` it has the catalog's PSF divided out by default
+        (``psf_mode="deconvolve"`` with ``original_psf`` that galaxy's PSF from the catalog,
+        convolved with the stamp's pixel where the stamp is coarser than the catalog image);
+        ``psf_mode="keep"`` keeps the HST PSF in. The catalog row is in ``galaxy.index``, its
+        ``IDENT`` in ``galaxy.ident``.
 
         Parameters:
-            real_galaxy_catalog: a ``galsim.RealGalaxyCatalog``.
+            real_galaxy_catalog: a ``galsim.RealGalaxyCatalog`` (or the proxy GalSim's config
+                gives each process).
             index: the row. Exactly one of ``index``, ``id`` and ``random`` is given.
             id: the object's ``IDENT`` in the catalog.
-            random: a row drawn uniformly with ``rng``. [default: False]
+            random: a row drawn with ``rng``, as ``RealGalaxy`` draws one. [default: False]
             rng: a ``galsim.BaseDeviate`` (or an int seed) for ``random``. [default: None]
             model: :class:`VAEModel` or weights file; the shipped model when None.
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ``original_psf``,
                 ``gsparams``...).
         """
-        from .pipeline.stamps import real_stamp
+        from .pipeline._parallel import item_seed
+        from .pipeline.stamps import DEFAULT_SEED, real_stamp
 
-        if not isinstance(real_galaxy_catalog, galsim.RealGalaxyCatalog):
+        cat = real_galaxy_catalog
+        if not all(hasattr(cat, a) for a in ("getGalImage", "getPSF", "getNoise", "nobjects")):
             raise TypeError(
-                f"real_galaxy_catalog must be a galsim.RealGalaxyCatalog, got "
-                f"{type(real_galaxy_catalog).__name__}"
+                f"real_galaxy_catalog must be a galsim.RealGalaxyCatalog, got {type(cat).__name__}"
             )
         given = [k for k, v in (("index", index), ("id", id)) if v is not None]
         given += ["random"] if random else []
@@ -602,11 +622,15 @@ class VAEGalaxy(GSObject):
             raise GalSimIncompatibleValuesError(
                 "Exactly one of index, id and random is required", index=index, id=id, random=random
             )
-        cat = real_galaxy_catalog
+        cat = _local_catalog(cat)
         if id is not None:
             index = cat.getIndexForID(id)
-        elif random:
-            index = int(cat.nobjects * galsim.UniformDeviate(as_deviate(rng))())
+        elif random:  # GalSim's draw: uniform, then kept with the probability of its weight
+            ud = galsim.UniformDeviate(as_deviate(rng))
+            index = int(cat.nobjects * ud())
+            if cat.weight is not None:
+                while ud() > cat.weight[index]:
+                    index = int(cat.nobjects * ud())
         index = int(index)
         if not 0 <= index < cat.nobjects:
             raise GalSimRangeError("index out of the catalog's range", index, 0, cat.nobjects - 1)
@@ -618,11 +642,17 @@ class VAEGalaxy(GSObject):
             stamp_size=m.stamp_size,
             pixel_scale=m.pixel_scale,
             scale_mode="fit" if fit else "fixed",
+            rng=galsim.BaseDeviate(item_seed(DEFAULT_SEED, index)),
         )
-        if kwargs.get("psf_mode") == "deconvolve" and kwargs.get("original_psf") is None:
-            kwargs["original_psf"] = cat.getPSF(index)
-        image = galsim.Image(st["image"], scale=st["row"]["pixel_scale"])
-        gal = cls.from_image(image, m, **kwargs)
+        scale = float(st["row"]["pixel_scale"])
+        kwargs.setdefault("psf_mode", "deconvolve")
+        if kwargs["psf_mode"] == "deconvolve" and kwargs.get("original_psf") is None:
+            gsp = kwargs.get("gsparams")
+            psf = cat.getPSF(index, gsparams=gsp)
+            if scale > cat.getGalImage(index).scale * (1 + 1e-9):  # resampling's pixel too
+                psf = galsim.Convolve(psf, galsim.Pixel(scale, gsparams=gsp), gsparams=gsp)
+            kwargs["original_psf"] = psf
+        gal = cls.from_image(galsim.Image(st["image"], scale=scale), m, **kwargs)
         gal.index = index
         gal.ident = cat.ident[index]
         return gal

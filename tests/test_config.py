@@ -336,7 +336,7 @@ def test_demo10_port_changes_only_the_galaxy_block(tmp_path, btk_dir):
             "image.nx_tiles=2",
             "image.ny_tiles=2",
             "stamp.num=2",
-            "image.nproc=1",
+            "image.nproc=2",  # GalSim hands each process a proxy of the catalog
         ],
         check=True,
         cwd=tmp_path,
@@ -352,6 +352,45 @@ def test_demo10_port_changes_only_the_galaxy_block(tmp_path, btk_dir):
         for tx in range(2):
             tile = image[48 * ty : 48 * (ty + 1), 48 * tx : 48 * (tx + 1)]
             assert tile[16:32, 16:32].sum() > 5 * tile.std() * 16
+
+
+def test_real_catalog_route_in_config(btk_dir):
+    # index (without a latent file) runs over the catalog's rows, a Sequence wrapping round as
+    # for RealGalaxy; random picks RealGalaxy's row; other ways of choosing are refused.
+    cat_file = "real_galaxy_catalog_26_extension_example.fits"
+
+    def build(gal, n=1):
+        config = {
+            "modules": ["galsim_vae"],
+            "input": {"real_catalog": {"dir": str(btk_dir), "file_name": cat_file}},
+            "gal": gal,
+            "image": {"random_seed": 5},
+        }
+        galsim.config.ImportModules(config)
+        galsim.config.ProcessInput(config)
+        out = []
+        for k in range(n):
+            galsim.config.SetupConfigObjNum(config, k)
+            galsim.config.SetupConfigRNG(config)  # the object's rng, from image.random_seed
+            out.append(galsim.config.BuildGSObject(config, "gal")[0])
+        return out, config
+
+    gals, config = build({"type": "VAEGalaxy", "index": {"type": "Sequence"}}, 3)
+    assert [g.index for g in gals] == [0, 1, 2]
+    assert config["gal"]["index"]["last"] == 99  # SetDefaultIndex: the catalog's 100 rows
+    vae = build({"type": "VAEGalaxy", "random": True})[0][0]
+    assert vae.index == build({"type": "RealGalaxy", "random": True})[0][0].index
+    bad_keys = (
+        {"id": "x", "index": 3},
+        {"index": 3, "hubble_type": "Sb"},
+        {"index": 3, "axis_ratio": 0.5},
+        {"random": True, "index": 3},
+    )
+    for bad in bad_keys:
+        with pytest.raises(galsim.GalSimConfigError):
+            build({"type": "VAEGalaxy", **bad})
+    with pytest.raises(galsim.GalSimConfigError, match="ID not found"):
+        build({"type": "VAEGalaxy", "id": "not-an-id"})
 
 
 def test_index_sequence_and_random_run_over_the_latent_file(tmp_path):

@@ -165,7 +165,8 @@ def test_from_image_takes_catalog_postage_stamps(model, btk_dir):
 
 
 def test_from_real_chooses_as_realgalaxy_does(model, btk_dir):
-    from galsim_vae.pipeline.stamps import real_stamp
+    from galsim_vae.pipeline._parallel import item_seed
+    from galsim_vae.pipeline.stamps import DEFAULT_SEED, real_stamp
 
     cat = galsim.RealGalaxyCatalog("real_galaxy_catalog_26_extension_example.fits", dir=btk_dir)
     k = 7
@@ -173,22 +174,29 @@ def test_from_real_chooses_as_realgalaxy_does(model, btk_dir):
     by_id = VAEGalaxy.from_real(cat, id=cat.ident[k], model=model)
     assert by_index.index == by_id.index == k and by_id.ident == cat.ident[k]
     np.testing.assert_array_equal(by_index.latent, by_id.latent)
-    # The galaxy of the row's stamp as `galsim-vae dataset` makes it (its flux and size).
-    st = real_stamp(cat, k, scale_mode="fit")
+    # The galaxy of the row's stamp as `galsim-vae dataset --scale-mode fit` makes it.
+    rng = galsim.BaseDeviate(item_seed(DEFAULT_SEED, k))
+    st = real_stamp(cat, k, scale_mode="fit", rng=rng)
     direct = VAEGalaxy.from_image(galsim.Image(st["image"], scale=st["row"]["pixel_scale"]), model)
     np.testing.assert_array_equal(by_index.latent, direct.latent)
     assert by_index.flux == pytest.approx(st["image"].sum(), rel=1e-6)
     assert by_index.pixel_scale == st["row"]["pixel_scale"]
-    # random: a row drawn with the rng, the same for the same seed.
-    r1 = VAEGalaxy.from_real(cat, random=True, rng=galsim.BaseDeviate(3), model=model)
-    r2 = VAEGalaxy.from_real(cat, random=True, rng=galsim.BaseDeviate(3), model=model)
-    assert r1.index == r2.index
-    # Deconvolving: the catalog's own PSF of that galaxy is divided out.
-    dec = VAEGalaxy.from_real(cat, index=k, model=model, psf_mode="deconvolve")
-    psf = cat.getPSF(k)
-    assert dec.original_psf.drawImage(nx=32, ny=32, scale=0.03).array == pytest.approx(
-        psf.drawImage(nx=32, ny=32, scale=0.03).array
+    # random: the row RealGalaxy picks with the same rng.
+    for seed in (3, 4, 5):
+        r = VAEGalaxy.from_real(cat, random=True, rng=galsim.BaseDeviate(seed), model=model)
+        assert r.index == galsim.RealGalaxy(cat, random=True, rng=galsim.BaseDeviate(seed)).index
+    # As RealGalaxy, the catalog's PSF is divided out by default; for a stamp coarser than the
+    # catalog's image, the resampling's pixel too.
+    assert by_index.psf_mode == "deconvolve"
+    coarse = max(range(cat.nobjects), key=lambda j: max(cat.getGalImage(j).array.shape))
+    big = VAEGalaxy.from_real(cat, index=coarse, model=model)
+    assert big.pixel_scale > cat.getGalImage(coarse).scale
+    expect = galsim.Convolve(cat.getPSF(coarse), galsim.Pixel(big.pixel_scale))
+    kw = dict(nx=48, ny=48, scale=0.03, method="no_pixel")
+    np.testing.assert_allclose(
+        big.original_psf.drawImage(**kw).array, expect.drawImage(**kw).array, atol=1e-7
     )
+    assert VAEGalaxy.from_real(cat, index=k, model=model, psf_mode="keep").psf_mode == "keep"
     with pytest.raises(galsim.GalSimIncompatibleValuesError, match="Exactly one"):
         VAEGalaxy.from_real(cat, index=1, id=cat.ident[1], model=model)
     with pytest.raises(galsim.GalSimIncompatibleValuesError, match="Exactly one"):

@@ -14,7 +14,7 @@ from ..pipeline.cosmos import build_dataset
 from ..pipeline.dataset import is_dataset_file, read_dataset, write_dataset
 from ..pipeline.encode import encode_catalog
 from ..pipeline.simulator import simulate
-from ..pipeline.stamps import open_catalog
+from ..pipeline.stamps import DEFAULT_SEED, open_catalog
 from ..studies.plots import plot_metric_comparison, plot_metrics
 from ._common import (
     add_cuts,
@@ -176,7 +176,7 @@ def add_commands(sub):
     d.add_argument("--stamp-size", type=int, default=64)
     d.add_argument("--pixel-scale", type=positive, default=0.03, help="arcsec/px (fixed mode)")
     d.add_argument("--scale-mode", choices=("fixed", "fit"), default="fixed")
-    d.add_argument("--seed", type=int, default=1234, help="seed of the noise padding")
+    d.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the noise padding")
     d.add_argument(
         "--chunk-size",
         type=count(),

@@ -83,6 +83,13 @@ def _cmd_train(a):
         raise GalSimIncompatibleValuesError(
             "--target truth needs --loss gauss", target=a.target, loss=a.loss
         )
+    if a.output != "linear" and loss.representation == "minmax":
+        raise GalSimIncompatibleValuesError(
+            f"--output {a.output} is for flux-normalised stamps; the {loss.kind} loss decodes "
+            "[0, 1] stamps through a sigmoid",
+            output=a.output,
+            loss=a.loss,
+        )
     images, table, _, header = read_dataset(a.dataset)
     truths = read_truths(a.dataset) if truth else None
     if truth and truths is None:
@@ -90,10 +97,12 @@ def _cmd_train(a):
             f"--target truth: {a.dataset} has no noiseless truths (simulated sets have them)",
             a.dataset,
         )
+    masks = {}
     if a.with_low_snr:  # the faint rows the SNR cut removes, each in the split it falls in
         parts = []
         for split in ("train", "valid"):
             m, _ = select_with_low_snr(table, header, images, split)
+            masks[split] = m
             t = None if truths is None else truths[m]
             parts.append(
                 StampDataset((images[m], table[m], t), "all", loss.representation, truth=truth)
@@ -105,17 +114,11 @@ def _cmd_train(a):
     if a.max_train:
         tr.images, tr.sigma = tr.images[: a.max_train], tr.sigma[: a.max_train]
         tr.truth = None if tr.truth is None else tr.truth[: a.max_train]
-    summary = dict(dataset_summary(a.dataset, table), n_train=len(tr), n_valid=len(va))
+    summary = dataset_summary(a.dataset, table, masks.get("train"), masks.get("valid"))
+    summary = dict(summary, n_train=len(tr))
     if a.with_low_snr:
         summary["with_low_snr"] = True
     output = "sigmoid" if loss.representation == "minmax" else a.output
-    if a.output != "linear" and loss.representation == "minmax":
-        raise GalSimIncompatibleValuesError(
-            f"--output {a.output} is for flux-normalised stamps; the {loss.kind} loss decodes "
-            "[0, 1] stamps through a sigmoid",
-            output=a.output,
-            loss=a.loss,
-        )
     cfg = dataclasses.replace(PRESETS[a.preset], stamp_size=images.shape[1], output=output)
     with torch.random.fork_rng():  # --seed fixes the initial weights too; global state kept
         torch.manual_seed(a.seed)

@@ -159,17 +159,19 @@ def select_with_low_snr(table, header, images, split) -> tuple[np.ndarray, int]:
     return sel, int(pick.sum())
 
 
-def dataset_summary(path, table) -> dict:
+def dataset_summary(path, table, train=None, valid=None) -> dict:
     """What a model records about its training data: file, sources, split sizes, the median
-    pixel scale, normalisation constants, flux and noise of the training rows."""
-    sel = select_split(table, "train")
+    pixel scale, normalisation constants, flux and noise of the training rows (``train``, a
+    row mask; the ``train`` split by default; ``valid`` likewise)."""
+    sel = select_split(table, "train") if train is None else np.asarray(train, dtype=bool)
+    val = select_split(table, "valid") if valid is None else np.asarray(valid, dtype=bool)
     if not sel.any():
         raise GalSimValueError("The dataset has no training rows", str(path))
     return {
         "file": Path(path).name,
         "sources": sorted(set(np.asarray(table["source"])[sel])),
         "n_train": int(sel.sum()),
-        "n_valid": int(select_split(table, "valid").sum()),
+        "n_valid": int(val.sum()),
         "pixel_scale": float(np.median(table["pixel_scale"][sel])),
         "median_norm_min": float(np.median(table["norm_min"][sel])),
         "median_norm_max": float(np.median(table["norm_max"][sel])),

@@ -33,7 +33,7 @@ from ..model import MAX_LATENT, get_model, tune_allocator
 from ._parallel import default_nproc, item_seed, spawn_pool
 from .dataset import check_dataset_file, is_dataset_file
 from .metrics import stamp_metrics
-from .stamps import open_catalog, real_stamp
+from .stamps import DEFAULT_SEED, open_catalog, real_stamp
 
 __all__ = ["encode_stamps", "encode_catalog"]
 
@@ -244,7 +244,7 @@ def encode_catalog(
     chunk_size=2048,
     stamp_size=64,
     pixel_scale=0.03,
-    seed=1234,
+    seed=DEFAULT_SEED,
     scheduler=None,
     nproc=None,
     precision="auto",

@@ -36,6 +36,10 @@ from ..psf import HST_PIXEL_SCALE, psf_from_image
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 
+#: Default seed of the noise that pads a catalog's stamps (``galsim-vae dataset``, ``encode``,
+#: :meth:`galsim_vae.VAEGalaxy.from_real`): item ``i`` is padded with ``item_seed(seed, i)``.
+DEFAULT_SEED = 1234
+
 __all__ = [
     "COSMOS_ENV",
     "HST_PIXEL_SCALE",
@@ -288,7 +292,7 @@ def real_stamps(
     stamp_size=64,
     pixel_scale=HST_PIXEL_SCALE,
     scale_mode="fixed",
-    seed=1234,
+    seed=DEFAULT_SEED,
     indices=None,
     nproc=None,
     progress=True,
