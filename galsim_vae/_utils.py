@@ -138,8 +138,14 @@ def load_arrays(path, what: str, required=()) -> tuple[dict, dict]:
     return arrays, meta
 
 
+#: The seed an int seed of 0 stands for in :func:`as_deviate`: GalSim reads 0 as "seed from the
+#: clock", which would make every command whose default seed is 0 draw differently each run.
+ZERO_SEED = 0x5EED
+
+
 def as_deviate(rng):
-    """``rng`` as a ``galsim.BaseDeviate``: a deviate as it is, an int as a seed, None fresh.
+    """``rng`` as a ``galsim.BaseDeviate``: a deviate as it is, an int as a seed (0 too: the
+    same seed, the same draws, unlike ``galsim.BaseDeviate(0)``), None fresh.
 
     Raises ``TypeError`` for anything else (a string, a float, a numpy Generator).
     """
@@ -150,7 +156,7 @@ def as_deviate(rng):
     if isinstance(rng, galsim.BaseDeviate):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return galsim.BaseDeviate(int(rng))
+        return galsim.BaseDeviate(int(rng) or ZERO_SEED)
     raise TypeError(f"rng must be a galsim.BaseDeviate, an int seed or None, got {rng!r}")
 
 

@@ -95,6 +95,8 @@ def test_as_deviate():
     assert a() == b()
     assert isinstance(as_deviate(None), galsim.BaseDeviate)
     assert isinstance(as_deviate(np.int64(3)), galsim.BaseDeviate)
+    # 0 is a seed like any other (galsim.BaseDeviate(0) seeds from the clock).
+    assert as_deviate(0).raw() == as_deviate(0).raw() == as_deviate(np.int64(0)).raw()
     for bad in ("7", 7.0, True, np.random.default_rng(1)):
         with pytest.raises(TypeError, match="BaseDeviate"):
             as_deviate(bad)

@@ -13,7 +13,7 @@ from pathlib import Path
 import galsim
 import numpy as np
 
-from .._utils import load_arrays, save_arrays, write_json
+from .._utils import as_deviate, load_arrays, save_arrays, write_json
 from ..attributes import HUBBLE_TYPES, AttributeModel, bt_to_ttype, simulated_ttype
 from ..errors import GalSimValueError
 from ..galaxy import VAEGalaxy
@@ -261,7 +261,7 @@ def fit_attribute_model(
     rep["inverse_ttype_rms"] = float(np.sqrt(np.mean((est["hubble_type"] - t[ho]) ** 2)))
     rep["inverse_q_rms"] = float(np.sqrt(np.mean((est["axis_ratio"] - q[ho]) ** 2)))
 
-    rng = galsim.BaseDeviate(seed)
+    rng = as_deviate(int(seed))
     ud = galsim.UniformDeviate(rng)
     ht, tt, qt = hlr[tr], t[tr], q[tr]
 

@@ -48,7 +48,7 @@ from pathlib import Path
 import galsim
 import numpy as np
 
-from .._utils import check_count, write_json
+from .._utils import as_deviate, check_count, write_json
 from .._version import __version__
 from ..errors import GalSimValueError
 from ..galaxy import VAEGalaxy
@@ -691,7 +691,6 @@ def great3_resolution(
         dict: ``sampled_frac_resolved``, ``cosmos_frac_resolved``, ``difference_points``
         (100 x sampled minus COSMOS), median resolutions, counts, the magnitude range used.
     """
-    from .._utils import as_deviate
 
     gals = _check_gals(gals)
     if not all(isinstance(g, galsim.GSObject) for g in gals):
@@ -852,7 +851,7 @@ def population_report(
         if exist and not overwrite:
             raise GalSimValueError("output exists; pass overwrite=True to replace it", exist)
 
-    rng = galsim.BaseDeviate(int(seed))
+    rng = as_deviate(int(seed))
     gals = VAEGalaxy.sample(n, rng, m)
     sky, flux, ratio = _sky_values(gals)
     hlr = _sampled_hlr(gals, flux)
@@ -883,7 +882,7 @@ def population_report(
         "great3": great3_resolution(gals, data, rng),
     }
     if source == "cosmos":  # the joint density's own magnitudes (fluxes only: no decoding)
-        own = m.sample_population(n, galsim.BaseDeviate(int(seed)), magnitude="training")
+        own = m.sample_population(n, as_deviate(int(seed)), magnitude="training")
         report["magnitude_training"] = _magnitude_summary(magnitudes(own["flux"]), cat)
     report["targets"] = _targets(
         report["sky"], report["size"], report["magnitude"], report["great3"]

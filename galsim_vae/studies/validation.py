@@ -28,7 +28,7 @@ import galsim
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from .._utils import atomic_path, write_json
+from .._utils import as_deviate, atomic_path, write_json
 from ..errors import GalSimValueError, GalSimWarning
 from ..galaxy import VAEGalaxy
 from ..model import get_model
@@ -372,7 +372,7 @@ def _cosmos_noisy(images, sigmas, scale, seed):
     cf = find_shared_data() / "cosmos_btk100" / "acs_I_unrot_sci_20_cf.fits"
     if not cf.is_file():
         raise GalSimValueError("COSMOS noise correlation file not found", str(cf))
-    rng = galsim.BaseDeviate(seed)
+    rng = as_deviate(int(seed))
     noise = galsim.getCOSMOSNoise(file_name=str(cf), rng=rng, cosmos_scale=0.03)
     out = []
     for a, s_ in zip(images, sigmas):
