@@ -27,6 +27,23 @@ def test_measure_sersic_recovers_a_known_profile():
         measure_sersic(np.zeros((64, 64)))
 
 
+def test_measure_sersic_gives_nan_for_stamps_it_cannot_fit():
+    # A decoded stamp with a non-finite pixel, or values that overflow the fit's residuals, is
+    # measured as NaN (or fitted), never an exception that stops a whole attribute fit.
+    good = (
+        galsim.Exponential(half_light_radius=0.2, flux=100.0)
+        .drawImage(nx=64, ny=64, scale=0.03, method="no_pixel")
+        .array
+    )
+    bad = good.copy()
+    bad[3, 3] = np.inf
+    huge = good * np.float32(1e30)
+    res = measure_sersic(np.array([good, bad, huge]), scale=0.03)
+    assert np.isfinite(res["half_light_radius"][0])
+    assert np.isnan(res["half_light_radius"][1])
+    assert np.isnan(res["half_light_radius"][2]) or np.isfinite(res["half_light_radius"][2])
+
+
 def test_training_measurements_resume_after_interruption(tmp_path, monkeypatch):
     calls = []
 

@@ -37,10 +37,15 @@ class _SersicWorker:
 
     def __call__(self, i):
         s = np.asarray(self.stamps[i], dtype=float)
+        if not np.all(np.isfinite(s)):
+            return (np.nan,) * 4
         sig = max(float(np.std(border_pixels(s))), 1e-3 * float(np.ptp(s)), 1e-12)
         psf = self.psfs[i if len(self.psfs) > 1 else 0]
         scale = float(self.scales[i if len(self.scales) > 1 else 0])
-        f = fit_sersic_lsq(s, psf, sig, scale=scale, fit_sky=self.fit_sky)
+        try:
+            f = fit_sersic_lsq(s, psf, sig, scale=scale, fit_sky=self.fit_sky)
+        except GalSimValueError:  # no starting point (a stamp with no measurable light)
+            return (np.nan,) * 4
         return f.params[1], f.params[2], f.params[3], f.params[4]
 
 

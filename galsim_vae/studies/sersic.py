@@ -107,6 +107,8 @@ def fit_sersic_lsq(image, psf, sigma, *, scale=0.03, diff_step=1e-3, max_nfev=20
     lo, hi = _LO.copy(), _HI.copy()
     hi[0] = max(10 * abs(img.sum()), 1e-3)
     p0 = np.clip(_start(img, scale), lo + 1e-6, hi - 1e-6)
+    if not np.all(np.isfinite(p0)):
+        raise GalSimValueError("no starting point for a Sersic fit of this stamp", p0)
     x_scale = np.array([p0[0], 0.1, 1.0, 0.1, 0.1, 0.03, 0.03])
     if fit_sky:
         span = max(float(np.ptp(img)), 1e-12)
@@ -120,7 +122,8 @@ def fit_sersic_lsq(image, psf, sigma, *, scale=0.03, diff_step=1e-3, max_nfev=20
         except (galsim.GalSimError, ValueError, RuntimeError):
             return np.full(img.size, 1e3)
         sky = p[7] if fit_sky else 0.0
-        return ((m + sky - img) / sigma).ravel()
+        r = ((m + sky - img) / sigma).ravel()
+        return r if np.all(np.isfinite(r)) else np.full(img.size, 1e3)
 
     res = least_squares(
         resid, p0, bounds=(lo, hi), diff_step=diff_step, max_nfev=max_nfev, x_scale=x_scale
