@@ -235,3 +235,14 @@ def record_run(parts, run: dict, what: str, fix: str) -> None:
             )
             raise GalSimIncompatibleValuesError(f"{parts} holds {what} ({diff}); {fix}", **changed)
     write_json(manifest, run)
+
+
+def item_seed(seed, index):
+    """A positive 31-bit seed for item ``index`` of a run seeded by ``seed``.
+
+    Derived with ``numpy.random.SeedSequence`` so that items are independent and the result does
+    not depend on how items are split between processes. Never 0 (GalSim reads 0 as "seed from the
+    clock").
+    """
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0]
+    return int(state % (2**31 - 2)) + 1

@@ -8,7 +8,7 @@ from galsim import GSObject
 from galsim.errors import galsim_warn
 from galsim.utilities import lazy_property
 
-from ._utils import as_deviate, check_count
+from ._utils import as_deviate, check_count, item_seed
 from .attributes import ttype
 from .errors import (
     GalSimIncompatibleValuesError,
@@ -17,7 +17,7 @@ from .errors import (
 )
 from .model import MAX_LATENT, VAEModel, default_model_path, get_model
 from .psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
-from .stamp import half_light_radius, image_stamp
+from .stamp import DEFAULT_SEED, half_light_radius, image_stamp
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
 
@@ -585,10 +585,10 @@ class VAEGalaxy(GSObject):
     ):
         """The model's version of a galaxy of a ``galsim.RealGalaxyCatalog``, chosen as
         ``galsim.RealGalaxy`` chooses one (``random`` honours the catalog's ``weight`` column as
-        it does): its postage stamp made as ``galsim-vae dataset --scale-mode fit`` makes it for
-        a flux model (:func:`galsim_vae.pipeline.stamps.real_stamp`: at the galaxy's own scale,
-        padded with the catalog's noise seeded by the row and the command's default seed;
-        ``--scale-mode fixed`` for a min-max model), then encoded (:meth:`from_image`).
+        it does): its postage stamp redrawn onto the model's stamp as :meth:`from_image` redraws
+        one (:func:`galsim_vae.stamp.image_stamp`: at its own scale, or coarser where it does
+        not fit, padded with the catalog's noise, seeded by the row), then encoded. Flux models
+        only (the shipped one is).
 
         The galaxy keeps the stamp's flux and size and is the same every time for the same row.
         Like ``RealGalaxy`` it has the catalog's PSF divided out by default
@@ -608,9 +608,6 @@ class VAEGalaxy(GSObject):
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ``original_psf``,
                 ``gsparams``...).
         """
-        from .pipeline._parallel import item_seed
-        from .pipeline.stamps import DEFAULT_SEED, real_stamp
-
         cat = real_galaxy_catalog
         if not all(hasattr(cat, a) for a in ("getGalImage", "getPSF", "getNoise", "nobjects")):
             raise TypeError(
@@ -635,24 +632,25 @@ class VAEGalaxy(GSObject):
         if not 0 <= index < cat.nobjects:
             raise GalSimRangeError("index out of the catalog's range", index, 0, cat.nobjects - 1)
         m = model if isinstance(model, VAEModel) else get_model(model)
-        fit = m.representation == "flux"
-        st = real_stamp(
-            cat,
-            index,
-            stamp_size=m.stamp_size,
-            pixel_scale=m.pixel_scale,
-            scale_mode="fit" if fit else "fixed",
-            rng=galsim.BaseDeviate(item_seed(DEFAULT_SEED, index)),
+        if m.representation != "flux":
+            raise GalSimValueError(
+                "from_real needs a flux model (a galaxy's size is its stamp's scale); a min-max "
+                "model takes its own 64x64 stamps at its scale (from_image)",
+                m.representation,
+            )
+        image = cat.getGalImage(index)
+        pad = galsim.BaseDeviate(item_seed(DEFAULT_SEED, index))
+        arr, scale = image_stamp(
+            image, stamp_size=m.stamp_size, noise=cat.getNoise(index, rng=pad), rng=pad
         )
-        scale = float(st["row"]["pixel_scale"])
         kwargs.setdefault("psf_mode", "deconvolve")
         if kwargs["psf_mode"] == "deconvolve" and kwargs.get("original_psf") is None:
             gsp = kwargs.get("gsparams")
             psf = cat.getPSF(index, gsparams=gsp)
-            if scale > cat.getGalImage(index).scale * (1 + 1e-9):  # resampling's pixel too
+            if scale > image.scale * (1 + 1e-9):  # resampling's pixel too
                 psf = galsim.Convolve(psf, galsim.Pixel(scale, gsparams=gsp), gsparams=gsp)
             kwargs["original_psf"] = psf
-        gal = cls.from_image(galsim.Image(st["image"], scale=scale), m, **kwargs)
+        gal = cls.from_image(galsim.Image(arr, scale=scale), m, **kwargs)
         gal.index = index
         gal.ident = cat.ident[index]
         return gal

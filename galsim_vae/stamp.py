@@ -191,6 +191,11 @@ def half_light_radius(image, *, center=None) -> float:
     return float(lo_r + w * (edges[k] - lo_r))
 
 
+#: Default seed of the noise that pads a catalog's stamps (``galsim-vae dataset``, ``encode``,
+#: :meth:`galsim_vae.VAEGalaxy.from_real`): item ``i`` is padded with ``item_seed(seed, i)``.
+DEFAULT_SEED = 1234
+
+
 def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
     """A postage stamp of any size redrawn as a ``stamp_size`` square stamp, as
     :func:`galsim_vae.pipeline.stamps.real_stamp` redraws a catalog's stamps in ``"fit"`` mode: at

@@ -122,14 +122,16 @@ def test_two_runs_to_one_output_are_refused(sim_dataset, tmp_path):
     assert len(t) > 0 and not parts.exists()
 
 
-def test_bad_rows_are_flagged():
+def test_bad_rows_are_flagged(monkeypatch):
+    from galsim_vae.pipeline import encode as encode_module
+
     rng = np.random.default_rng(0)
     gal = galsim.Exponential(half_light_radius=0.2, flux=50.0)
     good = gal.drawImage(nx=64, ny=64, scale=0.03).array + rng.normal(0, 0.02, (64, 64))
     nan = good.copy()
     nan[3, 3] = np.nan
-    # Pure noise whose sum is barely positive: divided by that sum it is no galaxy the model
-    # knows, and it encodes far outside the latent space VAEGalaxy accepts.
+    # Pure noise whose sum is barely positive: divided by that sum it is amplified noise, no
+    # galaxy (a flux measured at less than MIN_FLUX_SNR sigma).
     noise = rng.normal(0, 0.02, (64, 64))
     noise -= noise.mean() - 1e-4
     stamps = [good, nan, np.zeros((32, 32)), "OSError: missing", np.ones((64, 64)), noise]
@@ -140,13 +142,23 @@ def test_bad_rows_are_flagged():
     assert list(res["flag"]) == [False, True, True, True, True, True]
     assert "NaN" in res["reason"][1] and "shape" in res["reason"][2]
     assert "missing" in res["reason"][3] and "constant" in res["reason"][4]
-    assert "latent beyond" in res["reason"][5] and np.abs(res["mu"][5]).max() > 100
+    assert "flux below 5 sigma" in res["reason"][5] and np.isnan(res["mu"][5]).all()
     assert np.isfinite(res["mu"][0]).all() and np.isnan(res["mu"][1]).all()
+    # A latent outside the space VAEGalaxy accepts is flagged, with no reconstruction.
+    monkeypatch.setattr(encode_module, "MAX_LATENT", 1e-3)
+    res = encode_stamps([good], scales=[0.03])
+    assert res["flag"][0] and "latent beyond" in res["reason"][0]
+    assert np.isnan(res["chi2_per_pixel"][0]) and np.isfinite(res["mu"][0]).all()
 
 
 def test_encode_real_catalog(btk_dir, tmp_path):
     t = encode_catalog(btk_dir, tmp_path / "real.fits", chunk_size=8, nproc=1, progress=False)
-    assert len(t) == 100 and not t["flag"].any() and np.isfinite(t["mu"]).all()
+    flag = np.asarray(t["flag"], dtype=bool)
+    assert len(t) == 100 and np.isfinite(t["mu"][~flag]).all()
+    # The only rows left out: faint galaxies whose 64 x 0.03" stamp holds a flux measured at
+    # less than 5 sigma (4 of the 100), which a flux model would divide into amplified noise.
+    assert flag.sum() <= 5
+    assert all(r.startswith("flux below 5 sigma") for r in np.asarray(t["reason"])[flag])
 
 
 @pytest.fixture(scope="module")

@@ -165,8 +165,8 @@ def test_from_image_takes_catalog_postage_stamps(model, btk_dir):
 
 
 def test_from_real_chooses_as_realgalaxy_does(model, btk_dir):
-    from galsim_vae.pipeline._parallel import item_seed
-    from galsim_vae.pipeline.stamps import DEFAULT_SEED, real_stamp
+    from galsim_vae._utils import item_seed
+    from galsim_vae.stamp import DEFAULT_SEED, image_stamp
 
     cat = galsim.RealGalaxyCatalog("real_galaxy_catalog_26_extension_example.fits", dir=btk_dir)
     k = 7
@@ -174,13 +174,12 @@ def test_from_real_chooses_as_realgalaxy_does(model, btk_dir):
     by_id = VAEGalaxy.from_real(cat, id=cat.ident[k], model=model)
     assert by_index.index == by_id.index == k and by_id.ident == cat.ident[k]
     np.testing.assert_array_equal(by_index.latent, by_id.latent)
-    # The galaxy of the row's stamp as `galsim-vae dataset --scale-mode fit` makes it.
-    rng = galsim.BaseDeviate(item_seed(DEFAULT_SEED, k))
-    st = real_stamp(cat, k, scale_mode="fit", rng=rng)
-    direct = VAEGalaxy.from_image(galsim.Image(st["image"], scale=st["row"]["pixel_scale"]), model)
+    # The row's stamp redrawn as from_image redraws it, padded with its noise seeded by the row.
+    pad = galsim.BaseDeviate(item_seed(DEFAULT_SEED, k))
+    arr, scale = image_stamp(cat.getGalImage(k), noise=cat.getNoise(k, rng=pad), rng=pad)
+    direct = VAEGalaxy.from_image(galsim.Image(arr, scale=scale), model)
     np.testing.assert_array_equal(by_index.latent, direct.latent)
-    assert by_index.flux == pytest.approx(st["image"].sum(), rel=1e-6)
-    assert by_index.pixel_scale == st["row"]["pixel_scale"]
+    assert by_index.flux == pytest.approx(arr.sum(), rel=1e-6) and by_index.pixel_scale == scale
     # random: the row RealGalaxy picks with the same rng.
     for seed in (3, 4, 5):
         r = VAEGalaxy.from_real(cat, random=True, rng=galsim.BaseDeviate(seed), model=model)

@@ -205,7 +205,7 @@ def test_gauss_training_on_flux_stamps(sim_dataset, tmp_path):
             va.tensor()[:16],
             **dict(kw, out_dir=tmp_path / "x"),
         )
-    with pytest.raises(GalSimValueError, match="linear output"):
+    with pytest.raises(GalSimValueError, match="linear or softmax output"):
         train(
             _model(),
             tr.tensor()[:48],

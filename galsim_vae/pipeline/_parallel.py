@@ -6,9 +6,9 @@ import contextlib
 import multiprocessing as mp
 import os
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from .._utils import item_seed  # noqa: F401  (re-exported: the pipeline's seeds)
 from ..errors import GalSimValueError
 
 __all__ = ["parallel_map", "spawn_pool", "worker_pool", "item_seed", "default_nproc"]
@@ -20,17 +20,6 @@ def default_nproc():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def item_seed(seed, index):
-    """A positive 31-bit seed for item ``index`` of a run seeded by ``seed``.
-
-    Derived with ``numpy.random.SeedSequence`` so that items are independent and the result does
-    not depend on how items are split between processes. Never 0 (GalSim reads 0 as "seed from the
-    clock").
-    """
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0]
-    return int(state % (2**31 - 2)) + 1
 
 
 _worker = {}

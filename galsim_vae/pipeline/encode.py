@@ -31,7 +31,7 @@ from .._utils import atomic_path, locked_dir, record_run
 from ..errors import GalSimValueError
 from ..model import MAX_LATENT, get_model, tune_allocator
 from ._parallel import default_nproc, item_seed, spawn_pool
-from .dataset import check_dataset_file, is_dataset_file
+from .dataset import MIN_FLUX_SNR, check_dataset_file, is_dataset_file
 from .metrics import stamp_metrics
 from .stamps import DEFAULT_SEED, open_catalog, real_stamp
 
@@ -104,6 +104,12 @@ def encode_stamps(
             out["flag"][i], out["reason"][i] = True, "constant stamp"
         elif model.representation == "flux" and not a.sum() > 0:
             out["flag"][i], out["reason"][i] = True, "flux not positive"
+        elif model.representation == "flux" and not a.sum() >= MIN_FLUX_SNR * s * _noise(
+            metrics, i, a
+        ):
+            # Divided by a flux of noise the stamp is amplified noise: no galaxy to encode.
+            out["flag"][i] = True
+            out["reason"][i] = f"flux below {MIN_FLUX_SNR:g} sigma of the stamp's noise"
         else:
             good.append(i)
             stack.append(a)
@@ -141,6 +147,13 @@ def encode_stamps(
             sig = m["noise_sigma"] if m["noise_sigma"] > 0 else np.nan
             out["chi2_per_pixel"][i] = np.mean((rec[j] - a) ** 2) / sig**2
     return out
+
+
+def _noise(metrics, i, a):
+    """Stamp ``i``'s noise sigma: from ``metrics`` when given, else measured on ``a``."""
+    if metrics is not None:
+        return float(metrics["noise_sigma"][i])
+    return float(stamp_metrics(a)["noise_sigma"])
 
 
 def _catalog_chunk(catalog_file, indices, stamp_size, pixel_scale, seed, model_file, precision):

@@ -33,12 +33,9 @@ from astropy.io import fits
 
 from ..errors import GalSimRangeError, GalSimValueError
 from ..psf import HST_PIXEL_SCALE, psf_from_image
+from ..stamp import DEFAULT_SEED  # noqa: F401  (re-exported)
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
-
-#: Default seed of the noise that pads a catalog's stamps (``galsim-vae dataset``, ``encode``,
-#: :meth:`galsim_vae.VAEGalaxy.from_real`): item ``i`` is padded with ``item_seed(seed, i)``.
-DEFAULT_SEED = 1234
 
 __all__ = [
     "COSMOS_ENV",
