@@ -328,6 +328,15 @@ def test_train_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path, capsys):
     for sp, (m, n) in masks.items():
         assert n == added[sp].sum()
         np.testing.assert_array_equal(m & ~low, select_split(table, sp))
+    # A row mask selects as the subset does (without copying the cube first).
+    from galsim_vae.pipeline.dataset import StampDataset
+
+    m = masks["train"][0]
+    a = StampDataset((images, table), m, "flux")
+    b = StampDataset((images[m], table[m]), "all", "flux")
+    np.testing.assert_array_equal(a.images, b.images)
+    with pytest.raises(galsim.GalSimValueError, match="row mask"):
+        StampDataset((images, table), m[:-1], "flux")
     argv = ["train", str(cut), "--preset", "tiny", "--epochs", "1", "--quiet", "--batch-size"]
     argv += ["8", "--loss", "gauss", "--out", str(tmp_path / "run")]
     assert main([*argv, "--with-low-snr"]) == 0

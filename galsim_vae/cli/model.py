@@ -103,10 +103,7 @@ def _cmd_train(a):
         for split in ("train", "valid"):
             m, _ = select_with_low_snr(table, header, images, split)
             masks[split] = m
-            t = None if truths is None else truths[m]
-            parts.append(
-                StampDataset((images[m], table[m], t), "all", loss.representation, truth=truth)
-            )
+            parts.append(StampDataset((images, table, truths), m, loss.representation, truth=truth))
         tr, va = parts
     else:
         tr = StampDataset((images, table, truths), "train", loss.representation, truth=truth)

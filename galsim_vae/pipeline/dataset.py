@@ -470,8 +470,8 @@ class StampDataset:
     Parameters:
         path: dataset file (or a tuple ``(images, table)``, or ``(images, table, truths)``,
             already in memory).
-        split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``.
-            [default: "train"]
+        split: ``train``, ``valid``, ``test``, ``passes`` (every usable row) or ``all``, or
+            a boolean row mask (:func:`select_with_low_snr`). [default: "train"]
         representation: ``"minmax"`` or ``"flux"``. [default: "minmax"]
         truth: also load the noiseless truths of a simulated file (its ``TRUTH`` HDU), scaled
             exactly as their noisy stamps were (``truth`` attribute, same shape as ``images``);
@@ -480,6 +480,9 @@ class StampDataset:
     """
 
     def __init__(self, path, split="train", representation="minmax", *, truth=False):
+        mask = None
+        if isinstance(split, np.ndarray):  # a row mask (e.g. select_with_low_snr's)
+            mask, split = np.asarray(split, dtype=bool), "all"
         if split not in SELECTIONS:  # before reading the file
             raise GalSimValueError("Unknown split", split, SELECTIONS)
         if representation not in REPRESENTATIONS:
@@ -500,6 +503,10 @@ class StampDataset:
                 None if isinstance(path, tuple) else str(path),
             )
         sel = select_split(table, split)
+        if mask is not None:
+            if mask.shape != sel.shape:
+                raise GalSimValueError("the row mask does not match the table", mask.shape)
+            sel = mask
         if not sel.any():
             raise GalSimValueError("The split is empty", split)
         self.table = table[sel]
