@@ -28,6 +28,7 @@ Object type ``VAEGalaxy``
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import galsim
@@ -47,6 +48,9 @@ from .galaxy import PSF_MODES, VAEGalaxy
 from .model import get_model
 
 __all__ = ["VAEModelInput"]
+
+#: Warnings given once per process (a config run builds its objects one at a time).
+_WARNED: dict = {}
 
 
 class VAEModelInput:
@@ -197,18 +201,31 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
             kwargs["gsparams"] = galsim.GSParams(**gsparams)
         rng = GetRNG(config, base, logger, "VAEGalaxy")
         try:
-            gal = VAEGalaxy.from_attributes(
-                ht,
-                attrs["half_light_radius"],
-                attrs.get("axis_ratio"),
-                position_angle=position_angle,
-                rng=rng,
-                model=inp.model,
-                out_of_range=out_of_range,
-                **kwargs,
-            )
+            # One object at a time: the clipping warning once per process, not once a galaxy.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", galsim.GalSimWarning)
+                gal = VAEGalaxy.from_attributes(
+                    ht,
+                    attrs["half_light_radius"],
+                    attrs.get("axis_ratio"),
+                    position_angle=position_angle,
+                    rng=rng,
+                    model=inp.model,
+                    out_of_range=out_of_range,
+                    **kwargs,
+                )
         except galsim.GalSimError as e:
             raise GalSimConfigValueError(f"VAEGalaxy attributes: {e}", attrs) from e
+        for w in caught:
+            if issubclass(w.category, galsim.GalSimWarning) and "clipped" in str(w.message):
+                if not _WARNED.get("clipped"):
+                    _WARNED["clipped"] = True
+                    galsim.errors.galsim_warn(
+                        f"VAEGalaxy: {w.message}; further galaxies clipped in this process are "
+                        "not reported"
+                    )
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return gal, False
     if kwargs.get("psf_mode", "keep") not in PSF_MODES:
         raise GalSimConfigValueError(
@@ -279,8 +296,8 @@ def _build_real(config, base, kwargs, safe, gsparams, logger, inp):
     pick += ["random"] if kwargs.get("random") else []
     if "latent" in config or other or len(pick) > 1:
         raise GalSimConfigError(
-            "VAEGalaxy takes only one of latent, index, id, random, sampling, attributes: "
-            + str((["latent"] if "latent" in config else []) + pick + other)
+            "VAEGalaxy takes only one of latent, index, id, random, sampling (or magnitude), "
+            "attributes: " + str((["latent"] if "latent" in config else []) + pick + other)
         )
     real_cat = GetInputObj("real_catalog", config, base, "VAEGalaxy")
     if gsparams:
@@ -296,9 +313,7 @@ def _build_real(config, base, kwargs, safe, gsparams, logger, inp):
             real_cat, index=index, id=ident, random=random, rng=rng, model=inp.model, **kwargs
         )
     except galsim.GalSimError as e:
-        raise GalSimConfigValueError(
-            f"VAEGalaxy of the real_catalog: {e}", ident if ident is not None else index
-        ) from e
+        raise GalSimConfigError(f"VAEGalaxy of the real_catalog: {e}") from e
     return gal, safe and not random
 
 

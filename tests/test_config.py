@@ -104,8 +104,17 @@ def test_attribute_keys():
         _build({"type": "VAEGalaxy", "half_light_radius": 0.3})
     # A catalog row with a size outside the model's range is clipped with a warning, not fatal;
     # out_of_range: raise stops the run instead.
+    # One warning per process, not one per galaxy (a config run builds them one at a time).
+    import warnings
+
+    from galsim_vae import config as config_module
+
+    config_module._WARNED.clear()
     with pytest.warns(galsim.GalSimWarning, match="1 of 1 half_light_radius"):
         assert _build(dict(gal(), half_light_radius=40.0), seed=3).flux == pytest.approx(10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _build(dict(gal(), half_light_radius=50.0), seed=4).flux == pytest.approx(10.0)
     with pytest.raises(galsim.GalSimConfigError, match="half_light_radius"):
         _build(dict(gal(), half_light_radius=40.0, out_of_range="raise"), seed=3)
 
@@ -319,8 +328,8 @@ def test_examples_run_with_galsim(tmp_path, name, tiles):
 @pytest.mark.skipif(GALSIM is None, reason="the galsim executable is not on PATH")
 def test_demo10_port_changes_only_the_galaxy_block(tmp_path, btk_dir):
     """GalSim's demo10 with VAEGalaxy for RealGalaxy, run by the executable on 2 x 2 tiles of
-    10-galaxy rings. GalSim's example catalog is not here: the run reads the btk100 catalog
-    and five of its galaxies (command-line overrides, as a user would point it elsewhere)."""
+    2-galaxy rings on two processes. GalSim's example catalog is not here: the run reads the
+    btk100 catalog and five of its galaxies (the overrides the file's header gives)."""
     cat = galsim.RealGalaxyCatalog("real_galaxy_catalog_26_extension_example.fits", dir=btk_dir)
     ids = [int(cat.ident[k]) for k in (3, 11, 25, 42, 77)]
     subprocess.run(
