@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +26,12 @@ from ._utils import as_deviate, check_count
 from .attributes import AttributeModel, attributes_path
 from .checkpoint import load_vae
 from .density import LatentDensity
-from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
+from .errors import (
+    GalSimIncompatibleValuesError,
+    GalSimRangeError,
+    GalSimValueError,
+    GalSimWarning,
+)
 from .nn import FusedDecoder, FusedEncoder
 from .psf import F814W_ZEROPOINT
 from .stamp import (
@@ -527,11 +533,24 @@ class VAEModel:
             if not np.isfinite(given).all():
                 raise GalSimRangeError("magnitudes must be finite", given, -np.inf, np.inf)
             given = np.broadcast_to(given, (n,))
+            lo, hi = d.meta.get("aux_range", {}).get("log10_flux", (-np.inf, np.inf))
+            bright, faint = F814W_ZEROPOINT - 2.5 * hi, F814W_ZEROPOINT - 2.5 * lo
+            out = int(np.sum((given < bright) | (given > faint)))
+            if out:  # said here in magnitudes, not by the density in log10 flux
+                warnings.warn(
+                    f"{out} of {n} magnitudes lie outside the F814W range the density was "
+                    f"fitted on ({bright:.1f} to {faint:.1f}): their galaxies are drawn by "
+                    "extrapolating its Gaussians",
+                    GalSimWarning,
+                    stacklevel=2,
+                )
         elif joint and magnitude != "training" and d.magnitude_prior is not None:
             given = d.sample_magnitudes(n, rng)
         if joint:
             if given is not None:
-                z, aux = d.sample_given(rng, log10_flux=(F814W_ZEROPOINT - given) / 2.5)
+                with warnings.catch_warnings():  # the range was checked above, in magnitudes
+                    warnings.filterwarnings("ignore", ".*log10_flux values lie outside")
+                    z, aux = d.sample_given(rng, log10_flux=(F814W_ZEROPOINT - given) / 2.5)
             else:
                 z, aux = d.sample_joint(n, rng)
             # Scales only where training had them (the mixture's tails reach past them); a

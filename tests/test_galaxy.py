@@ -422,6 +422,10 @@ def test_samples_at_cosmos_and_given_magnitudes(flux_model, minmax_model):
     per = VAEGalaxy.sample(3, 3, m, magnitude=[24.0, 20.0, 22.5])
     np.testing.assert_allclose(magnitudes([g.flux for g in per]), [24.0, 20.0, 22.5])
     assert VAEGalaxy.sample(3, 3, m, magnitude=[24.0, 20.0, 22.5]) == per  # seeded
+    # A magnitude outside the density's range warns once, in magnitudes.
+    with pytest.warns(galsim.GalSimWarning, match=r"1 of 2 magnitudes lie outside the F814W") as w:
+        VAEGalaxy.sample(2, 3, m, magnitude=[-5.0, 22.0])
+    assert len(w) == 1 and "log10" not in str(w[0].message)
     # The latents are drawn given the magnitude: bright and faint galaxies differ as the
     # training set's do (here: in size, the pixel scale is fixed, so in their latents).
     zb = m.sample_population(300, 4, magnitude=20.0)["latent"]
