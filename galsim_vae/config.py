@@ -163,6 +163,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         raise GalSimConfigError("VAEGalaxy random: True picks a galaxy of input.real_catalog")
     if real:
         return _build_real(config, base, kwargs, safe, gsparams, logger, inp)
+    kwargs.pop("random", None)  # random: False, as GalSim allows beside an index
     attrs = {
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }

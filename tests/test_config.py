@@ -387,6 +387,9 @@ def test_real_catalog_route_in_config(btk_dir):
     gals, config = build({"type": "VAEGalaxy", "index": {"type": "Sequence"}}, 3)
     assert [g.index for g in gals] == [0, 1, 2]
     assert config["gal"]["index"]["last"] == 99  # SetDefaultIndex: the catalog's 100 rows
+    # random: False is allowed beside another way of choosing, as for RealGalaxy.
+    assert build({"type": "VAEGalaxy", "index": 4, "random": False})[0][0].index == 4
+    assert build({"type": "VAEGalaxy", "sampling": "density", "random": False})[0][0].flux > 0
     vae = build({"type": "VAEGalaxy", "random": True})[0][0]
     assert vae.index == build({"type": "RealGalaxy", "random": True})[0][0].index
     bad_keys = (
