@@ -386,7 +386,6 @@ class AttributeModel:
             dict: ``latent`` ``(N, latent_dim)``; ``pixel_scale`` and ``flux`` ``(N,)`` arrays
             for a :attr:`scale_model` (``flux`` None without training fluxes), else None.
         """
-
         req, nb = self._neighbours(t, hlr, q)
         rng = as_deviate(rng)
         u = rng.np.random(len(nb))

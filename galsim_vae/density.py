@@ -105,7 +105,6 @@ class LatentDensity:
 
     def sample_joint(self, n: int, rng) -> tuple[np.ndarray, dict]:
         """``n`` latents and their ``aux`` values, drawn together: ``(latents, {name: (n,)})``."""
-
         n = check_count(n)
         rng = as_deviate(rng)
         u = rng.np.random(n)
@@ -117,19 +116,20 @@ class LatentDensity:
         k = self.latent_dim
         return x[:, :k], {name: x[:, k + i] for i, name in enumerate(self.aux_names)}
 
-    def sample_given(self, rng, **given) -> tuple[np.ndarray, dict]:
+    def sample_given(self, rng, *, check_range=True, **given) -> tuple[np.ndarray, dict]:
         """Latents and the other ``aux`` values drawn given some ``aux`` values: the mixture
         conditioned on them (each component reweighted by how well it explains them, its
         Gaussian conditioned in closed form). One draw per given value.
 
         Parameters:
             rng: ``galsim.BaseDeviate``.
+            check_range: warn when given values lie outside the range the density was fitted
+                on (a caller that has said so in its own terms passes False). [default: True]
             **given: ``aux`` name -> ``(n,)`` values (e.g. ``log10_flux``); all of one length.
 
         Returns:
             tuple: ``(latents (n, latent_dim), {aux name: (n,)})``, the given ones included.
         """
-
         unknown = [k for k in given if k not in self.aux_names]
         if unknown or not given:
             raise GalSimValueError(
@@ -145,7 +145,7 @@ class LatentDensity:
             )
         if not all(np.isfinite(v).all() for v in vals):
             raise GalSimValueError("conditioning values must be finite", given)
-        ranges = self.meta.get("aux_range", {})
+        ranges = self.meta.get("aux_range", {}) if check_range else {}
         for name, v in zip(given, vals):
             lo, hi = ranges.get(name, (-np.inf, np.inf))
             out = int(np.sum((v < lo) | (v > hi)))
@@ -213,7 +213,6 @@ class LatentDensity:
 
     def sample_magnitudes(self, n: int, rng) -> np.ndarray:
         """``n`` magnitudes from :attr:`magnitude_prior` (uniform within each bin)."""
-
         prior = self.magnitude_prior
         if prior is None:
             raise GalSimValueError("this density has no magnitude distribution", None)

@@ -460,7 +460,6 @@ class VAEModel:
                 with the model; falls back to an error when the model has none).
                 [default: "density"]
         """
-
         n = check_count(n)
         rng = as_deviate(rng)
         if sampling == "density":
@@ -548,9 +547,10 @@ class VAEModel:
             given = d.sample_magnitudes(n, rng)
         if joint:
             if given is not None:
-                with warnings.catch_warnings():  # the range was checked above, in magnitudes
-                    warnings.filterwarnings("ignore", ".*log10_flux values lie outside")
-                    z, aux = d.sample_given(rng, log10_flux=(F814W_ZEROPOINT - given) / 2.5)
+                # The range was checked above, in magnitudes.
+                z, aux = d.sample_given(
+                    rng, check_range=False, log10_flux=(F814W_ZEROPOINT - given) / 2.5
+                )
             else:
                 z, aux = d.sample_joint(n, rng)
             # Scales only where training had them (the mixture's tails reach past them); a

@@ -187,7 +187,7 @@ def _cmd_fit_density(a):
     if a.with_low_snr:
         images, table, _, header = read_dataset(a.dataset)
         sel, n_low = select_with_low_snr(table, header, images, a.split)
-        ds = StampDataset((images[sel], table[sel]), "all", model.representation)
+        ds = StampDataset((images, table), sel, model.representation)
     else:
         ds = StampDataset(a.dataset, a.split, model.representation)
         n_low = 0

@@ -91,6 +91,15 @@ def encode_stamps(
         np.full(n, model.pixel_scale) if scales is None else scales, dtype=float
     )
     good, stack = [], []
+    measured = {}  # each stamp's metrics, measured once (when not given)
+
+    def metrics_of(i, a):
+        if metrics is not None:
+            return {c: float(metrics[c][i]) for c in _METRICS}
+        if i not in measured:
+            measured[i] = stamp_metrics(a)
+        return measured[i]
+
     for i, img in enumerate(images):
         if img is None or isinstance(img, str):
             out["flag"][i], out["reason"][i] = True, (img or "missing image")[:64]
@@ -104,8 +113,8 @@ def encode_stamps(
             out["flag"][i], out["reason"][i] = True, "constant stamp"
         elif model.representation == "flux" and not a.sum() > 0:
             out["flag"][i], out["reason"][i] = True, "flux not positive"
-        elif model.representation == "flux" and not a.sum() >= MIN_FLUX_SNR * s * _noise(
-            metrics, i, a
+        elif model.representation == "flux" and not a.sum() >= MIN_FLUX_SNR * s * float(
+            metrics_of(i, a)["noise_sigma"]
         ):
             # Divided by a flux of noise the stamp is amplified noise: no galaxy to encode.
             out["flag"][i] = True
@@ -133,11 +142,7 @@ def encode_stamps(
                 enc["mu"][near], **{k: v[near] for k, v in constants.items()}
             )
         for j, (i, a) in enumerate(zip(good, x)):
-            m = (
-                {c: float(metrics[c][i]) for c in _METRICS}
-                if metrics is not None
-                else stamp_metrics(a)
-            )
+            m = metrics_of(i, a)
             for c in _METRICS:
                 out[c][i] = m[c]
             if not near[j]:
@@ -147,13 +152,6 @@ def encode_stamps(
             sig = m["noise_sigma"] if m["noise_sigma"] > 0 else np.nan
             out["chi2_per_pixel"][i] = np.mean((rec[j] - a) ** 2) / sig**2
     return out
-
-
-def _noise(metrics, i, a):
-    """Stamp ``i``'s noise sigma: from ``metrics`` when given, else measured on ``a``."""
-    if metrics is not None:
-        return float(metrics["noise_sigma"][i])
-    return float(stamp_metrics(a)["noise_sigma"])
 
 
 def _catalog_chunk(catalog_file, indices, stamp_size, pixel_scale, seed, model_file, precision):

@@ -691,7 +691,6 @@ def great3_resolution(
         dict: ``sampled_frac_resolved``, ``cosmos_frac_resolved``, ``difference_points``
         (100 x sampled minus COSMOS), median resolutions, counts, the magnitude range used.
     """
-
     gals = _check_gals(gals)
     if not all(isinstance(g, galsim.GSObject) for g in gals):
         raise TypeError("great3_resolution needs GSObjects (draws them through a PSF)")
