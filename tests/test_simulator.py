@@ -121,6 +121,52 @@ def test_smooth_morphology_draws_the_v2_galaxies(data_dir):
         sim_mod.COSMOSLikeSimulator(data_dir, morphology="spiral")
 
 
+def test_deep_morphology_flattens_and_clumps_faint_disks(data_dir):
+    structured = sim_mod.COSMOSLikeSimulator(data_dir)
+    deep = sim_mod.COSMOSLikeSimulator(data_dir, morphology="deep")
+    cfg = deep.config()
+    assert cfg["morphology"] == "deep" and cfg["deep_shape_slope"] < 0
+    assert 23.0 < cfg["deep_pivot_mag"] < 23.5
+    faint, q_struct, q_deep, mags = 0, [], [], []
+    for i in range(300):
+        a = structured.draw_params(galsim.UniformDeviate(1000 + i))
+        b = deep.draw_params(galsim.UniformDeviate(1000 + i))
+        # Drawn last: everything else is the structured galaxy of the same seed.
+        assert b["flux_true"] == a["flux_true"] and b["psf_index"] == a["psf_index"]
+        mag = 25.94 - 2.5 * np.log10(b["flux_true"])
+        disky = a["bulge_fraction"] < sim_mod.STRUCTURE["max_bulge_fraction"]
+        assert b["faint_disk_shape"] == int(disky and mag > sim_mod.DEEP["faint_mag"])
+        if not b["faint_disk_shape"]:
+            for k in ("disk_q", "bulge_fraction", "n_clumps", "clump_light"):
+                assert b[k] == a[k]
+            assert b["faint_clumps"] == 0
+            continue
+        faint += 1
+        q_struct.append(a["disk_q"])
+        q_deep.append(b["disk_q"])
+        mags.append(mag)
+        assert b["bulge_fraction"] < sim_mod.STRUCTURE["max_bulge_fraction"]
+        assert sim_mod.DEEP["min_disk_q"] <= b["disk_q"] <= 1
+        if b["faint_clumps"]:
+            lo, hi = sim_mod.DEEP["faint_clumps"]
+            assert lo <= b["n_clumps"] <= hi
+            lo, hi = sim_mod.DEEP["faint_clump_light"]
+            assert lo * b["n_clumps"] <= b["clump_light"] <= hi * b["n_clumps"]
+    assert faint > 50
+    # Faint disks are flatter than the dimmed bright ones they replace, the faintest flattest.
+    assert np.median(q_deep) < np.median(q_struct) - 0.03
+    mags, q_deep = np.array(mags), np.array(q_deep)
+    assert np.median(q_deep[mags > 24.5]) < np.median(q_deep[mags < 24])
+    # The trend: a quantile's axis ratio shrinks with magnitude past the pivot, not before.
+    shapes = deep._faint
+    p = cfg["deep_pivot_mag"]
+    assert shapes.draw(0.5, p + 1)[0] < shapes.draw(0.5, p)[0] == shapes.draw(0.5, p - 1)[0]
+    assert shapes.draw(0.5, p + 50)[0] == sim_mod.DEEP["min_disk_q"]
+    # The stamps draw: a deep set's galaxy is a galaxy.
+    s = deep.stamp(0, 7)
+    assert s["image"].shape == (64, 64) and np.isfinite(s["image"]).all()
+
+
 def test_spiral_disk_keeps_flux_and_profile_and_winds():
     hlr, gsp = 0.3, galsim.GSParams()
     flat = sim_mod._spiral_disk(hlr, 2.0, 2, 20.0, 0.0, 0.0, gsp)

@@ -183,8 +183,13 @@ def test_compare_simulator(real_dataset, fixed_sims, sim_dataset, tmp_path, caps
     )
     assert "morphology=structured" in res["simulator"]
     assert all(v >= 0 for v in res["wasserstein_real_half_to_half"].values())
+    floor = res["wasserstein_sampling_floor"]
+    assert set(floor) == set(STATISTICS) and all(v > 0 for v in floor.values())
+    assert res["sersic_below_sampling_floor"] == [
+        k for k in STATISTICS if res["wasserstein_sersic_to_real"][k] < floor[k]
+    ]
     assert json.loads((out / "simulator.json").read_text()) == json.loads(json.dumps(res))
-    assert "distance sim-real" in (out / "simulator.md").read_text()
+    assert "sampling floor" in (out / "simulator.md").read_text()
     assert (out / "simulator_statistics.png").read_bytes()[:4] == b"\x89PNG"
     # Matching works: the simulated stamps' median SNR is the real one's, closer than the pool's.
     _, st, _, _ = read_dataset(sim_dataset)
@@ -198,3 +203,23 @@ def test_compare_simulator(real_dataset, fixed_sims, sim_dataset, tmp_path, caps
     argv = ["validate", str(real_dataset), "--simulated", str(sim_dataset), "--out", str(out)]
     argv += ["--per-real", "1", "--overwrite"]  # the folder holds the report above
     assert main(argv) == 0 and "simulator.md" in capsys.readouterr().out
+
+
+def test_sampling_floor_is_the_distance_of_draws_from_one_distribution():
+    from scipy.stats import wasserstein_distance
+
+    from galsim_vae.studies.validation import sampling_floor
+
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=400)
+    f = sampling_floor(v, 50, 200, seed=2)
+    # Two fresh samples of the normal distribution the values come from are about this far
+    # apart; a shifted sample is much farther; more draws come closer.
+    fresh = np.mean(
+        [wasserstein_distance(rng.normal(size=50), rng.normal(size=200)) for _ in range(200)]
+    )
+    assert f == pytest.approx(fresh, rel=0.25)
+    assert wasserstein_distance(rng.normal(size=50) + 0.5, v) > 2 * f
+    assert sampling_floor(v, 400, 400, seed=2) < f
+    assert sampling_floor(np.r_[v, np.nan], 50, 200, seed=2) == pytest.approx(f, rel=0.1)
+    assert np.isnan(sampling_floor([1.0, np.nan], 5, 5))

@@ -215,9 +215,10 @@ def add_commands(sub):
     )
     s.add_argument(
         "--morphology",
-        choices=("structured", "smooth"),
+        choices=("structured", "deep", "smooth"),
         default="structured",
-        help="structured: arms, bars, lopsided disks, giant clumps, companions; smooth: bulge + "
+        help="structured: arms, bars, lopsided disks, giant clumps, companions; deep: structured, "
+        "with faint disks as flat as the faintest COSMOS F814W<23.5 disks; smooth: bulge + "
         "disk + knots (the v2 model's training set) [default: structured]",
     )
     s.add_argument(

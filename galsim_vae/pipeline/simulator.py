@@ -49,7 +49,7 @@ from astropy.io import fits
 
 from .._utils import check_count
 from ..errors import GalSimRangeError, GalSimValueError
-from ..psf import psf_from_image
+from ..psf import F814W_ZEROPOINT, psf_from_image
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 from .stamps import HST_PIXEL_SCALE, check_stamp_geometry
@@ -99,9 +99,10 @@ def find_shared_data(path=None):
     )
 
 
-#: Simulator morphologies: ``"smooth"`` (bulge + disk + knots) and ``"structured"`` (plus the
-#: structures of :data:`STRUCTURE`).
-MORPHOLOGIES = ("smooth", "structured")
+#: Simulator morphologies: ``"smooth"`` (bulge + disk + knots), ``"structured"`` (plus the
+#: structures of :data:`STRUCTURE`) and ``"deep"`` (structured, with the faint-end shapes of
+#: :data:`DEEP`).
+MORPHOLOGIES = ("smooth", "structured", "deep")
 
 #: The structures of ``morphology="structured"``: how often each appears and its parameter ranges.
 #: "Disk galaxies" are those with a bulge-to-total flux ratio below ``max_bulge_fraction``.
@@ -159,6 +160,96 @@ STRUCTURE = {
     "companion_ratio": (0.01, 0.3),
     "companion_separation": (0.35, 0.95),
 }
+
+
+#: What ``morphology="deep"`` adds to ``"structured"``. The fit catalogs stop at F814W = 23.5 and
+#: the simulator dims their galaxies by up to ``max_dimming`` magnitudes, but a dimmed bright
+#: galaxy keeps a bright galaxy's shape. The F814W < 23.5 shape catalog
+#: (``cosmos_fits/real_galaxy_23.5_shapes.fits``, 56,052 galaxies, matched by IDENT to the
+#: magnitudes of ``shera_catalog_23.5.fits.gz``) shows that fainter galaxies are flatter: the
+#: median distortion of its disk galaxies grows from 0.50 at F814W 21-21.5 to 0.61 at 23-23.5,
+#: and ``ln(1 - e)`` of the medians falls linearly with magnitude, by 0.13 per magnitude
+#: (projected axis ratios of faint, low-mass star-forming galaxies are low: van der Wel et al.
+#: 2014). So in a deep set every disk galaxy (bulge-to-total below
+#: ``STRUCTURE["max_bulge_fraction"]``) fainter than ``faint_mag`` after dimming takes its disk
+#: axis ratio and bulge-to-total ratio from one of the catalog's disk galaxies of magnitude
+#: ``faint_mag`` to 23.5 (fainter disks hold less bulge, too), and beyond their median
+#: magnitude its ``1 - e`` shrinks by that trend, fitted to the catalog's medians in
+#: 0.5-magnitude bins from ``trend_from_mag`` to 23.5 when the simulator is built. Past 23.5 this
+#: is an extrapolation of the measured trend, checked only by the comparison with the real
+#: galaxies (``galsim-vae validate --simulated``).
+#:
+#: Faint disk galaxies are also clumpier: a deep set's disk galaxy fainter than ``faint_mag`` is
+#: clumpy with probability ``faint_clumpy_fraction``, with ``faint_clumps`` clumps each holding
+#: ``faint_clump_light`` of the flux (replacing the structured set's clumps). Guo et al. (2015)
+#: count a clump when it holds more than 8% of a galaxy's rest-frame UV light, which F814W samples
+#: at z > 1, and find 60% of low-mass star-forming galaxies clumpy at 0.5 < z < 3; together the
+#: clumps of z ~ 2 galaxies hold ~20% of the light (Guo et al. 2012).
+DEEP = {
+    "faint_mag": 23.0,
+    "trend_from_mag": 21.0,
+    "min_disk_q": 0.1,
+    "faint_clumpy_fraction": 0.6,
+    "faint_clumps": (1, 3),
+    "faint_clump_light": (0.08, 0.2),
+}
+
+
+class _FaintShapes(NamedTuple):
+    #: distortions of the faint disk galaxies.
+    e: np.ndarray
+    #: their bulge-to-total flux ratios.
+    bulge_fraction: np.ndarray
+    #: their median magnitude, where the trend starts.
+    pivot_mag: float
+    #: d ln(1 - e) / d mag of the medians (negative: fainter is flatter).
+    slope: float
+
+    def draw(self, u, mag):
+        """The disk axis ratio and bulge-to-total ratio of faint disk galaxy ``int(u * n)``,
+        its shape carried to magnitude ``mag`` by the trend."""
+        k = min(int(u * len(self.e)), len(self.e) - 1)
+        one_minus_e = (1 - self.e[k]) * np.exp(self.slope * max(mag - self.pivot_mag, 0.0))
+        q = np.sqrt(one_minus_e / (2 - one_minus_e))
+        return float(max(q, DEEP["min_disk_q"])), float(self.bulge_fraction[k])
+
+
+def _faint_disk_shapes(data_dir, max_bulge_fraction):
+    """The faint-end disk shapes of the F814W < 23.5 shape catalog and their magnitude trend."""
+    files = (
+        data_dir / "cosmos_fits" / "real_galaxy_23.5_shapes.fits",
+        data_dir / "cosmos_fits" / "shera_catalog_23.5.fits.gz",
+    )
+    for f in files:
+        if not f.is_file():
+            raise GalSimValueError('morphology="deep" needs the COSMOS shape catalogs', str(f))
+    with fits.open(files[0]) as h:
+        s = h[1].data
+        ident, e1, e2, bt, meas = (
+            np.asarray(s[c]) for c in ("IDENT", "e1", "e2", "bulge_tot", "do_meas")
+        )
+    with fits.open(files[1]) as h:
+        m = h[1].data
+        mident, mag = np.asarray(m["IDENT"]), np.asarray(m["F814W"], dtype=float)
+    _, ia, ib = np.intersect1d(ident, mident, return_indices=True)
+    e = np.hypot(e1[ia], e2[ia]).astype(float)
+    mag = mag[ib]
+    disk = (meas[ia] >= 0) & np.isfinite(e) & (e < 1) & (bt[ia] < max_bulge_fraction)
+    faint = disk & (mag >= DEEP["faint_mag"]) & (mag < 23.5)
+    if faint.sum() < 100:
+        raise GalSimValueError("too few faint disk galaxies in the shape catalog", int(faint.sum()))
+    centres, logs = [], []
+    for lo in np.arange(DEEP["trend_from_mag"], 23.5, 0.5):
+        k = disk & (mag >= lo) & (mag < lo + 0.5)
+        if k.sum() >= 100:
+            centres.append(np.median(mag[k]))
+            logs.append(np.log(1 - np.median(e[k])))
+    if len(centres) < 2:
+        raise GalSimValueError("too few magnitude bins for the shape trend", len(centres))
+    slope = float(np.polyfit(centres, logs, 1)[0])
+    return _FaintShapes(
+        e[faint], np.asarray(bt[ia], dtype=float)[faint], float(np.median(mag[faint])), slope
+    )
 
 
 def _spiral_disk(hlr, flux, m, pitch_deg, amplitude, phase, gsparams):
@@ -374,6 +465,7 @@ class COSMOSLikeSimulator:
         check_stamp_geometry(stamp_size, pixel_scale, scale_mode)
         if morphology not in MORPHOLOGIES:
             raise GalSimValueError("Unknown morphology", morphology, MORPHOLOGIES)
+        self._faint = None
         if not fit_radius > 0:
             raise GalSimRangeError("fit_radius must be positive", fit_radius, 0)
         if not 0 <= max_knot_fraction < 1:
@@ -393,6 +485,8 @@ class COSMOSLikeSimulator:
         self.fits = _fit_rows(self.data_dir)
         bt = self.fits[:, 4] / (self.fits[:, 0] + self.fits[:, 4])
         self._disk_rows = np.flatnonzero(bt < STRUCTURE["max_bulge_fraction"])
+        if morphology == "deep":
+            self._faint = _faint_disk_shapes(self.data_dir, STRUCTURE["max_bulge_fraction"])
         self.psfs = _psf_library(self.data_dir, self.pixel_scale)
         self.variances = _noise_variances(self.data_dir)
         self._psf_objs = [
@@ -417,6 +511,14 @@ class COSMOSLikeSimulator:
             "morphology": self.morphology,
             "n_fit_rows": len(self.fits),
             "n_psfs": len(self.psfs),
+            **(
+                {}
+                if self._faint is None
+                else {
+                    "deep_pivot_mag": self._faint.pivot_mag,
+                    "deep_shape_slope": self._faint.slope,
+                }
+            ),
         }
 
     def draw_params(self, ud):
@@ -438,9 +540,26 @@ class COSMOSLikeSimulator:
             "noise_variance": float(self.variances[int(ud() * len(self.variances))]),
             "dimming_mag": float(dim),
         }
-        if self.morphology == "structured":
+        if self.morphology in ("structured", "deep"):
             # Drawn after the smooth parameters, so that a smooth set's galaxies are unchanged.
             p.update(self._structure_params(ud, dict(p, _row_disk_hlr=float(hd))))
+        if self.morphology == "deep":
+            # Drawn last, so that a deep set differs from the structured set of its seed only here.
+            p["faint_disk_shape"] = p["faint_clumps"] = 0
+            mag = F814W_ZEROPOINT - 2.5 * np.log10(max(p["flux_true"], 1e-30))
+            u, uc = ud(), ud()
+            if p["bulge_fraction"] < STRUCTURE["max_bulge_fraction"] and mag > DEEP["faint_mag"]:
+                p["disk_q"], p["bulge_fraction"] = self._faint.draw(u, mag)
+                p["faint_disk_shape"] = 1
+                if uc < DEEP["faint_clumpy_fraction"]:
+                    lo, hi = DEEP["faint_clumps"]
+                    nc = lo + int((hi - lo + 1) * ud())
+                    p["n_clumps"] = int(nc)
+                    p["clump_light"] = float(
+                        sum(_uniform(ud, DEEP["faint_clump_light"]) for _ in range(nc))
+                    )
+                    p["clump_seed"] = int(ud() * 2**31)
+                    p["faint_clumps"] = 1
         return p
 
     def _structure_params(self, ud, p):
@@ -595,7 +714,9 @@ class COSMOSLikeSimulator:
         """Giant clumps placed like the disk's light (radius ~ Gamma(2, h)), projected."""
         rs = np.random.default_rng(p["clump_seed"])
         nc = p["n_clumps"]
-        w = rs.uniform(*STRUCTURE["clump_light"], nc)
+        w = rs.uniform(
+            *DEEP["faint_clump_light"] if p.get("faint_clumps") else STRUCTURE["clump_light"], nc
+        )
         r = rs.gamma(2.0, h, nc)
         phi = rs.uniform(0, 2 * np.pi, nc)
         xy = disk_shear.getMatrix() @ np.vstack([r * np.cos(phi), r * np.sin(phi)])
