@@ -265,18 +265,17 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 "Invalid sampling for VAEGalaxy", sampling, ("density", "prior")
             )
         rng = GetRNG(config, base, logger, "VAEGalaxy")
-        if magnitude is None:
-            pop = model.sample_population(1, rng, sampling=sampling)
-        else:
-            try:
-                pop = model.sample_population(1, rng, sampling=sampling, magnitude=magnitude)
-            except galsim.GalSimError as e:
-                raise GalSimConfigValueError(f"VAEGalaxy magnitude: {e}", magnitude) from e
-        z = pop["latent"][0]
-        if pop["flux"] is not None:  # a joint density: the galaxy's own scale and flux
-            kwargs.setdefault("pixel_scale", float(pop["pixel_scale"][0]))
-            kwargs.setdefault("flux", float(pop["flux"][0]))
-        safe = False
+        if gsparams:
+            kwargs["gsparams"] = galsim.GSParams(**gsparams)
+        # As VAEGalaxy.sample draws them: a latent that decodes to no positive flux, or to a
+        # stamp whose border holds more than MAX_BORDER_SKY of its flux, is drawn again.
+        try:
+            gal = VAEGalaxy.sample(1, rng, model, sampling=sampling, magnitude=magnitude, **kwargs)
+        except galsim.GalSimError as e:
+            if magnitude is None:
+                raise
+            raise GalSimConfigValueError(f"VAEGalaxy magnitude: {e}", magnitude) from e
+        return gal[0], False
     if z.shape != (model.latent_dim,):
         raise GalSimConfigValueError(
             f"VAEGalaxy latent must have {model.latent_dim} values", z.shape

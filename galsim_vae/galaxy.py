@@ -17,11 +17,17 @@ from .errors import (
 )
 from .model import MAX_LATENT, VAEModel, default_model_path, get_model
 from .psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
-from .stamp import DEFAULT_SEED, half_light_radius, image_stamp
+from .stamp import DEFAULT_SEED, border_pixels, half_light_radius, image_stamp
 
-__all__ = ["VAEGalaxy", "PSF_MODES", "reconvolve"]
+__all__ = ["VAEGalaxy", "PSF_MODES", "MAX_BORDER_SKY", "reconvolve"]
 
 PSF_MODES = ("keep", "deconvolve")
+
+#: The default of :meth:`VAEGalaxy.sample`'s ``max_border_sky``: a sampled galaxy whose decoded
+#: stamp's border holds more than this fraction of its flux (:attr:`VAEGalaxy.border_sky`) is
+#: drawn again. About 1% of the shipped model's samples, faint ones with a mottled floor
+#: (docs/figures/worst_sky_samples.png).
+MAX_BORDER_SKY = 0.25
 
 
 def _deconvolved_psf(gal):
@@ -249,6 +255,7 @@ class VAEGalaxy(GSObject):
         min_hlr=None,
         max_hlr=None,
         magnitude=None,
+        max_border_sky=MAX_BORDER_SKY,
         **kwargs,
     ):
         """``n`` galaxies with latents drawn from the model, decoded in one batch.
@@ -261,7 +268,9 @@ class VAEGalaxy(GSObject):
         (the flux cut before decoding), in rounds, until ``n`` pass (with one magnitude per
         galaxy, each rejected galaxy is redrawn at its own magnitude, so galaxy ``i`` has
         magnitude ``i``). A latent from the density's tails that decodes to no positive
-        flux (a flux model's) is never returned: another is drawn in its place.
+        flux (a flux model's) is never returned, nor one whose decoded stamp's border holds more
+        than ``max_border_sky`` of its flux (:attr:`border_sky`; a faint sample with a mottled
+        floor): another is drawn in its place.
 
         Parameters:
             n: number of galaxies.
@@ -277,12 +286,17 @@ class VAEGalaxy(GSObject):
                 ``"cosmos"`` or ``"training"`` for the COSMOS or the training set's
                 distribution; None: the density's default (:meth:`VAEModel.sample_population`).
                 Not with ``flux=``. [default: None]
+            max_border_sky: the largest ``|border_sky|`` a returned galaxy may have; None
+                returns every drawable galaxy (as the population study does, to measure the
+                model itself). [default: :data:`MAX_BORDER_SKY`, 0.25]
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ...).
 
         Returns:
             list of VAEGalaxy.
         """
         n = check_count(n)
+        if max_border_sky is not None and not max_border_sky > 0:
+            raise GalSimRangeError("max_border_sky must be positive", max_border_sky, 0)
         m = model if isinstance(model, VAEModel) else get_model(model)
         rng = as_deviate(rng)
         lo = -np.inf if min_hlr is None else min_hlr
@@ -330,8 +344,12 @@ class VAEGalaxy(GSObject):
                 made = cls.from_latents(pop["latent"][keep], m, **per, **kwargs)
                 for i, g in zip(np.flatnonzero(keep), made):
                     # A latent from the density's tails can decode to no positive flux.
-                    if g._drawable and (
-                        (min_hlr is None and max_hlr is None) or lo <= g.half_light_radius <= hi
+                    if (
+                        g._drawable
+                        and (
+                            (min_hlr is None and max_hlr is None) or lo <= g.half_light_radius <= hi
+                        )
+                        and (max_border_sky is None or abs(g.border_sky) <= max_border_sky)
                     ):
                         gals[i] = g
             return gals
@@ -715,6 +733,19 @@ class VAEGalaxy(GSObject):
             )
         arr = lo + self._stamp * (hi - lo)
         return galsim.Image(np.ascontiguousarray(arr), scale=self._pixel_scale)
+
+    @lazy_property
+    def border_sky(self):
+        """The sky left in the decoded stamp as a fraction of the galaxy's flux: the median of
+        the stamp's 4-pixel border times its number of pixels, over its sum (as the population
+        study measures pedestals); NaN for a stamp without positive flux."""
+        if not self._drawable:
+            return float("nan")
+        a = self.stamp.array
+        total = float(a.sum())
+        if not total > 0:
+            return float("nan")
+        return float(np.median(border_pixels(a)) * a.size / total)
 
     @lazy_property
     def half_light_radius(self):

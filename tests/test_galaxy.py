@@ -537,6 +537,43 @@ def test_sample_never_returns_undrawable_galaxies(model, monkeypatch):
         _ = bad.stamp
 
 
+def test_sample_redraws_galaxies_with_a_sky_floor(model, monkeypatch):
+    # A decoded stamp whose border holds more than max_border_sky of its flux (a mottled floor)
+    # is drawn again, by sample and by the config's random galaxies alike; None keeps it.
+    real, calls = galsim_vae.VAEModel.decode, []
+
+    def decode(self, z):
+        d = real(self, z)
+        if not calls:  # the first round's first galaxy gets a floor of half its flux
+            d[0] = d[0] + 0.5 * d[0].sum() / d[0].size
+        calls.append(len(z))
+        return d
+
+    monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
+    gals = VAEGalaxy.sample(4, 5, model)
+    assert len(gals) == 4 and len(calls) == 2
+    assert all(abs(g.border_sky) <= galsim_vae.galaxy.MAX_BORDER_SKY for g in gals)
+    calls.clear()
+    raw = VAEGalaxy.sample(4, 5, model, max_border_sky=None)
+    assert len(calls) == 1 and raw[0].border_sky > 0.3
+    assert [g.latent for g in raw[1:]] == [g.latent for g in gals[:3]]
+    calls.clear()
+    loose = VAEGalaxy.sample(4, 5, model, max_border_sky=0.6)
+    assert len(calls) == 1 and loose[0].latent == raw[0].latent
+    with pytest.raises(galsim.GalSimRangeError, match="max_border_sky"):
+        VAEGalaxy.sample(1, 5, model, max_border_sky=0)
+    # The config path: one galaxy at a time from the object's rng, the floored one redrawn.
+    calls.clear()
+    cfg = {
+        "gal": {"type": "VAEGalaxy"},
+        "input": {"vae_model": {"file_name": model.file_name}},
+        "rng": galsim.BaseDeviate(5),
+    }
+    galsim.config.ProcessInput(cfg)
+    gal, _ = galsim.config.BuildGSObject(cfg, "gal")
+    assert len(calls) == 2 and abs(gal.border_sky) <= galsim_vae.galaxy.MAX_BORDER_SKY
+
+
 _FORK_SCRIPT = """
 import multiprocessing as mp
 import galsim_vae

@@ -203,6 +203,11 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert z["n_sampled"] + z["n_excluded"] == 40
     assert mg["n_sampled"] + mg["n_nonpositive_flux"] == 40
     assert t["sky_pedestal"]["frac_beyond_2pct"] == s["frac_beyond_2pct"]
+    # The model itself is measured; the sampling guard's share is reported beside it.
+    gd = r["sky_guard"]
+    assert gd["max_border_sky"] == 0.25 and gd["frac_redrawn"] == s["frac_beyond_25pct"]
+    assert gd["kept"]["n"] == round(40 * (1 - gd["frac_redrawn"]))
+    assert gd["kept"]["frac_beyond_25pct"] == 0
     # Sizes are judged like for like: the sampled galaxies within the COSMOS magnitude limit.
     assert z["mag_limit"] == pytest.approx(23.5, abs=0.01)
     assert z["n_sampled_within_mag_limit"] <= z["n_sampled"]

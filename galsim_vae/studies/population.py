@@ -51,7 +51,7 @@ import numpy as np
 from .._utils import as_deviate, check_count, write_json
 from .._version import __version__
 from ..errors import GalSimValueError
-from ..galaxy import VAEGalaxy
+from ..galaxy import MAX_BORDER_SKY, VAEGalaxy
 from ..model import VAEModel, get_model
 from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf
 from ..stamp import border_pixels, half_light_radius
@@ -434,6 +434,17 @@ def _sky_values(gals, width=4):
     ok = flux > 0
     ratio[ok] = sky[ok] / flux[ok]
     return sky, flux, ratio
+
+
+def _guard_summary(sky, flux, ratio) -> dict:
+    """What ``VAEGalaxy.sample``'s ``max_border_sky`` guard does to these galaxies: the fraction
+    it draws again, and the sky of those it keeps (which the redrawn ones resemble)."""
+    keep = np.abs(ratio) <= MAX_BORDER_SKY
+    return {
+        "max_border_sky": MAX_BORDER_SKY,
+        "frac_redrawn": float(np.mean(~keep)),
+        "kept": _sky_summary(sky[keep], flux[keep], ratio[keep]) if keep.any() else None,
+    }
 
 
 def _sky_summary(sky, flux, ratio) -> dict:
@@ -851,7 +862,8 @@ def population_report(
             raise GalSimValueError("output exists; pass overwrite=True to replace it", exist)
 
     rng = as_deviate(int(seed))
-    gals = VAEGalaxy.sample(n, rng, m)
+    # The model itself, without the sampling guard: what the guard redraws is reported below.
+    gals = VAEGalaxy.sample(n, rng, m, max_border_sky=None)
     sky, flux, ratio = _sky_values(gals)
     hlr = _sampled_hlr(gals, flux)
     ref = cosmos_reference(data, stamp_pixels=_stamp_pixels(gals))
@@ -876,6 +888,7 @@ def population_report(
             "magnitudes": source if joint else None,
         },
         "sky": _sky_summary(sky, flux, ratio),
+        "sky_guard": _guard_summary(sky, flux, ratio),
         "size": _size_summary(hlr, ref, mag, float(np.max(cat))),
         "magnitude": _magnitude_summary(mag, cat),
         "great3": great3_resolution(gals, data, rng),
