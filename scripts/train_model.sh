@@ -6,10 +6,12 @@
 # DEVICE is a torch device (default: cuda if available, else cpu); WORKDIR holds the datasets and
 # runs (default: data/). Every step is skipped when its output exists, and training resumes from
 # its last checkpoint, so rerunning continues an interrupted run. Settings (environment):
-#   MORPHOLOGY   simulator morphology, structured or smooth          [structured]
+#   MORPHOLOGY   simulator morphology, structured, deep or smooth     [structured]
 #   NSIM         training stamps simulated (per-galaxy scales)        [40000]
 #   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2028; 778]
-#   SIM          the training set's file [WORKDIR/sim_struct40k.fits; with TARGET=truth _t.fits]
+#   SIM          the training set's file [WORKDIR/sim_struct40k.fits (deep: sim_deep40k.fits);
+#                with TARGET=truth _t.fits]
+#   HELDOUT      the held-out set's file [WORKDIR/sim_struct_heldout.fits (deep: sim_deep_...)]
 #   TARGET       what reconstructions are compared with in training: stamp (the noisy stamps)
 #                or truth (the noiseless stamps, kept by the simulation then; measured no
 #                better: scripts/compare_targets.sh)                                 [stamp]
@@ -23,6 +25,7 @@
 #   EPOCHS, LR, LR_PATIENCE   training epochs, start rate, plateau patience   [16, 1e-4, 2]
 #   INIT         weights to start from (fine-tuning); empty: random  [the shipped model's file]
 #   MAX_MINUTES  cap on one invocation's training time (0: none)      [0]
+#   CROSSVAL     0: stop before the cross-validated real fine-tuning (step 8)     [1]
 #   MEASUREMENTS another run's attributes_report/measurements.npz to reuse (the Sersic fits of
 #                the training stamps do not depend on the model)
 # scripts/train_v2_model.sh sets them for the v2 model (smooth, from scratch). On the 2-core
@@ -35,14 +38,14 @@ WORK=${2:-data}
 NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
 MORPHOLOGY=${MORPHOLOGY:-structured}
 NSIM=${NSIM:-40000}
-PREFIX=$([ "$MORPHOLOGY" = smooth ] && echo fit || echo struct)
+case "$MORPHOLOGY" in smooth) PREFIX=fit ;; deep) PREFIX=deep ;; *) PREFIX=struct ;; esac
 TARGET=${TARGET:-stamp}
 MAGNITUDES=${MAGNITUDES:-cosmos}
 case "$TARGET" in truth | stamp) ;; *) echo "TARGET must be truth or stamp, not $TARGET" >&2; exit 1 ;; esac
 LOW_SNR=$([ "${WITH_LOW_SNR:-0}" = 1 ] && echo --with-low-snr || true)
 SIM=${SIM:-"$WORK/sim_${PREFIX}${NSIM%000}k$([ "$TARGET" = truth ] && echo _t).fits"}
 ATTR_SIM=${ATTR_SIM:-$SIM}
-HELDOUT="$WORK/sim_${PREFIX}_heldout.fits"
+HELDOUT=${HELDOUT:-"$WORK/sim_${PREFIX}_heldout.fits"}
 RUN=${RUN:-"$WORK/run_$MORPHOLOGY"}
 INIT=${INIT-galsim_vae/data/default_vae.safetensors}
 mkdir -p "$WORK"
@@ -97,6 +100,7 @@ python3 -m galsim_vae fit-attributes "$ATTR_SIM" \
 #    One folder per best model: a run trained further gets its own cross-validation. Fine-tuning
 #    compares reconstructions with the noisy stamps, real and simulated alike (real stamps have
 #    no truth), whatever TARGET was.
+[ "${CROSSVAL:-1}" = 0 ] && exit 0
 CV="$RUN/crossval_$(sha256sum "$RUN/best.safetensors" | cut -c1-12)"
 python3 -m galsim_vae crossval "$WORK/real_btk100.fits" "$SIM" --model "$RUN/best.safetensors" \
     --out "$CV" --final --device "$DEVICE" --quiet
