@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The simulator against the real galaxies, before any model: the "smooth" simulator (bulge + disk +
-# knots, the v2 model's training set) and the "structured" one (arms, bars, lopsided disks, giant
-# clumps, companions, faint late types), each compared with the 53 real btk100 galaxies that pass
-# the cuts and with their best-fit Sersic profiles (docs/validation/simulator_*/simulator.md).
+# knots, the v2 model's training set), the "structured" one (arms, bars, lopsided disks, giant
+# clumps, companions, faint late types) and the "deep" one (structured, with faint disks flatter,
+# less bulgy and clumpier, as faint COSMOS galaxies are), each compared with the 53 real btk100
+# galaxies that pass the cuts and with their best-fit Sersic profiles
+# (docs/validation/simulator_*/simulator.md).
 #
 #   scripts/compare_simulators.sh [WORKDIR]
 #
@@ -15,7 +17,7 @@ NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
 mkdir -p "$WORK"
 [ -f "$WORK/real_btk100.fits" ] || python3 -m galsim_vae dataset --out "$WORK/real_btk100.fits" \
     --nproc "$NPROC" --quiet "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
-for m in smooth structured; do
+for m in smooth structured deep; do
     [ -f "$WORK/cmp_${m}_fixed8k.fits" ] || python3 -m galsim_vae simulate --n 8000 \
         --scale-mode fixed --morphology "$m" --seed 555 --out "$WORK/cmp_${m}_fixed8k.fits" \
         --valid 0 --test 0 --no-truth --nproc "$NPROC" --quiet
