@@ -104,6 +104,9 @@ def test_validate_report(report):
         assert f"- {name}: {w}" in md
     assert saved["statistics_closer_than_sersic"] == wins
     assert saved["wasserstein_to_real"]["vae_recon"] == pytest.approx(dist["vae_recon"])
+    floor = res["wasserstein_sampling_floor"]
+    assert set(floor) == set(STATISTICS) and all(v > 0 for v in floor.values())
+    assert "sampling floor |" in md
 
 
 def test_validate_cli(report, real_dataset, tmp_path, capsys):
