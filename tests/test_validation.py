@@ -123,7 +123,7 @@ def test_validate_cli(report, real_dataset, tmp_path, capsys):
     )
     md = (out / "validation.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| statistic |"))
-    assert set(header.strip("| ").split(" | ")[1:]) == POPULATIONS
+    assert set(header.strip("| ").split(" | ")[1:]) == POPULATIONS | {"sampling floor"}
     assert "5 held-out stamps of `sub.fits`" in md
     assert "comparison of its losses" not in md  # no --loss-summary
     saved = json.loads((out / "validation.json").read_text())
