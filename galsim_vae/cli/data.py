@@ -218,7 +218,7 @@ def add_commands(sub):
         choices=("structured", "deep", "smooth"),
         default="structured",
         help="structured: arms, bars, lopsided disks, giant clumps, companions; deep: structured, "
-        "with faint disks as flat as the faintest COSMOS F814W<23.5 disks; smooth: bulge + "
+        "with faint disks as flat and as clumpy as faint COSMOS galaxies; smooth: bulge + "
         "disk + knots (the v2 model's training set) [default: structured]",
     )
     s.add_argument(

@@ -13,7 +13,8 @@ measurements:
 - structure (``morphology="structured"``, the default; ``"smooth"`` draws the bulge + disk + knots
   galaxies alone, exactly as before): spiral arms, bars, lopsided disks, giant star-forming
   clumps and close companions, each described in :data:`STRUCTURE` with where its numbers come
-  from;
+  from; ``morphology="deep"`` also gives faint disks the shapes, bulge fractions and clumps of
+  faint galaxies (:data:`DEEP`);
 - flux: the fit's flux, dimmed for half of the galaxies by 0-2.5 magnitudes so that the stamps
   reach the depth of the fainter real samples (``cosmos_btk100`` goes to F814W = 26); dimmed
   galaxies are shrunk along a size-luminosity relation ``r ~ L^0.25``;
@@ -173,15 +174,20 @@ STRUCTURE = {
 #: 2014). So in a deep set every disk galaxy (bulge-to-total below
 #: ``STRUCTURE["max_bulge_fraction"]``) fainter than ``faint_mag`` after dimming takes its disk
 #: axis ratio and bulge-to-total ratio from one of the catalog's disk galaxies of magnitude
-#: ``faint_mag`` to 23.5 (fainter disks hold less bulge, too), and beyond their median
-#: magnitude its ``1 - e`` shrinks by that trend, fitted to the catalog's medians in
+#: ``faint_mag`` to 23.5, and beyond their median magnitude its ``1 - e`` shrinks by that trend, fitted to the catalog's medians in
 #: 0.5-magnitude bins from ``trend_from_mag`` to 23.5 when the simulator is built. Past 23.5 this
 #: is an extrapolation of the measured trend, checked only by the comparison with the real
-#: galaxies (``galsim-vae validate --simulated``).
+#: galaxies (``galsim-vae validate --simulated``). The catalog's bulge-to-total ratio is ~0 for
+#: its rows measured with one Sersic component (``do_meas`` 0: 57% of the disks at 23-23.5, 45%
+#: at 21-21.5), so most faint disks become pure disks; among the two-component rows B/T hardly
+#: changes with magnitude (median 0.22 at 21-21.5, 0.19 at 23-23.5).
 #:
 #: Faint disk galaxies are also clumpier: a deep set's disk galaxy fainter than ``faint_mag`` is
-#: clumpy with probability ``faint_clumpy_fraction``, with ``faint_clumps`` clumps each holding
-#: ``faint_clump_light`` of the flux (replacing the structured set's clumps). Guo et al. (2015)
+#: clumpy with probability ``faint_clumpy_fraction``, with ``faint_clumps`` clumps holding
+#: together the sum of as many draws of ``faint_clump_light`` (split among them by further draws
+#: of that range), in place of the structured set's clumps; the other faint disks keep the
+#: structured set's clumps (30% of disks plus 30% at the faintest, 2-8% each), so 72-84% of faint
+#: disks are clumpy in all. Guo et al. (2015)
 #: count a clump when it holds more than 8% of a galaxy's rest-frame UV light, which F814W samples
 #: at z > 1, and find 60% of low-mass star-forming galaxies clumpy at 0.5 < z < 3; together the
 #: clumps of z ~ 2 galaxies hold ~20% of the light (Guo et al. 2012).
@@ -544,7 +550,8 @@ class COSMOSLikeSimulator:
             # Drawn after the smooth parameters, so that a smooth set's galaxies are unchanged.
             p.update(self._structure_params(ud, dict(p, _row_disk_hlr=float(hd))))
         if self.morphology == "deep":
-            # Drawn last, so that a deep set differs from the structured set of its seed only here.
+            # Drawn last, so that a deep set's parameters differ from the structured set of its seed
+            # only here (its knots and noise, drawn later from the same generator, differ too).
             p["faint_disk_shape"] = p["faint_clumps"] = 0
             mag = F814W_ZEROPOINT - 2.5 * np.log10(max(p["flux_true"], 1e-30))
             u, uc = ud(), ud()

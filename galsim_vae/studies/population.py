@@ -821,7 +821,9 @@ def population_report(
 ) -> dict:
     """Sample a model once and measure the issue's population numbers against COSMOS.
 
-    ``n`` galaxies are drawn with ``VAEGalaxy.sample(n, rng, model)`` (the model's latent
+    ``n`` galaxies are drawn with ``VAEGalaxy.sample(n, rng, model, max_border_sky=None)`` (the
+    model itself, without the sampling guard, whose share is reported as ``sky_guard``; the
+    model's latent
     density; with a flux model's joint density each has its own flux and pixel scale, at a
     COSMOS magnitude when the density stores their distribution: ``meta["magnitudes"]`` says
     which, and ``magnitude_training`` then gives the density's own magnitudes' distance) and
