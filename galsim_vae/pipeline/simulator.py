@@ -174,10 +174,11 @@ STRUCTURE = {
 #: 2014). So in a deep set every disk galaxy (bulge-to-total below
 #: ``STRUCTURE["max_bulge_fraction"]``) fainter than ``faint_mag`` after dimming takes its disk
 #: axis ratio and bulge-to-total ratio from one of the catalog's disk galaxies of magnitude
-#: ``faint_mag`` to 23.5, and beyond their median magnitude its ``1 - e`` shrinks by that trend, fitted to the catalog's medians in
-#: 0.5-magnitude bins from ``trend_from_mag`` to 23.5 when the simulator is built. Past 23.5 this
-#: is an extrapolation of the measured trend, checked only by the comparison with the real
-#: galaxies (``galsim-vae validate --simulated``). The catalog's bulge-to-total ratio is ~0 for
+#: ``faint_mag`` to 23.5, and beyond their median magnitude its ``1 - e`` shrinks by that
+#: trend, fitted to the catalog's medians in 0.5-magnitude bins from ``trend_from_mag`` to 23.5
+#: when the simulator is built. Past 23.5 this is an extrapolation of the measured trend,
+#: checked only by the comparison with the real galaxies (``galsim-vae validate
+#: --simulated``). The catalog's bulge-to-total ratio is ~0 for
 #: its rows measured with one Sersic component (``do_meas`` 0: 57% of the disks at 23-23.5, 45%
 #: at 21-21.5), so most faint disks become pure disks; among the two-component rows B/T hardly
 #: changes with magnitude (median 0.22 at 21-21.5, 0.19 at 23-23.5).
