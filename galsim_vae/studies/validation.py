@@ -259,7 +259,12 @@ def validate(
     # The distance sampling alone gives between the real galaxies and a population of the same
     # size drawn from their own distribution (the Sersic fits, paired with the real galaxies,
     # can come closer than that on sizes and shapes).
-    floor = {k: sampling_floor(stats["real"][k], len(x), n, seed=seed + 3) for k in STATISTICS}
+    # Floors for a population of the sampled size (the reconstructions, the Sersic fits and the
+    # attribute galaxies have one per real galaxy: as many, unless n_samples says otherwise).
+    floor = {
+        k: sampling_floor(stats["real"][k], np.isfinite(stats["real"][k]).sum(), n, seed=seed + 3)
+        for k in STATISTICS
+    }
     res = {
         "real_dataset": str(real_dataset),
         "model": m.file_name,
@@ -295,6 +300,9 @@ def _markdown(res):
         "|---|" + "---|" * (len(pops) + 1),
     ]
     floor = res.get("wasserstein_sampling_floor", {})
+    below = [
+        k for k in STATISTICS if k in floor and res["wasserstein_to_real"]["sersic"][k] < floor[k]
+    ]
     for k in STATISTICS:
         lines.append(
             f"| {k} | "
@@ -312,11 +320,15 @@ def _markdown(res):
     lines += [
         "",
         "The sampling floor is the distance that sampling alone gives between the real galaxies "
-        "and as many galaxies drawn from their own distribution (bootstrap draws of the real "
-        "values): a population as close as that is as close as one can tell. The Sersic fits, "
-        "each fitted to the very galaxy it is compared with, can come closer than the floor "
-        "(sizes and ellipticities): there no independent population can be expected to beat "
-        "them.",
+        f"and {res['n_samples']} galaxies drawn from their own distribution (bootstrap draws of "
+        "the real values): a population as close as that is as close as one can tell. The "
+        "Sersic fits, each fitted to the very galaxy it is compared with, can come closer than "
+        "the floor"
+        + (
+            f" ({', '.join(below)}): there no independent population can be expected to beat them."
+            if below
+            else "; here they do not."
+        ),
         "",
         "![statistics](validation_statistics.png)",
         "",
