@@ -44,7 +44,7 @@ from galsim.config import (
 )
 
 from .errors import GalSimConfigError, GalSimConfigValueError
-from .galaxy import PSF_MODES, VAEGalaxy
+from .galaxy import MAX_BORDER_SKY, PSF_MODES, VAEGalaxy
 from .model import get_model
 
 __all__ = ["VAEModelInput"]
@@ -157,10 +157,15 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         "magnitude": float,
         "id": str,
         "random": bool,
+        "max_border_sky": float,
     }
     kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
     if kwargs.get("random") and not real:
         raise GalSimConfigError("VAEGalaxy random: True picks a galaxy of input.real_catalog")
+    if "max_border_sky" in kwargs and real:
+        raise GalSimConfigError(
+            "VAEGalaxy max_border_sky goes with sampled galaxies, not real ones"
+        )
     if real:
         return _build_real(config, base, kwargs, safe, gsparams, logger, inp)
     kwargs.pop("random", None)  # random: False, as GalSim allows beside an index
@@ -168,6 +173,14 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }
     magnitude = kwargs.pop("magnitude", None)
+    max_border_sky = kwargs.pop("max_border_sky", MAX_BORDER_SKY)
+    if "max_border_sky" in config and (attrs or latent is not None or "index" in kwargs):
+        raise GalSimConfigError(
+            "VAEGalaxy max_border_sky goes with sampled galaxies (no latent, index, id or "
+            "attributes)"
+        )
+    if max_border_sky <= 0:  # a non-positive limit turns the guard off, as None does in Python
+        max_border_sky = None
     if magnitude is not None and (attrs or latent is not None or "index" in kwargs):
         raise GalSimConfigError(
             "VAEGalaxy magnitude goes with sampled galaxies (no latent, index or attributes); "
@@ -270,7 +283,15 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         # As VAEGalaxy.sample draws them: a latent that decodes to no positive flux, or to a
         # stamp whose border holds more than MAX_BORDER_SKY of its flux, is drawn again.
         try:
-            gal = VAEGalaxy.sample(1, rng, model, sampling=sampling, magnitude=magnitude, **kwargs)
+            gal = VAEGalaxy.sample(
+                1,
+                rng,
+                model,
+                sampling=sampling,
+                magnitude=magnitude,
+                max_border_sky=max_border_sky,
+                **kwargs,
+            )
         except galsim.GalSimError as e:
             if magnitude is None:
                 raise

@@ -591,6 +591,16 @@ def test_sample_redraws_galaxies_with_a_sky_floor(model, monkeypatch):
     galsim.config.ProcessInput(cfg)
     gal, _ = galsim.config.BuildGSObject(cfg, "gal")
     assert len(calls) == 2 and abs(gal.border_sky) <= galsim_vae.galaxy.MAX_BORDER_SKY
+    # max_border_sky: 0 turns the guard off in a config (None does in Python): the floored galaxy
+    # is kept; it goes with sampled galaxies only.
+    calls.clear()
+    cfg["gal"] = {"type": "VAEGalaxy", "max_border_sky": 0}
+    cfg["rng"] = galsim.BaseDeviate(5)
+    gal, _ = galsim.config.BuildGSObject(cfg, "gal")
+    assert len(calls) == 1 and gal.border_sky > 0.3
+    cfg["gal"] = {"type": "VAEGalaxy", "max_border_sky": 0.2, "latent": [0.0] * 64}
+    with pytest.raises(galsim.GalSimConfigError, match="max_border_sky goes with sampled"):
+        galsim.config.BuildGSObject(cfg, "gal")
     # A model whose every sample has a floor: the error says it is the guard, and how to lift it.
     monkeypatch.setattr(
         galsim_vae.VAEModel, "decode", lambda self, z: (d := real(self, z)) + d.mean() * 2
