@@ -24,3 +24,10 @@ for m in smooth structured deep; do
     python3 -m galsim_vae validate "$WORK/real_btk100.fits" \
         --simulated "$WORK/cmp_${m}_fixed8k.fits" --out "docs/validation/simulator_$m" --overwrite
 done
+# The deep simulator was tuned on the comparison above (seed 555): another seed's 8,000 stamps.
+[ -f "$WORK/cmp_deep_fixed8k_s556.fits" ] || python3 -m galsim_vae simulate --n 8000 \
+    --scale-mode fixed --morphology deep --seed 556 --out "$WORK/cmp_deep_fixed8k_s556.fits" \
+    --valid 0 --test 0 --no-truth --nproc "$NPROC" --quiet
+python3 -m galsim_vae validate "$WORK/real_btk100.fits" \
+    --simulated "$WORK/cmp_deep_fixed8k_s556.fits" \
+    --out docs/validation/simulator_deep_seed556 --overwrite
