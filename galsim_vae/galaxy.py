@@ -17,7 +17,7 @@ from .errors import (
 )
 from .model import MAX_LATENT, VAEModel, default_model_path, get_model
 from .psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
-from .stamp import DEFAULT_SEED, border_pixels, half_light_radius, image_stamp
+from .stamp import DEFAULT_SEED, border_sky, half_light_radius, image_stamp
 
 __all__ = ["VAEGalaxy", "PSF_MODES", "MAX_BORDER_SKY", "reconvolve"]
 
@@ -762,7 +762,7 @@ class VAEGalaxy(GSObject):
         total = float(a.sum())
         if not total > 0:
             return float("nan")
-        return float(np.median(border_pixels(a)) * a.size / total)
+        return border_sky(a) / total
 
     @lazy_property
     def half_light_radius(self):

@@ -22,6 +22,7 @@ __all__ = [
     "REPRESENTATIONS",
     "check_stamps",
     "border_pixels",
+    "border_sky",
     "normalize",
     "denormalize",
     "flux_normalize",
@@ -81,6 +82,14 @@ def border_pixels(image, width=4):
     return np.concatenate(
         [a[:w].ravel(), a[-w:].ravel(), a[w:-w, :w].ravel(), a[w:-w, -w:].ravel()]
     )
+
+
+def border_sky(image, width=4):
+    """The sky a stamp carries, in its own units: the median of its ``width``-pixel border frame
+    spread over all its pixels. Over the stamp's sum it is the pedestal measure of the population
+    study and of ``VAEGalaxy.sample``'s ``max_border_sky`` guard."""
+    a = np.asarray(getattr(image, "array", image))
+    return float(np.median(border_pixels(a, width))) * a.size
 
 
 def normalize(images):

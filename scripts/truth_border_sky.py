@@ -18,7 +18,7 @@ import numpy as np
 
 from galsim_vae import get_model
 from galsim_vae.pipeline.dataset import read_dataset, read_truths
-from galsim_vae.stamp import border_pixels
+from galsim_vae.stamp import border_sky
 from galsim_vae.studies.population import sky_pedestals
 
 path = sys.argv[1]
@@ -37,7 +37,7 @@ def summary(stamps):
 
 
 def sky_over_flux(stamps):
-    return np.array([np.median(border_pixels(x, 4)) * x.size / x.sum() for x in stamps])
+    return np.array([border_sky(x) / x.sum() for x in stamps])
 
 
 truth = truths[keep]

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from galsim_vae import get_model  # noqa: E402
 from galsim_vae.psf import F814W_ZEROPOINT  # noqa: E402
-from galsim_vae.stamp import border_pixels  # noqa: E402
+from galsim_vae.stamp import border_sky  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("out")
@@ -34,7 +34,7 @@ for r, (name, f) in enumerate(models):
     m = get_model(None if f == "default" else f)
     pop = m.sample_population(a.n, galsim.BaseDeviate(a.seed))
     d = m.decode(pop["latent"])
-    sky = np.array([np.median(border_pixels(x, 4)) * x.size / x.sum() for x in d])
+    sky = np.array([border_sky(x) / x.sum() for x in d])
     mag = F814W_ZEROPOINT - 2.5 * np.log10(pop["flux"])
     print(
         f"{name}: beyond 10% {np.mean(np.abs(sky) > 0.1):.4f}, beyond 25% "

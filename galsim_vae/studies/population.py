@@ -54,7 +54,7 @@ from ..errors import GalSimValueError
 from ..galaxy import MAX_BORDER_SKY, VAEGalaxy
 from ..model import VAEModel, get_model
 from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf
-from ..stamp import border_pixels, half_light_radius
+from ..stamp import border_sky, half_light_radius
 
 __all__ = [
     "ZEROPOINT",
@@ -428,7 +428,7 @@ def _sky_values(gals, width=4):
             continue
         a = st.array
         flux.append(float(a.sum()))
-        sky.append(float(np.median(border_pixels(a, width))) * a.size)
+        sky.append(border_sky(a, width))
     sky, flux = np.array(sky), np.array(flux)
     ratio = np.full(len(sky), np.nan)
     ok = flux > 0
