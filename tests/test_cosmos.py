@@ -1,6 +1,10 @@
 """GalSim's COSMOS download to a dataset: the format-exact stand-in, finding the sample, and the
 streamed, resumable ``dataset`` (a small stand-in here; the full-scale run is in docs/cosmos.md)."""
 
+import subprocess
+import sys
+import time
+
 import galsim
 import numpy as np
 import pytest
@@ -168,3 +172,42 @@ def test_find_catalog_in_galsims_share_dir(standin, tmp_path, monkeypatch):
         find_catalog()
     monkeypatch.setattr(galsim.meta_data, "share_dir", str(standin.parent.parent))
     assert find_catalog() == standin
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()  # a zombie has ended, only not been reaped
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's"
+)
+def test_pool_workers_end_with_a_killed_parent(tmp_path):
+    # A run killed with kill -9 while its workers are busy: the workers end with it, instead of
+    # finishing their chunk (here a 120 s sleep) as orphans.
+    script = (
+        "import time\n"
+        "from galsim_vae.pipeline._parallel import spawn_pool\n"
+        "pool = spawn_pool(1)\n"
+        "pool.apply_async(time.sleep, (120,))\n"
+        "print(pool._pool[0].pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            worker = int(proc.stdout.readline())
+            time.sleep(1.0)  # the worker is inside its task
+            assert _alive(worker)
+            proc.kill()
+            proc.wait()
+            deadline = time.monotonic() + 60
+            while _alive(worker) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _alive(worker), "the pool worker outlived its killed parent"
+        finally:
+            proc.kill()

@@ -51,7 +51,14 @@ def test_hsm_statistics_known_shape():
     assert np.isnan(hsm_statistics([np.zeros((64, 64))])["hsm_sigma"][0])
 
 
-POPULATIONS = {"vae_recon", "vae_density", "vae_prior", "vae_attributes", "sersic"}
+POPULATIONS = {
+    "vae_recon",
+    "vae_density",
+    "vae_density_unselected",
+    "vae_prior",
+    "vae_attributes",
+    "sersic",
+}
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +113,12 @@ def test_validate_report(report):
     assert saved["wasserstein_to_real"]["vae_recon"] == pytest.approx(dist["vae_recon"])
     floor = res["wasserstein_sampling_floor"]
     assert set(floor) == set(STATISTICS) and all(v > 0 for v in floor.values())
+    # The density samples went through the real galaxies' cuts: the summary adds up.
+    sel = res["density_selection"]
+    assert sel["n_filled"] + sel["n_unfilled"] == 4 and sel["first_draw"]["n"] == 4
+    assert 0 <= sel["fraction_passing_first_draw"] <= 1
+    assert 0 < sel["real_fraction_passing_near_these_magnitudes"] <= 1
+    assert "go through the same cuts" in md
     assert "sampling floor |" in md
 
 
@@ -226,3 +239,23 @@ def test_sampling_floor_is_the_distance_of_draws_from_one_distribution():
     assert sampling_floor(v, 400, 400, seed=2) < f
     assert sampling_floor(np.r_[v, np.nan], 50, 200, seed=2) == pytest.approx(f, rel=0.1)
     assert np.isnan(sampling_floor([1.0, np.nan], 5, 5))
+
+
+def test_samples_pass_the_real_cuts_only_when_they_would_as_real_stamps():
+    # The selection of validate's density samples: the dataset's own metrics on the noisy
+    # stamp, the flux fraction from the noiseless one.
+    from galsim_vae.pipeline.metrics import QualityCuts
+    from galsim_vae.studies.validation import _passing
+
+    psf = galsim.Gaussian(fwhm=0.1)
+    kw = dict(nx=64, ny=64, scale=0.03, use_true_center=False)
+    gals = [
+        galsim.Exponential(half_light_radius=0.12, flux=50.0),  # bright and compact: passes
+        galsim.Exponential(half_light_radius=0.12, flux=0.5),  # lost in the noise
+        galsim.Exponential(half_light_radius=1.5, flux=500.0),  # too large for the stamp
+    ]
+    clean = np.array([galsim.Convolve(g, psf).drawImage(**kw).array for g in gals])
+    noisy = clean + np.random.default_rng(1).normal(0, 0.01, clean.shape)
+    ok, measured = _passing(noisy, clean, [g.flux for g in gals], QualityCuts())
+    assert ok.tolist() == [True, False, False]
+    assert measured["snr"][1] < 8 and measured["flux_fraction"][2] < 0.95

@@ -7,7 +7,9 @@ real stamp's measured noise level), five populations are measured:
 - ``vae_recon``: VAE reconstructions of them (plus noise);
 - ``vae_density`` / ``vae_prior``: samples from the learned latent density / the unit Gaussian, each
   paired with a random real galaxy for its flux scale (normalisation) and noise, their decoded sky
-  removed as :class:`VAEGalaxy` removes it (the attribute file's sky predictor);
+  removed as :class:`VAEGalaxy` removes it (the attribute file's sky predictor). A density that
+  draws fluxes draws each sample at its real galaxy's magnitude and puts it through the cuts the
+  real galaxies passed (``vae_density``; the first draws without them: ``vae_density_unselected``);
 - ``vae_attributes``: galaxies generated from each real galaxy's measured size and axis ratio
   (:func:`galsim_vae.studies.attribute_fit.measure_sersic`, the attribute models' own size
   estimator) and type (the inverse attribute model), when the model has attribute models;
@@ -30,9 +32,10 @@ from scipy.stats import wasserstein_distance
 
 from .._utils import as_deviate, atomic_path, write_json
 from ..errors import GalSimValueError, GalSimWarning
-from ..galaxy import VAEGalaxy
+from ..galaxy import MAX_BORDER_SKY, VAEGalaxy
 from ..model import get_model
-from ..pipeline.dataset import read_dataset
+from ..pipeline.dataset import cuts_from_header, read_dataset
+from ..pipeline.metrics import stamp_metrics
 from .attribute_fit import measure_sersic
 from .plots import plot_real_vs_generated, plot_validation
 from .population import magnitudes
@@ -143,7 +146,8 @@ def validate(
             raise GalSimValueError("loss summary file not found", str(p))
         losses = json.loads(p.read_text())
     m = get_model(model)
-    images, table, psfs, _ = read_dataset(real_dataset)
+    images, table, psfs, header = read_dataset(real_dataset)
+    cuts = cuts_from_header(header, real_dataset)
     sel = np.flatnonzero(np.asarray(table["passes"], dtype=bool))[:max_real]
     if len(sel) < 5:
         raise GalSimValueError("validate needs at least 5 real stamps passing the cuts", len(sel))
@@ -168,7 +172,7 @@ def validate(
     except GalSimValueError:
         am = None
 
-    def decode_like(z, idx, pixel_scale=None, angles=None):
+    def decode_like(z, idx, pixel_scale=None, angles=None, guard=False):
         # Latents decoded with the flux scale of real stamps idx, their sky removed as
         # VAEGalaxy removes it (a flux model's decoded sky is zero already). A flux model's
         # galaxies at their own pixel scales are drawn onto the real stamps' pixels, as a
@@ -184,6 +188,8 @@ def validate(
                 pixel_scale=pixel_scale if pixel_scale is not None else m.pixel_scale,
             )
             ok = np.array([g._drawable for g in gals], dtype=bool)
+            if guard:  # as VAEGalaxy.sample draws them: a stamp border with a floor is redrawn
+                ok &= np.array([abs(g.border_sky) <= MAX_BORDER_SKY for g in gals], dtype=bool)
             if angles is not None:  # the attribute model's galaxies lie along x: turned at random
                 gals = [g.rotate(a * galsim.degrees) for g, a in zip(gals, angles)]
             size = x.shape[-1]
@@ -195,20 +201,39 @@ def validate(
 
     pair = rng.integers(0, len(x), n)
     undrawable = {}
+    selection = None
     for mode in ("density", "prior"):
         if mode == "density" and m.density is None:
             continue
         kw = {}
-        if mode == "density" and "log10_flux" in m.density.aux_names:
+        joint = mode == "density" and "log10_flux" in m.density.aux_names
+        if joint:
             # Drawn at the magnitude of the real galaxy whose flux and noise they are given:
             # sizes and shapes go with that flux.
             kw["magnitude"] = magnitudes(enc["flux"][pair])
+        sample_rng = galsim.BaseDeviate(seed + 1)
         with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
             warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
-            pop = m.sample_population(n, galsim.BaseDeviate(seed + 1), sampling=mode, **kw)
+            pop = m.sample_population(n, sample_rng, sampling=mode, **kw)
         imgs, ok = decode_like(pop["latent"], pair, pop["pixel_scale"])
-        pops[f"vae_{mode}"] = (noisy(imgs, sig[pair][ok]), sig[pair][ok])
-        undrawable[f"vae_{mode}"] = int((~ok).sum())
+        name = f"vae_{mode}" if not joint else "vae_density_unselected"
+        pops[name] = (noisy(imgs, sig[pair][ok]), sig[pair][ok])
+        undrawable[name] = int((~ok).sum())
+        if joint:
+            # The real galaxies are those that passed the cuts; at faint magnitudes that keeps
+            # the compact ones. Samples drawn at their magnitudes go through the same cuts.
+            imgs, sigmas, selection = _selected_samples(
+                m, pair, sig, enc["flux"], cuts, decode_like, noisy, sample_rng
+            )
+            pops["vae_density"] = (imgs, sigmas)
+            # For comparison, how often real galaxies of those magnitudes (within 0.5 mag of
+            # each paired one, in the whole real dataset) passed the same cuts.
+            mag_all = magnitudes(table["flux"])
+            passes_all = np.asarray(table["passes"], dtype=bool)
+            near = np.abs(mag_all[None, :] - magnitudes(enc["flux"][pair])[:, None]) < 0.5
+            selection["real_fraction_passing_near_these_magnitudes"] = float(
+                np.mean([passes_all[row].mean() for row in near if row.any()])
+            )
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
@@ -274,6 +299,7 @@ def validate(
         "wasserstein_sampling_floor": floor,
         "statistics_closer_than_sersic": wins,
         "n_undrawable": undrawable,
+        "density_selection": selection,
         "n_statistics": len(STATISTICS),
         "medians": {p: {k: _median(v) for k, v in s.items()} for p, s in stats.items()},
     }
@@ -283,6 +309,83 @@ def validate(
     with atomic_path(out / "validation.md") as tmp:
         tmp.write_text(_markdown(res))
     return res
+
+
+#: Rounds of redrawing the density samples that fail the real galaxies' cuts, before giving up
+#: on the rest (counted in the report).
+SELECTION_ROUNDS = 20
+
+
+def _passing(noisy_imgs, clean_imgs, flux, cuts):
+    """Which noisy sample stamps pass the real dataset's quality cuts, measured as the dataset
+    measures real stamps (:func:`stamp_metrics`; the flux fraction from the noiseless stamp)."""
+    rows = [stamp_metrics(a) for a in noisy_imgs]
+    table = {k: np.array([r[k] for r in rows]) for k in ("snr", "width_pix", "nonuniformity")}
+    table["flux_fraction"] = clean_imgs.sum(axis=(1, 2)) / np.asarray(flux, dtype=float)
+    return cuts.passes(table), table
+
+
+def _selected_samples(m, pair, sig, flux, cuts, decode_like, noisy, rng):
+    """Density samples at the magnitudes of the real galaxies ``pair``, each redrawn (at most
+    :data:`SELECTION_ROUNDS` times) until its noisy stamp passes the cuts the real galaxies
+    passed, and its decoded border holds at most :data:`MAX_BORDER_SKY` of its flux (as
+    :meth:`VAEGalaxy.sample` draws them).
+
+    Returns the noisy stamps, their noise sigmas and a summary of the selection."""
+    n = len(pair)
+    out = [None] * n
+    tried = np.zeros(n, dtype=int)
+    passed_first = None
+    for _ in range(SELECTION_ROUNDS):
+        todo = np.array([j for j in range(n) if out[j] is None], dtype=int)
+        if not todo.size:
+            break
+        tried[todo] += 1
+        with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
+            warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
+            pop = m.sample_population(
+                len(todo), rng, sampling="density", magnitude=magnitudes(flux[pair[todo]])
+            )
+        imgs, ok = decode_like(pop["latent"], pair[todo], pop["pixel_scale"], guard=True)
+        drawn = todo[ok]
+        noisy_imgs = noisy(imgs, sig[pair[drawn]])
+        good, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], cuts)
+        if passed_first is None:  # how the first draws fared, cut by cut
+            passed_first = float(good.sum() / n)
+            first = {
+                "n": n,
+                "border_sky_redrawn": int(n - len(drawn)),
+                "below_min_snr": int((measured["snr"] < cuts.min_snr).sum()),
+                "width_out_of_range": int(
+                    (
+                        (measured["width_pix"] < cuts.min_width)
+                        | (measured["width_pix"] > cuts.max_width)
+                    ).sum()
+                ),
+                "below_min_nonuniformity": int(
+                    (measured["nonuniformity"] < cuts.min_nonuniformity).sum()
+                ),
+                "below_min_flux_fraction": int(
+                    (measured["flux_fraction"] < cuts.min_flux_fraction).sum()
+                ),
+            }
+        for j, a in zip(drawn[good], noisy_imgs[good]):
+            out[j] = a
+    keep = [j for j in range(n) if out[j] is not None]
+    size = imgs.shape[-1]
+    imgs = np.array([out[j] for j in keep]).reshape(-1, size, size)
+    return (
+        imgs,
+        sig[pair[keep]],
+        {
+            "rounds": SELECTION_ROUNDS,
+            "fraction_passing_first_draw": passed_first,
+            "first_draw": first,
+            "n_filled": len(keep),
+            "n_unfilled": n - len(keep),
+            "median_draws": float(np.median(tried)),
+        },
+    )
 
 
 def _markdown(res):
@@ -317,6 +420,25 @@ def _markdown(res):
     ]
     for p, w in res["statistics_closer_than_sersic"].items():
         lines.append(f"- {p}: {w}")
+    sel = res.get("density_selection")
+    if sel:
+        first = sel["first_draw"]
+        lines += [
+            "",
+            "The real galaxies are the stamps that passed the dataset's cuts (SNR, Width, "
+            "NonUniformity, flux in the stamp); at faint magnitudes these keep the compact "
+            "galaxies. `vae_density` samples are drawn at the magnitudes of the real galaxies "
+            "they are paired with and go through the same cuts, with the same added noise, each "
+            f"redrawn until it passes (at most {sel['rounds']} times; {sel['n_unfilled']} of "
+            f"{first['n']} never did), and through the sampling guard of `VAEGalaxy.sample`. "
+            f"Of the first draws {sel['fraction_passing_first_draw']:.0%} passed "
+            f"({first['below_min_snr']} below the SNR cut, {first['below_min_flux_fraction']} "
+            f"with too little flux in the stamp, {first['width_out_of_range']} outside the "
+            f"Width range, {first['border_sky_redrawn']} redrawn by the guard), where "
+            f"{sel['real_fraction_passing_near_these_magnitudes']:.0%} of the real galaxies "
+            "within 0.5 mag of the same magnitudes passed. `vae_density_unselected` are the "
+            "first draws, cuts and guard aside.",
+        ]
     lines += [
         "",
         "The sampling floor is the distance that sampling alone gives between the real galaxies "
