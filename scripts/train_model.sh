@@ -8,6 +8,8 @@
 # its last checkpoint, so rerunning continues an interrupted run. Settings (environment):
 #   MORPHOLOGY   simulator morphology, structured, deep or smooth     [structured]
 #   NSIM         training stamps simulated (per-galaxy scales)        [40000]
+#   FAINT_SIZE_SLOPE  simulate --faint-size-slope: dex per magnitude past F814W 23.5 by which
+#                dimmed galaxies are made smaller (scripts/calibrate_faint_sizes.py)   [0]
 #   SIM_SEED     their seed; HELDOUT_SEED the 1,200 held-out ones'    [2028; 778]
 #   SIM          the training set's file [WORKDIR/sim_struct40k.fits (deep: sim_deep40k.fits);
 #                with TARGET=truth _t.fits]
@@ -54,10 +56,12 @@ mkdir -p "$WORK"
 #    The noiseless truths are kept when training compares with them.
 [ -f "$SIM" ] || python3 -m galsim_vae simulate --n "$NSIM" --scale-mode fit \
     --morphology "$MORPHOLOGY" --seed "${SIM_SEED:-2028}" --out "$SIM" \
+    --faint-size-slope "${FAINT_SIZE_SLOPE:-0}" \
     --min-flux-fraction 0.9 --nproc "$NPROC" --quiet $([ "$TARGET" = truth ] || echo --no-truth)
 # 2. Held-out simulations (another seed, truths kept) for the floor and the Sersic comparison.
 [ -f "$HELDOUT" ] || python3 -m galsim_vae simulate --n 1200 --scale-mode fit \
     --morphology "$MORPHOLOGY" --seed "${HELDOUT_SEED:-778}" --out "$HELDOUT" \
+    --faint-size-slope "${FAINT_SIZE_SLOPE:-0}" \
     --min-flux-fraction 0.9 --nproc "$NPROC" --quiet --valid 0 --test 0
 # 3. The compact network, Gaussian likelihood with beta = 1 (the ELBO); resumes. A fine-tuning
 #    run copies its starting weights into the run folder first, so that replacing the shipped

@@ -194,12 +194,15 @@ def test_simulate_command(tmp_path, data_dir, real_dataset):
                 "0",
                 "--compare",
                 str(real_dataset),
+                "--faint-size-slope",
+                "0.05",
             ]
         )
         == 0
     )
     assert (tmp_path / "sim_vs_real.png").exists() and (tmp_path / "sim.png").exists()
-    assert read_dataset(out)[0].shape == (24, 64, 64)
+    images, _, _, header = read_dataset(out)
+    assert images.shape == (24, 64, 64) and header["FSLOPE"] == 0.05
 
 
 def test_fit_density_command(sim_dataset, tmp_path):

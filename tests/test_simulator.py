@@ -167,6 +167,32 @@ def test_deep_morphology_flattens_and_clumps_faint_disks(data_dir):
     assert s["image"].shape == (64, 64) and np.isfinite(s["image"]).all()
 
 
+def test_faint_size_slope_shrinks_only_galaxies_past_the_pivot(data_dir):
+    plain = sim_mod.COSMOSLikeSimulator(data_dir, morphology="deep")
+    slope = 0.076
+    calibrated = sim_mod.COSMOSLikeSimulator(data_dir, morphology="deep", faint_size_slope=slope)
+    assert plain.config()["faint_size_slope"] == 0
+    assert calibrated.config()["faint_size_slope"] == slope
+    past = 0
+    for i in range(300):
+        a = plain.draw_params(galsim.UniformDeviate(2000 + i))
+        b = calibrated.draw_params(galsim.UniformDeviate(2000 + i))
+        # No random draw of its own: everything but the sizes is the same galaxy.
+        assert {k: v for k, v in a.items() if not k.endswith("hlr")} == {
+            k: v for k, v in b.items() if not k.endswith("hlr")
+        }
+        mag = 25.94 - 2.5 * np.log10(a["flux_true"])
+        factor = 10 ** (-slope * max(mag - sim_mod.FAINT_SIZE_PIVOT, 0.0))
+        past += mag > sim_mod.FAINT_SIZE_PIVOT
+        # Late-type redraws take their sizes from the same scale: shrunk alike.
+        for k in ("disk_hlr", "bulge_hlr"):
+            assert b[k] == pytest.approx(factor * a[k], rel=1e-12), (k, mag)
+    assert past > 30
+    for bad in (-0.1, float("nan"), 2.0):
+        with pytest.raises(ValueError, match="faint_size_slope"):
+            sim_mod.COSMOSLikeSimulator(data_dir, faint_size_slope=bad)
+
+
 def test_spiral_disk_keeps_flux_and_profile_and_winds():
     hlr, gsp = 0.3, galsim.GSParams()
     flat = sim_mod._spiral_disk(hlr, 2.0, 2, 20.0, 0.0, 0.0, gsp)

@@ -93,12 +93,14 @@ def _cmd_simulate(a):
         scale_mode=a.scale_mode,
         fit_radius=a.fit_radius,
         morphology=a.morphology,
+        faint_size_slope=a.faint_size_slope,
     )
     dt = time.perf_counter() - t0
     meta = {
         "SEED": a.seed,
         "SCALEMOD": a.scale_mode,
         "MORPHOL": a.morphology,
+        "FSLOPE": a.faint_size_slope,
         "SIMTIME": round(dt, 2),
     }
     table = write_dataset(
@@ -220,6 +222,13 @@ def add_commands(sub):
         help="structured: arms, bars, lopsided disks, giant clumps, companions; deep: structured, "
         "with faint disks as flat and as clumpy as faint COSMOS galaxies; smooth: bulge + "
         "disk + knots (the v2 model's training set) [default: structured]",
+    )
+    s.add_argument(
+        "--faint-size-slope",
+        type=float,
+        default=0.0,
+        help="dex per magnitude past F814W 23.5 by which dimmed galaxies are made smaller "
+        "(scripts/calibrate_faint_sizes.py measures 0.076 on the real galaxies) [default: 0]",
     )
     s.add_argument(
         "--no-truth", action="store_true", help="do not store the noiseless stamps (TRUTH HDU)"

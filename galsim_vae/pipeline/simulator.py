@@ -433,6 +433,12 @@ def _noise_variances(data_dir):
     return np.concatenate(var)
 
 
+#: F814W magnitude where the shape and fit catalogs end: the simulator's galaxies past it are
+#: dimmed catalog galaxies, whose sizes :class:`COSMOSLikeSimulator`'s ``faint_size_slope``
+#: calibrates.
+FAINT_SIZE_PIVOT = 23.5
+
+
 class COSMOSLikeSimulator:
     """Draws COSMOS-like HST F814W stamps (see the module docstring for what goes in).
 
@@ -453,6 +459,12 @@ class COSMOSLikeSimulator:
         morphology: ``"structured"`` (arms, bars, lopsided disks, giant clumps and companions
             added, see :data:`STRUCTURE`) or ``"smooth"`` (bulge + disk + knots only; the
             training set of the v2 model). [default: "structured"]
+        faint_size_slope: dex per magnitude by which a galaxy dimmed past
+            :data:`FAINT_SIZE_PIVOT` (F814W 23.5, where the shape and fit catalogs end) is made
+            smaller than the r ~ L^0.25 of the dimming gives, for the part of its magnitude past
+            the pivot: its sizes times ``10**(-faint_size_slope * (mag - 23.5))``. 0 leaves
+            them as they were; ``scripts/calibrate_faint_sizes.py`` measures it on the real
+            btk100 galaxies (0.076, docs/data.md). [default: 0]
     """
 
     def __init__(
@@ -468,8 +480,13 @@ class COSMOSLikeSimulator:
         scale_mode="fixed",
         fit_radius=4.5,
         morphology="structured",
+        faint_size_slope=0.0,
     ):
         check_stamp_geometry(stamp_size, pixel_scale, scale_mode)
+        if not (np.isfinite(faint_size_slope) and 0 <= faint_size_slope <= 1):
+            raise GalSimRangeError(
+                "faint_size_slope must be in [0, 1] dex per magnitude", faint_size_slope, 0, 1
+            )
         if morphology not in MORPHOLOGIES:
             raise GalSimValueError("Unknown morphology", morphology, MORPHOLOGIES)
         self._faint = None
@@ -489,6 +506,7 @@ class COSMOSLikeSimulator:
         self.scale_mode = scale_mode
         self.fit_radius = float(fit_radius)
         self.morphology = morphology
+        self.faint_size_slope = float(faint_size_slope)
         self.fits = _fit_rows(self.data_dir)
         bt = self.fits[:, 4] / (self.fits[:, 0] + self.fits[:, 4])
         self._disk_rows = np.flatnonzero(bt < STRUCTURE["max_bulge_fraction"])
@@ -516,6 +534,8 @@ class COSMOSLikeSimulator:
             "scale_mode": self.scale_mode,
             "fit_radius": self.fit_radius,
             "morphology": self.morphology,
+            "faint_size_slope": self.faint_size_slope,
+            "faint_size_pivot": FAINT_SIZE_PIVOT,
             "n_fit_rows": len(self.fits),
             "n_psfs": len(self.psfs),
             **(
@@ -535,9 +555,14 @@ class COSMOSLikeSimulator:
         fd, hd, qd, pd, fb, hb, qb, pb = row
         rot = ud() * np.pi
         dim = self.max_dimming * ud() if ud() < self.faint_fraction else 0.0
-        # Fainter galaxies are smaller: sizes follow r ~ L^0.25 under the dimming.
+        # Fainter galaxies are smaller: sizes follow r ~ L^0.25 under the dimming, and past the
+        # catalogs' F814W 23.5 by faint_size_slope more (no random draw: the other parameters of
+        # a seed are the same whatever the slope).
         scale = np.exp(self.size_scatter * gd()) * 10 ** (-0.1 * dim)
         total = (fd + fb) * 10 ** (-0.4 * dim)
+        if self.faint_size_slope > 0 and total > 0:
+            past = F814W_ZEROPOINT - 2.5 * np.log10(total) - FAINT_SIZE_PIVOT
+            scale *= 10 ** (-self.faint_size_slope * max(past, 0.0))
         p = {
             "flux_true": float(total),
             **_bulge_disk(row, rot, scale),

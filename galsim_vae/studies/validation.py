@@ -1,7 +1,7 @@
 """Are generated galaxies real enough? Statistics of real, VAE and parametric galaxies compared.
 
-On the same footing (HST 0.03"/px stamps, the real stamp's PSF content, and Gaussian noise at each
-real stamp's measured noise level), five populations are measured:
+On the same footing (HST 0.03"/px stamps, the real stamp's PSF content, and COSMOS correlated noise
+at each real stamp's catalog noise level), these populations are measured:
 
 - ``real``: the real stamps that pass the cuts (held out: never trained on);
 - ``vae_recon``: VAE reconstructions of them (plus noise);
@@ -160,13 +160,28 @@ def validate(
     rng = np.random.default_rng(seed)
     n = len(x) if n_samples is None else int(n_samples)
 
-    def noisy(imgs, sigmas):
-        return imgs + rng.normal(size=imgs.shape) * np.asarray(sigmas)[:, None, None]
+    # Every generated stamp gets the noise its paired real stamp has: COSMOS correlated noise
+    # (the real stamps' noise correlation function) at the real galaxy's catalog noise variance,
+    # as the simulator adds it (the border estimate of correlated noise reads low); white noise at
+    # the measured sigma where there is no correlation file.
+    noise_sigma = sig.copy()
+    if "catalog_noise_variance" in t.colnames:
+        v = np.asarray(t["catalog_noise_variance"], dtype=float)
+        noise_sigma = np.where(np.isfinite(v) & (v > 0), np.sqrt(np.abs(v)), sig)
+    cosmos_noise = _cosmos_noise(seed + 7)
+    noise_kind = "COSMOS correlated" if cosmos_noise is not None else "white"
+
+    def noisy(imgs, idx):
+        # imgs plus the noise of the real stamps idx
+        s_ = noise_sigma[np.asarray(idx, dtype=int)]
+        if cosmos_noise is None:
+            return imgs + rng.normal(size=imgs.shape) * s_[:, None, None]
+        return _add_noise(imgs, s_, scale, cosmos_noise)
 
     pops = {"real": (x, sig)}
     enc = m.encode(x)
     rec = m.reconstruct(x)
-    pops["vae_recon"] = (noisy(rec, sig), sig)
+    pops["vae_recon"] = (noisy(rec, np.arange(len(x))), sig)
     try:
         am = m.attributes
     except GalSimValueError:
@@ -217,7 +232,7 @@ def validate(
             pop = m.sample_population(n, sample_rng, sampling=mode, **kw)
         imgs, ok = decode_like(pop["latent"], pair, pop["pixel_scale"])
         name = f"vae_{mode}" if not joint else "vae_density_unselected"
-        pops[name] = (noisy(imgs, sig[pair][ok]), sig[pair][ok])
+        pops[name] = (noisy(imgs, pair[ok]), sig[pair][ok])
         undrawable[name] = int((~ok).sum())
         if joint:
             # The real galaxies are those that passed the cuts; at faint magnitudes that keeps
@@ -237,7 +252,7 @@ def validate(
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
-    pops["sersic"] = (noisy(np.array([f.model for f in fits]), sig), sig)
+    pops["sersic"] = (noisy(np.array([f.model for f in fits]), np.arange(len(x))), sig)
     if am is not None:
         own = np.asarray(t["pixel_scale"], dtype=float) if am.scale_model else None
         est = am.estimate(enc["mu"], own)
@@ -252,7 +267,7 @@ def validate(
         # depend on orientation; the pictures would show them all along x).
         turn = rng.uniform(0, 360, len(x))
         imgs, ok = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"], turn)
-        pops["vae_attributes"] = (noisy(imgs, sig[ok]), sig[ok])
+        pops["vae_attributes"] = (noisy(imgs, np.flatnonzero(ok)), sig[ok])
         undrawable["vae_attributes"] = int((~ok).sum())
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
     dist = {
@@ -300,6 +315,7 @@ def validate(
         "statistics_closer_than_sersic": wins,
         "n_undrawable": undrawable,
         "density_selection": selection,
+        "added_noise": noise_kind,
         "n_statistics": len(STATISTICS),
         "medians": {p: {k: _median(v) for k, v in s.items()} for p, s in stats.items()},
     }
@@ -348,7 +364,7 @@ def _selected_samples(m, pair, sig, flux, cuts, decode_like, noisy, rng):
             )
         imgs, ok = decode_like(pop["latent"], pair[todo], pop["pixel_scale"], guard=True)
         drawn = todo[ok]
-        noisy_imgs = noisy(imgs, sig[pair[drawn]])
+        noisy_imgs = noisy(imgs, pair[drawn])
         good, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], cuts)
         if passed_first is None:  # how the first draws fared, cut by cut
             passed_first = float(good.sum() / n)
@@ -459,9 +475,16 @@ def _markdown(res):
         "",
         "![galaxies](validation_galaxies.png)",
         "",
-        "Caveat: the noise added to the VAE and Sersic images is white, at each real "
-        "stamp's measured sigma, while the real COSMOS noise is correlated; asymmetry and "
-        "smoothness are the statistics most sensitive to that difference.",
+        (
+            "The noise added to the VAE and Sersic images is COSMOS correlated noise (the real "
+            "stamps' noise correlation function) at each paired real galaxy's catalog noise "
+            "variance, as the simulator adds it, so every population has the real stamps' noise."
+            if res.get("added_noise", "white") != "white"
+            else "Caveat: the noise added to the VAE and Sersic images is white, at each real "
+            "stamp's measured sigma (no COSMOS noise correlation file was found), while the "
+            "real COSMOS noise is correlated; asymmetry and smoothness are the statistics most "
+            "sensitive to that difference."
+        ),
         "",
     ]
     if "loss_comparison" in res:
@@ -488,7 +511,12 @@ def _simulator_settings(sim_dataset):
     from astropy.io import fits
 
     h = fits.getheader(sim_dataset, 0)
-    keys = (("MORPHOL", "morphology"), ("SCALEMOD", "scale_mode"), ("SEED", "seed"))
+    keys = (
+        ("MORPHOL", "morphology"),
+        ("FSLOPE", "faint_size_slope"),
+        ("SCALEMOD", "scale_mode"),
+        ("SEED", "seed"),
+    )
     got = [f"{name}={h[k]}" for k, name in keys if k in h]
     if got and "MORPHOL" not in h:  # written before the structured simulator
         got.insert(0, "morphology=smooth")
@@ -513,22 +541,37 @@ def _check_same_selection(real_dataset, sim_dataset):
         )
 
 
-def _cosmos_noisy(images, sigmas, scale, seed):
-    """``images`` plus COSMOS correlated noise (the real stamps' noise correlation function) at
-    each stamp's ``sigma``, as the simulator adds it."""
+def _cosmos_noise(seed, required=False):
+    """COSMOS correlated noise (``galsim.getCOSMOSNoise`` of the real stamps' noise correlation
+    function in the shared data), seeded by ``seed``; None where the file is missing, unless
+    ``required``."""
     from ..pipeline.simulator import find_shared_data
 
-    cf = find_shared_data() / "cosmos_btk100" / "acs_I_unrot_sci_20_cf.fits"
-    if not cf.is_file():
-        raise GalSimValueError("COSMOS noise correlation file not found", str(cf))
-    rng = as_deviate(int(seed))
-    noise = galsim.getCOSMOSNoise(file_name=str(cf), rng=rng, cosmos_scale=0.03)
+    try:
+        cf = find_shared_data() / "cosmos_btk100" / "acs_I_unrot_sci_20_cf.fits"
+    except GalSimValueError:
+        cf = None
+    if cf is None or not cf.is_file():
+        if required:
+            raise GalSimValueError("COSMOS noise correlation file not found", str(cf))
+        return None
+    return galsim.getCOSMOSNoise(file_name=str(cf), rng=as_deviate(int(seed)), cosmos_scale=0.03)
+
+
+def _add_noise(images, sigmas, scale, noise):
+    """``images`` plus ``noise`` at each stamp's ``sigma`` (its variance ``sigma**2``)."""
     out = []
     for a, s_ in zip(images, sigmas):
         im = galsim.Image(np.array(a, dtype=float), scale=scale)
         im.addNoise(noise.withVariance(float(s_) ** 2))
         out.append(im.array)
-    return np.array(out)
+    return np.array(out).reshape(np.shape(images))
+
+
+def _cosmos_noisy(images, sigmas, scale, seed):
+    """``images`` plus COSMOS correlated noise (the real stamps' noise correlation function) at
+    each stamp's ``sigma``, as the simulator adds it."""
+    return _add_noise(images, sigmas, scale, _cosmos_noise(seed, required=True))
 
 
 def sampling_floor(values, n_a, n_b, *, n_boot=200, seed=0):
