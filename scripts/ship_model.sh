@@ -54,5 +54,5 @@ python3 -m galsim_vae draw --out "$WORK/draw_default" \
 cp "$WORK/draw_default/scene.png" "$WORK/draw_default/gallery.png" \
     "$WORK/draw_default/scene_vs_real.png" "$WORK/draw_default/gallery_real.png" docs/figures/
 # 5. The validation report against the real galaxies.
-python3 -m galsim_vae validate "$WORK/real_btk100.fits" --out docs/validation \
+python3 -m galsim_vae validate "$WORK/real_btk100.fits" --out docs/validation --n-samples 212 \
     --loss-summary docs/runs/loss_comparison_summary.json --overwrite
