@@ -35,12 +35,18 @@ def intrinsic(w, w_psf):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("real")
-    ap.add_argument("simulated", help="a simulated dataset in fixed 0.03\"/px mode")
+    ap.add_argument("simulated", help='a simulated dataset in fixed 0.03"/px mode')
     ap.add_argument("--seed", type=int, default=0, help="of the split of the real galaxies")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     _, rt, rpsf, _ = read_dataset(a.real)
-    _, st, _, _ = read_dataset(a.simulated)
+    _, st, _, sh = read_dataset(a.simulated)
+    if float(sh.get("FSLOPE", 0.0)) != 0.0:
+        ap.error(
+            f"{a.simulated} was simulated with --faint-size-slope {sh['FSLOPE']}: give one without"
+        )
+    if str(sh.get("SCALEMOD", "fixed")) != "fixed":
+        ap.error(f'{a.simulated} has per-galaxy pixel scales: give a fixed 0.03"/px set')
     scale = float(np.median(rt["pixel_scale"]))
     w_psf = float(np.median([gaussian_width(p)[0] for p in rpsf])) * scale
     rm, rw = magnitudes(rt["flux_total"]), np.asarray(rt["width_arcsec"], dtype=float)

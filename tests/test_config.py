@@ -364,7 +364,7 @@ def test_demo10_port_changes_only_the_galaxy_block(tmp_path, btk_dir):
 
 
 @pytest.mark.skipif(GALSIM is None, reason="the galsim executable is not on PATH")
-def test_demo11_port_changes_only_the_galaxy_block(tmp_path, data_dir):
+def test_demo11_port_runs_through_the_executable(tmp_path, data_dir):
     """GalSim's demo11 with VAEGalaxy for COSMOSGalaxy, run by the executable on a 256 x 256
     field of 6 galaxies on two processes. Its SDSS PSF image and tabulated power spectrum are
     not here: a Moffat PSF and an analytic spectrum stand in; the COSMOS example catalog (the

@@ -182,9 +182,7 @@ def _alive(pid):
         return False
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's"
-)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to see the worker")
 def test_pool_workers_end_with_a_killed_parent(tmp_path):
     # A run killed with kill -9 while its workers are busy: the workers end with it, instead of
     # finishing their chunk (here a 120 s sleep) as orphans.

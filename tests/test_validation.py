@@ -259,3 +259,65 @@ def test_samples_pass_the_real_cuts_only_when_they_would_as_real_stamps():
     ok, measured = _passing(noisy, clean, [g.flux for g in gals], QualityCuts())
     assert ok.tolist() == [True, False, False]
     assert measured["snr"][1] < 8 and measured["flux_fraction"][2] < 0.95
+
+
+def test_selected_samples_stay_with_their_pairs(monkeypatch):
+    # The bookkeeping of validate's selection, on stubs whose stamps carry the index of the real
+    # galaxy they are paired with: every sample drawn at its pair's magnitude, given its pair's
+    # noise and flux, redrawn until it passes, and returned in its pair's slot.
+    from galsim_vae.pipeline.metrics import QualityCuts
+    from galsim_vae.studies import validation as v
+
+    pair = np.array([0, 1, 2, 1, 0, 2, 0])
+    sig = np.array([10.0, 20.0, 30.0])
+    flux = np.array([100.0, 10.0, 1.0])
+    rounds = []
+
+    class Model:
+        def sample_population(self, n, rng, *, sampling, magnitude):
+            assert sampling == "density"
+            return {"latent": np.asarray(magnitude)[:, None], "pixel_scale": np.ones(n)}
+
+    def decode(z, idx, ps):
+        rounds.append(list(idx))
+        np.testing.assert_allclose(z[:, 0], v.magnitudes(flux[idx]))  # drawn at its magnitude
+        ok = ~((idx == 2) & (len(rounds) == 1))  # pair 2's first draws cannot be drawn
+        sky = np.where((idx[ok] == 1) & (len(rounds) == 1), 0.5, 0.0)  # pair 1's: a floor
+        return np.array([np.full((64, 64), float(i)) for i in idx[ok]]), ok, sky
+
+    def noisy(imgs, idx):
+        assert np.all(imgs[:, 0, 0] == idx)
+        return imgs + 1000.0
+
+    def passing(noisy_imgs, clean, fl, cuts):
+        idx = (noisy_imgs[:, 0, 0] - 1000).astype(int)
+        np.testing.assert_allclose(fl, flux[idx])
+        n = len(idx)
+        table = {
+            # pair 0 fails the SNR cut in its first two rounds; pair 2 never has its flux
+            "snr": np.where((idx == 0) & (len(rounds) <= 2), 1.0, 20.0),
+            "width_pix": np.full(n, 3.0),
+            "nonuniformity": np.full(n, 5.0),
+            "flux_fraction": np.where(idx == 2, 0.5, 1.0),
+        }
+        return cuts.passes(table), table
+
+    monkeypatch.setattr(v, "_passing", passing)
+    first_pop = Model().sample_population(
+        len(pair), None, sampling="density", magnitude=v.magnitudes(flux[pair])
+    )
+    first, (imgs, sigmas), sel = v._selected_samples(
+        Model(), pair, sig, flux, QualityCuts(), decode, noisy, None, first_pop
+    )
+    # The first draws, cuts and guard aside: every drawable one, with its pair's noise sigma.
+    drawn = pair[pair != 2]
+    assert np.all(first[0][:, 0, 0] - 1000 == drawn) and np.all(first[1] == sig[drawn])
+    assert sel["first_draw"]["undrawable"] == 2 and sel["first_draw"]["redrawn_by_guard"] == 2
+    assert sel["first_draw"]["below_min_snr"] == 3 and sel["first_draw"]["passing"] == 0
+    # Pair 2 never passes: its slots stay empty; the others are filled in their slots' order.
+    kept = pair[pair != 2]
+    assert sel["n_filled"] == 5 and sel["n_unfilled"] == 2
+    assert np.all(imgs[:, 0, 0] - 1000 == kept) and np.all(sigmas == sig[kept])
+    assert rounds[1] == [0, 1, 2, 1, 0, 2, 0] and rounds[2] == [0, 2, 0, 2, 0]
+    assert len(rounds) == v.SELECTION_ROUNDS
+    assert sel["median_magnitude_filled"] < sel["median_magnitude_paired"]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing as mp
 import os
-import signal
-import sys
+import threading
+import time
 
 from tqdm.auto import tqdm
 
@@ -38,25 +37,28 @@ def _call(chunk):
     return [func(i) for i in chunk]
 
 
-#: Linux's ``prctl`` option that sets the signal a process gets when its parent dies.
-_PR_SET_PDEATHSIG = 1
+#: Seconds between a pool worker's checks that the process that started it is still there.
+PARENT_POLL = 0.5
+
+
+def _watch_parent(parent):
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)  # the parent is gone: nobody will take this worker's results
 
 
 def _die_with_parent(parent):
-    """On Linux, have the kernel send this worker SIGTERM when the process that started it dies.
+    """End this worker within :data:`PARENT_POLL` seconds of the death of the process that
+    started it (a daemon thread watches ``os.getppid()``).
 
     A pool worker otherwise notices a killed parent only when it next asks for work, so a
-    ``kill -9`` of a long run left its workers drawing their current chunk for ~20 s more.
-    Elsewhere (or without a C library to ask) the workers keep that behaviour."""
-    if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - no usable libc
-        return
-    if os.getppid() != parent:  # the parent died before the request was made
+    ``kill -9`` of a long run left its workers drawing their current chunk for ~20 s more. A
+    thread rather than Linux's parent-death signal, which follows the thread that made the
+    worker (a pool's replacement workers are made by its handler thread) and exists only on
+    Linux."""
+    if os.getppid() != parent:  # the parent died before the worker got here
         os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def _start_worker(parent, initializer, initargs):
@@ -71,8 +73,8 @@ def spawn_pool(nproc, initializer=None, initargs=(), **kwargs):
     "spawn", not "fork": GalSim and torch start OpenMP threads, and a process forked after that can
     deadlock. (Scripts using it need the usual ``if __name__ == "__main__":`` guard.) One thread
     per worker: with OpenMP's default of one thread per core in every worker, the processes fight
-    over the cores and the pool is slower than one process. On Linux the workers end with the
-    process that made the pool (:func:`_die_with_parent`): a killed run leaves none behind.
+    over the cores and the pool is slower than one process. The workers end with the process
+    that made the pool (:func:`_die_with_parent`): a killed run leaves none behind.
     """
     ctx = mp.get_context("spawn")
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}

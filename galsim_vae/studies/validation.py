@@ -159,16 +159,18 @@ def validate(
     scale = float(np.median(t["pixel_scale"]))
     rng = np.random.default_rng(seed)
     n = len(x) if n_samples is None else int(n_samples)
+    if n < 1:
+        raise GalSimValueError("n_samples must be at least 1", n_samples)
 
     # Every generated stamp gets the noise its paired real stamp has: COSMOS correlated noise
     # (the real stamps' noise correlation function) at the real galaxy's catalog noise variance,
     # as the simulator adds it (the border estimate of correlated noise reads low); white noise at
     # the measured sigma where there is no correlation file.
+    cosmos_noise = _cosmos_noise(seed + 7)
     noise_sigma = sig.copy()
-    if "catalog_noise_variance" in t.colnames:
+    if cosmos_noise is not None and "catalog_noise_variance" in t.colnames:
         v = np.asarray(t["catalog_noise_variance"], dtype=float)
         noise_sigma = np.where(np.isfinite(v) & (v > 0), np.sqrt(np.abs(v)), sig)
-    cosmos_noise = _cosmos_noise(seed + 7)
     noise_kind = "COSMOS correlated" if cosmos_noise is not None else "white"
 
     def noisy(imgs, idx):
@@ -187,32 +189,38 @@ def validate(
     except GalSimValueError:
         am = None
 
-    def decode_like(z, idx, pixel_scale=None, angles=None, guard=False):
-        # Latents decoded with the flux scale of real stamps idx, their sky removed as
-        # VAEGalaxy removes it (a flux model's decoded sky is zero already). A flux model's
-        # galaxies at their own pixel scales are drawn onto the real stamps' pixels, as a
-        # real galaxy of that size is in its stamp.
-        # Returns the images and which latents gave one: a flux model's latent that decodes to
-        # no positive flux (from the prior's or the density's tails) cannot be drawn, and is
-        # counted instead.
+    # A sampled galaxy is a whole galaxy: it gets the total flux of the real galaxy it is paired
+    # with (its stamp then holds what fits, as a real stamp does).
+    total_flux = (
+        np.asarray(t["flux_total"], dtype=float) if "flux_total" in t.colnames else enc["flux"]
+    )
+
+    def decode_like(z, idx, pixel_scale=None, angles=None, flux=None):
+        # Latents decoded with the flux of real stamps idx (``flux``, else their encoded flux),
+        # their sky removed as VAEGalaxy removes it (a flux model's decoded sky is zero
+        # already). A flux model's galaxies at their own pixel scales are drawn onto the real
+        # stamps' pixels, as a real galaxy of that size is in its stamp.
+        # Returns the images, which latents gave one (a flux model's latent that decodes to no
+        # positive flux, from the prior's or the density's tails, cannot be drawn, and is counted
+        # instead) and the drawn ones' border sky (VAEGalaxy.border_sky; 0 for other models).
         if m.representation == "flux":
             gals = VAEGalaxy.from_latents(
                 z,
                 m,
-                flux=enc["flux"][idx],
+                flux=(enc["flux"] if flux is None else flux)[idx],
                 pixel_scale=pixel_scale if pixel_scale is not None else m.pixel_scale,
             )
             ok = np.array([g._drawable for g in gals], dtype=bool)
-            if guard:  # as VAEGalaxy.sample draws them: a stamp border with a floor is redrawn
-                ok &= np.array([abs(g.border_sky) <= MAX_BORDER_SKY for g in gals], dtype=bool)
+            sky = np.array([g.border_sky for g, k in zip(gals, ok) if k], dtype=float)
             if angles is not None:  # the attribute model's galaxies lie along x: turned at random
                 gals = [g.rotate(a * galsim.degrees) for g, a in zip(gals, angles)]
             size = x.shape[-1]
             kw = dict(nx=size, ny=size, scale=scale, method="no_pixel", use_true_center=False)
             imgs = np.array([g.drawImage(**kw).array for g, k in zip(gals, ok) if k])
-            return imgs.reshape(-1, size, size), ok
+            return imgs.reshape(-1, size, size), ok, sky
         lo, hi = enc["norm_min"][idx], enc["norm_max"][idx]
-        return m.decode_flux(z, *m.sky_free_constants(z, lo, hi)), np.ones(len(z), dtype=bool)
+        imgs = m.decode_flux(z, *m.sky_free_constants(z, lo, hi))
+        return imgs, np.ones(len(z), dtype=bool), np.zeros(len(z))
 
     pair = rng.integers(0, len(x), n)
     undrawable = {}
@@ -225,30 +233,47 @@ def validate(
         if joint:
             # Drawn at the magnitude of the real galaxy whose flux and noise they are given:
             # sizes and shapes go with that flux.
-            kw["magnitude"] = magnitudes(enc["flux"][pair])
+            kw["magnitude"] = magnitudes(total_flux[pair])
         sample_rng = galsim.BaseDeviate(seed + 1)
         with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
             warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
             pop = m.sample_population(n, sample_rng, sampling=mode, **kw)
-        imgs, ok = decode_like(pop["latent"], pair, pop["pixel_scale"])
-        name = f"vae_{mode}" if not joint else "vae_density_unselected"
-        pops[name] = (noisy(imgs, pair[ok]), sig[pair][ok])
-        undrawable[name] = int((~ok).sum())
-        if joint:
-            # The real galaxies are those that passed the cuts; at faint magnitudes that keeps
-            # the compact ones. Samples drawn at their magnitudes go through the same cuts.
-            imgs, sigmas, selection = _selected_samples(
-                m, pair, sig, enc["flux"], cuts, decode_like, noisy, sample_rng
-            )
-            pops["vae_density"] = (imgs, sigmas)
-            # For comparison, how often real galaxies of those magnitudes (within 0.5 mag of
-            # each paired one, in the whole real dataset) passed the same cuts.
-            mag_all = magnitudes(table["flux"])
-            passes_all = np.asarray(table["passes"], dtype=bool)
-            near = np.abs(mag_all[None, :] - magnitudes(enc["flux"][pair])[:, None]) < 0.5
-            selection["real_fraction_passing_near_these_magnitudes"] = float(
-                np.mean([passes_all[row].mean() for row in near if row.any()])
-            )
+        if not joint:
+            imgs, ok, _ = decode_like(pop["latent"], pair, pop["pixel_scale"], flux=total_flux)
+            pops[f"vae_{mode}"] = (noisy(imgs, pair[ok]), sig[pair][ok])
+            undrawable[f"vae_{mode}"] = int((~ok).sum())
+            continue
+        # The real galaxies are those that passed the cuts; at faint magnitudes that keeps the
+        # compact ones. Samples drawn at their magnitudes go through the same cuts, each redrawn
+        # until it passes; the first draws, cuts aside, are kept as vae_density_unselected.
+        first, selected, selection = _selected_samples(
+            m,
+            pair,
+            sig,
+            total_flux,
+            cuts,
+            lambda z, idx, ps: decode_like(z, idx, ps, flux=total_flux),
+            noisy,
+            sample_rng,
+            pop,
+        )
+        pops["vae_density_unselected"] = first
+        pops["vae_density"] = selected
+        undrawable["vae_density_unselected"] = selection["first_draw"]["undrawable"]
+        # For comparison, how often real galaxies of those magnitudes (within 0.5 mag of each
+        # paired one, in the whole real dataset) passed the same cuts.
+        mag_all = magnitudes(
+            table["flux_total"] if "flux_total" in table.colnames else table["flux"]
+        )
+        passes_all = np.asarray(table["passes"], dtype=bool)
+        near = np.abs(mag_all[None, :] - magnitudes(total_flux[pair])[:, None]) < 0.5
+        frac = [passes_all[row].mean() for row in near if row.any()]
+        selection["real_fraction_passing_near_these_magnitudes"] = (
+            float(np.mean(frac)) if frac else None
+        )
+        selection["density_fitted_on"] = {
+            k: m.density.meta.get(k) for k in ("dataset", "split", "with_low_snr")
+        }
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
@@ -266,7 +291,7 @@ def validate(
         # Turned by random angles as VAEGalaxy.from_attributes turns them (the statistics do not
         # depend on orientation; the pictures would show them all along x).
         turn = rng.uniform(0, 360, len(x))
-        imgs, ok = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"], turn)
+        imgs, ok, _ = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"], turn)
         pops["vae_attributes"] = (noisy(imgs, np.flatnonzero(ok)), sig[ok])
         undrawable["vae_attributes"] = int((~ok).sum())
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
@@ -341,36 +366,49 @@ def _passing(noisy_imgs, clean_imgs, flux, cuts):
     return cuts.passes(table), table
 
 
-def _selected_samples(m, pair, sig, flux, cuts, decode_like, noisy, rng):
-    """Density samples at the magnitudes of the real galaxies ``pair``, each redrawn (at most
-    :data:`SELECTION_ROUNDS` times) until its noisy stamp passes the cuts the real galaxies
-    passed, and its decoded border holds at most :data:`MAX_BORDER_SKY` of its flux (as
-    :meth:`VAEGalaxy.sample` draws them).
+def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
+    """Density samples at the magnitudes of the real galaxies ``pair`` (the first draws
+    ``first_pop``), each redrawn (at most :data:`SELECTION_ROUNDS` times) until its noisy stamp
+    passes the cuts the real galaxies passed and its decoded border holds at most
+    :data:`MAX_BORDER_SKY` of its flux (as :meth:`VAEGalaxy.sample` draws them).
 
-    Returns the noisy stamps, their noise sigmas and a summary of the selection."""
+    ``decode(latents, pair_indices, pixel_scales)`` gives the drawn stamps, which latents could
+    be drawn and their border sky; ``noisy(stamps, pair_indices)`` adds the paired real stamps'
+    noise.
+
+    Returns the first draws (noisy stamps and noise sigmas, cuts and guard aside), the selected
+    ones, and a summary of the selection."""
     n = len(pair)
     out = [None] * n
     tried = np.zeros(n, dtype=int)
-    passed_first = None
-    for _ in range(SELECTION_ROUNDS):
+    first = summary = None
+    for k in range(SELECTION_ROUNDS):
         todo = np.array([j for j in range(n) if out[j] is None], dtype=int)
         if not todo.size:
             break
         tried[todo] += 1
-        with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
-            warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
-            pop = m.sample_population(
-                len(todo), rng, sampling="density", magnitude=magnitudes(flux[pair[todo]])
-            )
-        imgs, ok = decode_like(pop["latent"], pair[todo], pop["pixel_scale"], guard=True)
+        if k == 0:
+            pop = first_pop
+        else:
+            with warnings.catch_warnings():  # a real galaxy fainter than any training stamp
+                warnings.filterwarnings("ignore", "log10_flux values lie outside", GalSimWarning)
+                pop = m.sample_population(
+                    len(todo), rng, sampling="density", magnitude=magnitudes(flux[pair[todo]])
+                )
+        imgs, ok, sky = decode(pop["latent"], pair[todo], pop["pixel_scale"])
         drawn = todo[ok]
         noisy_imgs = noisy(imgs, pair[drawn])
-        good, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], cuts)
-        if passed_first is None:  # how the first draws fared, cut by cut
-            passed_first = float(good.sum() / n)
-            first = {
+        passed, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], cuts)
+        guarded = np.abs(sky) <= MAX_BORDER_SKY
+        good = passed & guarded
+        if k == 0:  # the first draws, and how they fared cut by cut
+            first = (noisy_imgs, sig[pair[drawn]])
+            mag = magnitudes(flux[pair])
+            summary = {
                 "n": n,
-                "border_sky_redrawn": int(n - len(drawn)),
+                "undrawable": int(n - len(drawn)),
+                "passing": float(good.sum() / n),
+                "redrawn_by_guard": int((~guarded).sum()),
                 "below_min_snr": int((measured["snr"] < cuts.min_snr).sum()),
                 "width_out_of_range": int(
                     (
@@ -387,19 +425,23 @@ def _selected_samples(m, pair, sig, flux, cuts, decode_like, noisy, rng):
             }
         for j, a in zip(drawn[good], noisy_imgs[good]):
             out[j] = a
-    keep = [j for j in range(n) if out[j] is not None]
-    size = imgs.shape[-1]
+    keep = np.array([j for j in range(n) if out[j] is not None], dtype=int)
+    size = first[0].shape[-1]
     imgs = np.array([out[j] for j in keep]).reshape(-1, size, size)
+    # Pairs that never passed are dropped: the faintest, mostly; the magnitudes say by how much.
+    filled_mag = float(np.median(mag[keep])) if keep.size else None
     return (
-        imgs,
-        sig[pair[keep]],
+        first,
+        (imgs, sig[pair[keep]]),
         {
             "rounds": SELECTION_ROUNDS,
-            "fraction_passing_first_draw": passed_first,
-            "first_draw": first,
-            "n_filled": len(keep),
-            "n_unfilled": n - len(keep),
+            "fraction_passing_first_draw": summary["passing"],
+            "first_draw": summary,
+            "n_filled": int(keep.size),
+            "n_unfilled": int(n - keep.size),
             "median_draws": float(np.median(tried)),
+            "median_magnitude_paired": float(np.nanmedian(mag)),
+            "median_magnitude_filled": filled_mag,
         },
     )
 
@@ -439,21 +481,29 @@ def _markdown(res):
     sel = res.get("density_selection")
     if sel:
         first = sel["first_draw"]
+        real_frac = sel.get("real_fraction_passing_near_these_magnitudes")
         lines += [
             "",
             "The real galaxies are the stamps that passed the dataset's cuts (SNR, Width, "
             "NonUniformity, flux in the stamp); at faint magnitudes these keep the compact "
-            "galaxies. `vae_density` samples are drawn at the magnitudes of the real galaxies "
-            "they are paired with and go through the same cuts, with the same added noise, each "
-            f"redrawn until it passes (at most {sel['rounds']} times; {sel['n_unfilled']} of "
-            f"{first['n']} never did), and through the sampling guard of `VAEGalaxy.sample`. "
+            "galaxies. `vae_density` samples are drawn at the magnitudes (total fluxes) of the "
+            "real galaxies they are paired with and go through the same cuts, with the same "
+            "added noise, and through the sampling guard of `VAEGalaxy.sample`, each redrawn "
+            f"until it passes (at most {sel['rounds']} times; {sel['n_unfilled']} of "
+            f"{first['n']} never did, which moves the median paired magnitude from "
+            f"{sel['median_magnitude_paired']:.2f} to "
+            f"{sel['median_magnitude_filled'] or float('nan'):.2f}). "
             f"Of the first draws {sel['fraction_passing_first_draw']:.0%} passed "
             f"({first['below_min_snr']} below the SNR cut, {first['below_min_flux_fraction']} "
             f"with too little flux in the stamp, {first['width_out_of_range']} outside the "
-            f"Width range, {first['border_sky_redrawn']} redrawn by the guard), where "
-            f"{sel['real_fraction_passing_near_these_magnitudes']:.0%} of the real galaxies "
-            "within 0.5 mag of the same magnitudes passed. `vae_density_unselected` are the "
-            "first draws, cuts and guard aside.",
+            f"Width range, {first['redrawn_by_guard']} redrawn by the guard)"
+            + (
+                f", where {real_frac:.0%} of the real galaxies within 0.5 mag of the same "
+                "magnitudes passed"
+                if real_frac is not None
+                else ""
+            )
+            + ". `vae_density_unselected` are those first draws, cuts and guard aside.",
         ]
     lines += [
         "",
