@@ -31,3 +31,11 @@ done
 python3 -m galsim_vae validate "$WORK/real_btk100.fits" \
     --simulated "$WORK/cmp_deep_fixed8k_s556.fits" \
     --out docs/validation/simulator_deep_seed556 --overwrite
+# The deep simulator with its faint galaxies' sizes calibrated on the real galaxies
+# (--faint-size-slope 0.076, scripts/calibrate_faint_sizes.py against the seed-555 set): seed 556.
+[ -f "$WORK/cmp_deepfs_fixed8k_s556.fits" ] || python3 -m galsim_vae simulate --n 8000 \
+    --scale-mode fixed --morphology deep --faint-size-slope 0.076 --seed 556 \
+    --out "$WORK/cmp_deepfs_fixed8k_s556.fits" --valid 0 --test 0 --no-truth --nproc "$NPROC" --quiet
+python3 -m galsim_vae validate "$WORK/real_btk100.fits" \
+    --simulated "$WORK/cmp_deepfs_fixed8k_s556.fits" \
+    --out docs/validation/simulator_deep_faint --overwrite
