@@ -166,24 +166,35 @@ def validate(
     # (the real stamps' noise correlation function) at the real galaxy's catalog noise variance,
     # as the simulator adds it (the border estimate of correlated noise reads low); white noise at
     # the measured sigma where there is no correlation file.
-    cosmos_noise = _cosmos_noise(seed + 7)
+    have_cf = _cosmos_noise(seed) is not None
     noise_sigma = sig.copy()
-    if cosmos_noise is not None and "catalog_noise_variance" in t.colnames:
+    if have_cf and "catalog_noise_variance" in t.colnames:
         v = np.asarray(t["catalog_noise_variance"], dtype=float)
         noise_sigma = np.where(np.isfinite(v) & (v > 0), np.sqrt(np.abs(v)), sig)
-    noise_kind = "COSMOS correlated" if cosmos_noise is not None else "white"
+    noise_kind = "COSMOS correlated" if have_cf else "white"
+    # One noise stream per population, seeded by the seed and the population: a population's
+    # noise does not depend on how many draws another one took (the density samples' selection
+    # takes more or fewer with each model), so the Sersic fits' numbers are the same whatever
+    # model is validated.
+    streams = {}
 
-    def noisy(imgs, idx):
+    def noisy(imgs, idx, population):
         # imgs plus the noise of the real stamps idx
         s_ = noise_sigma[np.asarray(idx, dtype=int)]
-        if cosmos_noise is None:
-            return imgs + rng.normal(size=imgs.shape) * s_[:, None, None]
-        return _add_noise(imgs, s_, scale, cosmos_noise)
+        if population not in streams:
+            k = 100 + _NOISE_STREAMS.index(population)
+            streams[population] = (
+                _cosmos_noise(seed + k) if have_cf else np.random.default_rng(seed + k)
+            )
+        noise = streams[population]
+        if not have_cf:
+            return imgs + noise.normal(size=imgs.shape) * s_[:, None, None]
+        return _add_noise(imgs, s_, scale, noise)
 
     pops = {"real": (x, sig)}
     enc = m.encode(x)
     rec = m.reconstruct(x)
-    pops["vae_recon"] = (noisy(rec, np.arange(len(x))), sig)
+    pops["vae_recon"] = (noisy(rec, np.arange(len(x)), "vae_recon"), sig)
     try:
         am = m.attributes
     except GalSimValueError:
@@ -240,7 +251,7 @@ def validate(
             pop = m.sample_population(n, sample_rng, sampling=mode, **kw)
         if not joint:
             imgs, ok, _ = decode_like(pop["latent"], pair, pop["pixel_scale"], flux=total_flux)
-            pops[f"vae_{mode}"] = (noisy(imgs, pair[ok]), sig[pair][ok])
+            pops[f"vae_{mode}"] = (noisy(imgs, pair[ok], f"vae_{mode}"), sig[pair][ok])
             undrawable[f"vae_{mode}"] = int((~ok).sum())
             continue
         # The real galaxies are those that passed the cuts; at faint magnitudes that keeps the
@@ -253,7 +264,7 @@ def validate(
             total_flux,
             cuts,
             lambda z, idx, ps: decode_like(z, idx, ps, flux=total_flux),
-            noisy,
+            lambda imgs, idx: noisy(imgs, idx, "vae_density"),
             sample_rng,
             pop,
         )
@@ -277,7 +288,8 @@ def validate(
     fits = [
         fit_sersic_lsq(a, psfs[int(k)], s, scale=scale) for a, k, s in zip(x, t["psf_index"], sig)
     ]
-    pops["sersic"] = (noisy(np.array([f.model for f in fits]), np.arange(len(x))), sig)
+    models = np.array([f.model for f in fits])
+    pops["sersic"] = (noisy(models, np.arange(len(x)), "sersic"), sig)
     if am is not None:
         own = np.asarray(t["pixel_scale"], dtype=float) if am.scale_model else None
         est = am.estimate(enc["mu"], own)
@@ -292,7 +304,7 @@ def validate(
         # depend on orientation; the pictures would show them all along x).
         turn = rng.uniform(0, 360, len(x))
         imgs, ok, _ = decode_like(pa["latent"], np.arange(len(x)), pa["pixel_scale"], turn)
-        pops["vae_attributes"] = (noisy(imgs, np.flatnonzero(ok)), sig[ok])
+        pops["vae_attributes"] = (noisy(imgs, np.flatnonzero(ok), "vae_attributes"), sig[ok])
         undrawable["vae_attributes"] = int((~ok).sum())
     stats = {name: _stats(imgs, s, scale) for name, (imgs, s) in pops.items()}
     dist = {
@@ -351,6 +363,9 @@ def validate(
         tmp.write_text(_markdown(res))
     return res
 
+
+#: The populations that get noise, each its own stream (:func:`validate`).
+_NOISE_STREAMS = ("vae_recon", "vae_density", "vae_prior", "sersic", "vae_attributes")
 
 #: Rounds of redrawing the density samples that fail the real galaxies' cuts, before giving up
 #: on the rest (counted in the report).
