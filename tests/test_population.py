@@ -208,6 +208,13 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert gd["max_border_sky"] == 0.25 and gd["frac_redrawn"] == s["frac_beyond_25pct"]
     assert gd["kept"]["n"] == round(40 * (1 - gd["frac_redrawn"]))
     assert gd["kept"]["frac_beyond_25pct"] == 0
+    # Negative light: a stamp's negative pixels over its flux, on the same (unguarded) galaxies.
+    nl = r["negative_light"]
+    same = VAEGalaxy.sample(40, galsim.BaseDeviate(3), get_model(), max_border_sky=None)
+    neg = np.array([-np.clip(g.stamp.array, None, 0).sum() / g.stamp.array.sum() for g in same])
+    assert nl["frac_beyond_10pct"] == pytest.approx(np.mean(neg > 0.1))
+    assert nl["frac_beyond_5pct"] >= nl["frac_beyond_10pct"] >= nl["frac_beyond_25pct"]
+    assert nl["percentiles"]["p50"] == pytest.approx(np.median(neg))
     # Sizes are judged like for like: the sampled galaxies within the COSMOS magnitude limit.
     assert z["mag_limit"] == pytest.approx(23.5, abs=0.01)
     assert z["n_sampled_within_mag_limit"] <= z["n_sampled"]
@@ -226,12 +233,11 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert t["great3_resolution"]["difference_points"] == pytest.approx(
         100 * (g3["sampled_frac_resolved"] - g3["cosmos_frac_resolved"])
     )
-    gals = VAEGalaxy.sample(40, galsim.BaseDeviate(3), get_model())
-    assert pop.sky_pedestals(gals) == s
-    alone = pop.size_distribution(gals, data_dir)  # without magnitudes: no matched numbers
+    assert pop.sky_pedestals(same) == s  # the report measures the model unguarded
+    alone = pop.size_distribution(same, data_dir)  # without magnitudes: no matched numbers
     assert alone == {k: v for k, v in z.items() if k in alone}
     assert "mag_limit" not in alone
-    assert pop.magnitude_distribution(gals, data_dir) == mg
+    assert pop.magnitude_distribution(same, data_dir) == mg
     # The shipped model is the "before": its decoded stamps keep a sky pedestal.
     assert not t["sky_pedestal"]["pass"]
     # Same seed, same numbers; an existing output is not replaced without overwrite.

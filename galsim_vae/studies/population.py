@@ -418,22 +418,46 @@ def magnitude_prior(data_dir=None, *, width=0.1, brightest=None) -> dict:
 
 
 # ---- 1. sky pedestals --------------------------------------------------------------------------
-def _sky_values(gals, width=4):
+def _sky_values(gals, width=4, negative=None):
+    # ``negative``, a list, gets each stamp's negative light (the sum of its negative pixels,
+    # made positive) over its flux: NaN without positive flux.
     sky, flux = [], []
     for g in gals:
         st = _try_stamp(g)
         if st is None:
             flux.append(-np.inf)
             sky.append(np.nan)
+            if negative is not None:
+                negative.append(np.nan)
             continue
         a = st.array
         flux.append(float(a.sum()))
         sky.append(border_sky(a, width))
+        if negative is not None:
+            negative.append(float(-np.clip(a, None, 0).sum() / a.sum()) if a.sum() > 0 else np.nan)
     sky, flux = np.array(sky), np.array(flux)
     ratio = np.full(len(sky), np.nan)
     ok = flux > 0
     ratio[ok] = sky[ok] / flux[ok]
     return sky, flux, ratio
+
+
+#: Levels of negative light (over the flux) the population report counts samples beyond.
+_NEGATIVE_LEVELS = (0.05, 0.1, 0.25)
+
+
+def _negative_summary(neg) -> dict:
+    """Negative light of decoded stamps (a noiseless galaxy has none: the decoder's ringing and
+    mottled floors do): the fraction beyond each level (a stamp without positive flux counts as
+    beyond every level) and percentiles."""
+    neg = np.asarray(neg, dtype=float)
+    return {
+        **{
+            f"frac_beyond_{round(100 * lv)}pct": float(np.mean(~(neg <= lv)))
+            for lv in _NEGATIVE_LEVELS
+        },
+        "percentiles": _percentiles(neg[np.isfinite(neg)]),
+    }
 
 
 def _guard_summary(sky, flux, ratio) -> dict:
@@ -866,7 +890,8 @@ def population_report(
     rng = as_deviate(int(seed))
     # The model itself, without the sampling guard: what the guard redraws is reported below.
     gals = VAEGalaxy.sample(n, rng, m, max_border_sky=None)
-    sky, flux, ratio = _sky_values(gals)
+    neg = []
+    sky, flux, ratio = _sky_values(gals, negative=neg)
     hlr = _sampled_hlr(gals, flux)
     ref = cosmos_reference(data, stamp_pixels=_stamp_pixels(gals))
     mag = magnitudes(flux)
@@ -891,6 +916,7 @@ def population_report(
         },
         "sky": _sky_summary(sky, flux, ratio),
         "sky_guard": _guard_summary(sky, flux, ratio),
+        "negative_light": _negative_summary(neg),
         "size": _size_summary(hlr, ref, mag, float(np.max(cat))),
         "magnitude": _magnitude_summary(mag, cat),
         "great3": great3_resolution(gals, data, rng),
