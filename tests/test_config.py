@@ -364,6 +364,41 @@ def test_demo10_port_changes_only_the_galaxy_block(tmp_path, btk_dir):
 
 
 @pytest.mark.skipif(GALSIM is None, reason="the galsim executable is not on PATH")
+def test_demo6_port_runs_through_the_executable(tmp_path, btk_dir):
+    """GalSim's demo6 with VAEGalaxy for RealGalaxy, run by the executable on the btk100 catalog
+    (its multi-document file takes no command-line override of the input, so the catalog's place
+    and the number of images are substituted in a copy), beside the same file with RealGalaxy."""
+    text = (EXAMPLES / "demo6.yaml").read_text()
+    for old, new in [
+        ("        dir: data", f"        dir: {btk_dir}"),
+        ("real_galaxy_catalog_23.5_example.fits", "real_galaxy_catalog_26_extension_example.fits"),
+        ("    nimages: 100", "    nimages: 4"),
+        ("    dir: output_yaml", f"    dir: {tmp_path}"),
+    ]:
+        assert old in text
+        text = text.replace(old, new)
+    cubes = {}
+    for name, body in [
+        ("vae", text),
+        ("real", text.replace("type: VAEGalaxy", "type: RealGalaxy")),
+    ]:
+        cfg = tmp_path / f"demo6_{name}.yaml"
+        cfg.write_text(body.replace("cube_real.fits", f"cube_{name}.fits"))
+        subprocess.run([GALSIM, "-v", "0", str(cfg)], check=True, cwd=tmp_path)
+        cubes[name] = fits.getdata(tmp_path / f"cube_{name}.fits").astype(float)
+    assert (tmp_path / "psf_real.fits").exists()
+    vae, real = cubes["vae"], cubes["real"]
+    assert vae.shape == real.shape and vae.shape[0] == 4
+    # The galaxy block's flux (1e5, magnified by 1.082) on the 0.16"/px sky of 1e6 per arcsec^2,
+    # as RealGalaxy gives it; the galaxies themselves are the model's, not the catalog images.
+    sky = 1.0e6 * 0.16**2
+    flux = lambda c: c.sum(axis=(1, 2)) - sky * c[0].size  # noqa: E731
+    np.testing.assert_allclose(flux(vae), flux(real), rtol=0.05)
+    assert np.all(np.abs(flux(vae) / (1.0e5 * 1.082) - 1) < 0.25)
+    assert not np.allclose(vae, real, atol=5 * sky**0.5)
+
+
+@pytest.mark.skipif(GALSIM is None, reason="the galsim executable is not on PATH")
 def test_demo11_port_runs_through_the_executable(tmp_path, data_dir):
     """GalSim's demo11 with VAEGalaxy for COSMOSGalaxy, run by the executable on a 256 x 256
     field of 6 galaxies on two processes. Its SDSS PSF image and tabulated power spectrum are
