@@ -140,26 +140,14 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         )
         SetDefaultIndex(config, n)
     latent = config.get("latent")
-    opt = {
-        "index": int,
-        "sampling": str,
-        "flux": float,
-        "norm_min": float,
-        "norm_max": float,
-        "pixel_scale": float,
-        "psf_mode": str,
-        "pad_factor": float,
-        "hubble_type": str,
-        "half_light_radius": float,
-        "axis_ratio": float,
-        "position_angle": float,
-        "out_of_range": str,
-        "magnitude": float,
-        "id": str,
-        "random": bool,
-        "max_border_sky": float,
-    }
-    kwargs, safe = GetAllParams(config, base, {}, opt, [], ignore=ignore + ["latent"])
+    kwargs, safe = GetAllParams(
+        config,
+        base,
+        VAEGalaxy._req_params,
+        VAEGalaxy._opt_params,
+        VAEGalaxy._single_params,
+        ignore=ignore + ["latent"],
+    )
     if kwargs.get("random") and not real:
         raise GalSimConfigError("VAEGalaxy random: True picks a galaxy of input.real_catalog")
     if "max_border_sky" in kwargs and real:

@@ -147,6 +147,33 @@ class VAEGalaxy(GSObject):
     and the shipped one) work as described above.
     """
 
+    # GalSim's config conventions, as its own types declare them: the YAML type ``VAEGalaxy``
+    # (:mod:`galsim_vae.config`, listed in docs/yaml.md) takes these keys, and ``latent`` (a list
+    # of numbers or an expression giving one, read apart). Which of them go together (one way of
+    # choosing a galaxy) is checked when the galaxy is built.
+    _req_params = {}
+    _opt_params = {
+        "index": int,
+        "sampling": str,
+        "flux": float,
+        "norm_min": float,
+        "norm_max": float,
+        "pixel_scale": float,
+        "psf_mode": str,
+        "pad_factor": float,
+        "hubble_type": str,
+        "half_light_radius": float,
+        "axis_ratio": float,
+        "position_angle": float,
+        "out_of_range": str,
+        "magnitude": float,
+        "id": str,
+        "random": bool,
+        "max_border_sky": float,
+    }
+    _single_params = []
+    _takes_rng = True
+
     _has_hard_edges = False
     _is_axisymmetric = False
     _is_analytic_k = True

@@ -506,3 +506,25 @@ def test_index_sequence_and_random_run_over_the_latent_file(tmp_path):
     # A Random index without min/max stays inside the file.
     rnd = latents({"type": "Random"}, 12)
     assert set(rnd) <= {tuple(r) for r in z} and len(set(rnd)) > 1
+
+
+def test_object_keys_follow_galsim_conventions_and_are_documented():
+    # As GalSim's own types: the keys are class attributes of the GSObject, and docs/yaml.md
+    # (the YAML reference) names every one of them.
+    from galsim_vae import VAEGalaxy
+
+    assert VAEGalaxy._req_params == {} and VAEGalaxy._single_params == []
+    assert VAEGalaxy._takes_rng
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "yaml.md").read_text()
+    keys = [*VAEGalaxy._opt_params, "latent"]
+    missing = [k for k in keys if f"`{k}`" not in doc and f"`{k}:" not in doc]
+    assert not missing, missing
+    # A key that is not one of them is refused, as GalSim refuses it.
+    config = {
+        "modules": ["galsim_vae"],
+        "gal": {"type": "VAEGalaxy", "sampling": "density", "colour": 3},
+        "image": {"random_seed": 1},
+    }
+    galsim.config.ImportModules(config)
+    with pytest.raises(galsim.GalSimConfigError, match="colour"):
+        galsim.config.BuildGSObject(config, "gal")
