@@ -23,6 +23,7 @@ __all__ = [
     "check_stamps",
     "border_pixels",
     "border_sky",
+    "negative_light",
     "normalize",
     "denormalize",
     "flux_normalize",
@@ -90,6 +91,18 @@ def border_sky(image, width=4):
     study and of ``VAEGalaxy.sample``'s ``max_border_sky`` guard."""
     a = np.asarray(getattr(image, "array", image))
     return float(np.median(border_pixels(a, width))) * a.size
+
+
+def negative_light(images):
+    """The light a stamp has below zero (the sum of its negative pixels, made positive) over its
+    sum; a noiseless galaxy has none, a decoder's ringing and mottled floors do. One stamp gives a
+    float, a stack ``(N, S, S)`` an array; NaN where the sum is not positive."""
+    a = np.asarray(getattr(images, "array", images), dtype=float)
+    neg = -np.clip(a, None, 0).sum(axis=(-2, -1))
+    total = a.sum(axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(total > 0, neg / total, np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 def normalize(images):

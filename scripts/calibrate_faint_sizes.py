@@ -20,6 +20,7 @@ import json
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from galsim_vae._utils import write_json
 from galsim_vae.pipeline.dataset import read_dataset
 from galsim_vae.pipeline.metrics import gaussian_width
 from galsim_vae.studies.population import magnitudes
@@ -109,11 +110,9 @@ def main():
     res["check_half_best_delta"] = float(
         minimize_scalar(lambda d: misfit(res["check"], d), bounds=(-0.5, 0.5), method="bounded").x
     )
-    text = json.dumps(res, indent=1)
-    print(text)
+    print(json.dumps(res, indent=1))
     if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+        write_json(a.out, res)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,11 @@ from astropy.io import fits
 from scipy import ndimage
 
 from galsim_vae import get_model
+from galsim_vae._utils import write_json
 from galsim_vae.pipeline.dataset import read_dataset, read_truths
+from galsim_vae.stamp import negative_light
 
 LEVELS = (0.05, 0.1, 0.25)
-
-
-def negative_fraction(stamps):
-    """Per stamp: the sum of its negative pixels, made positive, over its sum."""
-    s = np.asarray(stamps, dtype=float)
-    return -np.clip(s, None, 0).sum(axis=(1, 2)) / s.sum(axis=(1, 2))
 
 
 def summary(neg):
@@ -67,17 +63,15 @@ def main():
             ap.error(f"{a.dataset} has no TRUTH HDU")
         ok = np.asarray(table["passes"], dtype=bool)
         res["dataset"] = a.dataset
-        res["truth"] = summary(negative_fraction(truths[ok]))
+        res["truth"] = summary(negative_light(truths[ok]))
         for name in a.model:
             m = get_model(None if name == "default" else name)
-            res[name] = summary(negative_fraction(m.reconstruct(images[ok])))
+            res[name] = summary(negative_light(m.reconstruct(images[ok])))
     for path in a.scene:
         res[path] = scene_dips(path)
-    text = json.dumps(res, indent=1)
-    print(text)
+    print(json.dumps(res, indent=1))
     if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+        write_json(a.out, res)
 
 
 if __name__ == "__main__":

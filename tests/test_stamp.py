@@ -108,3 +108,14 @@ def test_half_light_radius_interpolates_between_pixels():
         0.1 * 1.1774, rel=0.03
     )
     assert np.isnan(half_light_radius(galsim.Image(np.zeros((8, 8)), scale=0.03)))
+
+
+def test_negative_light():
+    from galsim_vae.stamp import negative_light
+
+    a = np.zeros((8, 8))
+    a[4, 4], a[0, 0] = 10.0, -2.0  # sum 8, negative light 2
+    assert negative_light(a) == pytest.approx(0.25)
+    assert np.isnan(negative_light(-np.ones((8, 8))))  # no positive flux
+    stack = np.stack([a, np.ones((8, 8))])
+    np.testing.assert_allclose(negative_light(stack), [0.25, 0.0])

@@ -54,7 +54,7 @@ from ..errors import GalSimValueError
 from ..galaxy import MAX_BORDER_SKY, VAEGalaxy
 from ..model import VAEModel, get_model
 from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf
-from ..stamp import border_sky, half_light_radius
+from ..stamp import border_sky, half_light_radius, negative_light
 
 __all__ = [
     "ZEROPOINT",
@@ -434,7 +434,7 @@ def _sky_values(gals, width=4, negative=None):
         flux.append(float(a.sum()))
         sky.append(border_sky(a, width))
         if negative is not None:
-            negative.append(float(-np.clip(a, None, 0).sum() / a.sum()) if a.sum() > 0 else np.nan)
+            negative.append(negative_light(a))
     sky, flux = np.array(sky), np.array(flux)
     ratio = np.full(len(sky), np.nan)
     ok = flux > 0
