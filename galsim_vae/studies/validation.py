@@ -166,7 +166,8 @@ def validate(
     # (the real stamps' noise correlation function) at the real galaxy's catalog noise variance,
     # as the simulator adds it (the border estimate of correlated noise reads low); white noise at
     # the measured sigma where there is no correlation file.
-    have_cf = _cosmos_noise(seed) is not None
+    cosmos_noise = _cosmos_noise(seed)  # the correlation function, read once
+    have_cf = cosmos_noise is not None
     noise_sigma = sig.copy()
     if have_cf and "catalog_noise_variance" in t.colnames:
         v = np.asarray(t["catalog_noise_variance"], dtype=float)
@@ -184,7 +185,9 @@ def validate(
         if population not in streams:
             k = 100 + _NOISE_STREAMS.index(population)
             streams[population] = (
-                _cosmos_noise(seed + k) if have_cf else np.random.default_rng(seed + k)
+                cosmos_noise.copy(rng=as_deviate(seed + k))
+                if have_cf
+                else np.random.default_rng(seed + k)
             )
         noise = streams[population]
         if not have_cf:
