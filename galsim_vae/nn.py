@@ -1,7 +1,7 @@
 """The VAE networks (Danilov 2020, Tables 1 and 2), in pure PyTorch.
 
 An architecture is described by a small :class:`VAEConfig`; it is stored with the weights, so any
-checkpoint rebuilds its own network. Two presets:
+checkpoint rebuilds its own network. Presets:
 
 ``paper``
     Tables 1 and 2 exactly: encoder Conv2d(1,64) -> (128) -> (256) -> (512), all 4x4 stride 2
@@ -15,6 +15,10 @@ checkpoint rebuilds its own network. Two presets:
     The same shape of network with widths (32, 64, 128, 256) and a 512-channel bottleneck:
     3.8 M parameters in all (15 MB of float32 weights), fast enough to train and to encode whole
     catalogs on two CPU cores.
+``wide``
+    Twice compact's widths where the image is large (64 and 128 channels at 32x32 and 16x16),
+    the same 256 at 8x8 and a 384-channel bottleneck: 3.7 M parameters, about 2.2 times compact's
+    arithmetic per stamp. The capacity step measured on a GPU (docs/runs/gpu_experiments.json).
 
 A note on the parameter count: 36,839,232, quoted for the paper's encoder elsewhere, is what the
 encoder has with biased convolutions (5,056 more parameters = 64+128+256+512+4096 biases). The
@@ -128,6 +132,7 @@ class PixelSoftmax(nn.Module):
 PRESETS = {
     "paper": VAEConfig(channels=(64, 128, 256, 512), bottleneck=4096, name="paper"),
     "compact": VAEConfig(channels=(32, 64, 128, 256), bottleneck=512, name="compact"),
+    "wide": VAEConfig(channels=(64, 128, 128, 256), bottleneck=384, name="wide"),
     "tiny": VAEConfig(latent_dim=8, channels=(4, 8, 8, 16), bottleneck=16, name="tiny"),
 }
 
