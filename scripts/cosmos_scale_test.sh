@@ -50,7 +50,8 @@ step "rows against the catalog"
 python3 "$HERE/check_dataset_rows.py" "$OUT" "$CAT" --n 300 | tee -a "$LOG"
 step "train ($EPOCHS epoch(s), the shipped recipe otherwise)"
 run python3 -m galsim_vae train "$OUT" --out "$WORK/run" --preset compact --loss gauss \
-    --loss-param 1 --epochs "$EPOCHS" --batch-size 64 --lr 1e-3 --seed 0 --quiet
+    --loss-param 1 --init default --epochs "$EPOCHS" --batch-size 64 --lr 1e-4 --lr-patience 2 \
+    --seed 0 --quiet
 step "evaluate"
 run python3 -m galsim_vae evaluate "$WORK/run/best.safetensors" "$OUT" --split test \
     --out "$WORK/eval" --quiet --overwrite

@@ -433,6 +433,7 @@ def test_train_seed_fixes_the_initial_weights(sim_dataset, tmp_path):
 
 def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
     from galsim_vae.checkpoint import load_state_dict, read_metadata
+    from galsim_vae.model import default_model_path
 
     argv = ["train", str(sim_dataset), "--preset", "tiny", "--epochs", "1", "--quiet"]
     argv += ["--max-train", "16", "--batch-size", "8", "--lr", "1e-9"]
@@ -461,6 +462,13 @@ def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
     assert "preset" in capsys.readouterr().err and not (tmp_path / "d").exists()
     assert main([*argv, "--out", str(tmp_path / "e"), "--init", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
+    # 'default' is the shipped model's weights, as --model takes it: a compact, gauss network.
+    assert main([*argv, "--out", str(tmp_path / "f"), "--init", "default"]) == 2
+    assert "preset" in capsys.readouterr().err
+    shipped = ["--preset", "compact", "--loss", "gauss", "--loss-param", "1", "--init", "default"]
+    assert main([*argv, "--out", str(tmp_path / "g"), *shipped]) == 0
+    meta = read_metadata(tmp_path / "g" / "last.safetensors")
+    assert json.loads(meta["init_sha256"]) == read_metadata(default_model_path())["sha256"]
 
 
 def test_side_outputs_and_catalog_folders_are_protected(btk_dir, tmp_path, capsys):

@@ -88,6 +88,23 @@ def test_compact_preset_size_and_shapes(gen):
     assert 0 <= r.min() and r.max() <= 1
 
 
+def test_wide_preset_is_wider_where_the_image_is_large(gen):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    compact, wide = build_vae("compact").eval(), build_vae("wide").eval()
+    convs = [m for m in wide.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs[:2]] == [64, 128]  # 32x32 and 16x16 maps
+    assert sum(p.numel() for p in wide.parameters()) <= sum(p.numel() for p in compact.parameters())
+    x = torch.rand(2, 1, 64, 64, generator=gen)
+    flops = []
+    for m in (compact, wide):
+        with FlopCounterMode(display=False) as f:
+            r, mu, _ = m(x)
+        assert r.shape == x.shape and mu.shape == (2, 64)
+        flops.append(f.get_total_flops())
+    assert 2.0 < flops[1] / flops[0] < 2.4  # the docstring's "about 2.2 times"
+
+
 def test_eval_is_deterministic_and_training_samples(gen):
     m = build_vae("tiny")
     x = torch.rand(4, 1, 64, 64, generator=gen)

@@ -48,8 +48,11 @@ __all__ = ["add_commands"]
 def _init_weights(model, path, loss):
     """Load the weights file ``path`` into ``model`` for fine-tuning; returns its checksum."""
     from ..checkpoint import load_state_dict
+    from ..model import default_model_path
     from ..nn import OUTPUT_REPRESENTATION, VAEConfig
 
+    if path == "default":  # the shipped model, as --model takes it
+        path = default_model_path()
     if not Path(path).is_file():
         raise GalSimValueError("--init weights file not found", str(path))
     tensors, meta = load_state_dict(path)
@@ -403,7 +406,7 @@ def add_commands(sub):
         "--init",
         default=None,
         help="start from these weights (fine-tuning; same preset and representation) instead of "
-        "random ones",
+        "random ones; 'default' for the shipped model's, the recipe for new data (docs/cosmos.md)",
     )
     t.set_defaults(func=_cmd_train)
 
