@@ -6,7 +6,8 @@ RUNS holds one folder per run (ft, softmax, scratch, wide) with ``history.json``
 evaluated, ``eval_deepfs/``, ``eval_struct/`` and ``eval_real/evaluate.json`` (galsim-vae evaluate
 --split passes of data/sim_deepfs_heldout.fits, data/sim_struct_heldout.fits and
 data/real_btk100.fits); ``gpu_timing.json`` (the solo epochs) and ``machine.txt`` beside them.
-The shipped model's own evaluations are read from docs/runs for comparison.
+``population/population.json`` where a run's samples were measured (galsim-vae fit-density, then
+population --n 10000 --seed 1). The shipped model's own records are read from docs/runs.
 """
 
 import json
@@ -32,6 +33,17 @@ EVALS = {
 def brighter(ev):
     keep = ("n", "median_chi2_per_pixel_bright_half", "vae_over_floor_bright_half")
     return {k: ev[k] for k in keep if k in ev}
+
+
+def population(p):
+    """Border sky and negative light of 10,000 unguarded samples (fractions of the galaxies)."""
+    return {
+        "border_sky_beyond_2_10_25pct": [p["sky"][f"frac_beyond_{k}pct"] for k in (2, 10, 25)],
+        "border_sky_median": p["sky"]["sky_over_flux_percentiles"]["p50"],
+        "negative_light_beyond_10_25pct": [
+            p["negative_light"][f"frac_beyond_{k}pct"] for k in (10, 25)
+        ],
+    }
 
 
 def main(runs, out):
@@ -60,6 +72,9 @@ def main(runs, out):
             f = d / sub / "evaluate.json"
             if f.is_file():
                 rec[label] = brighter(json.loads(f.read_text()))
+        pop = d / "population" / "population.json"  # galsim-vae population --n 10000 --seed 1
+        if pop.is_file():
+            rec["population"] = population(json.loads(pop.read_text()))
         record["runs"][name] = rec
     shipped = {}
     for label, f in (
@@ -69,6 +84,9 @@ def main(runs, out):
     ):
         if Path(f).is_file():
             shipped[label] = brighter(json.loads(Path(f).read_text()))
+    pop = Path("docs/runs/default_population.json")
+    if pop.is_file():
+        shipped["population"] = population(json.loads(pop.read_text()))
     record["shipped_v6"] = shipped
     write_json(out, record)
     print(json.dumps(record, indent=1))
