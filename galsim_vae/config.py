@@ -23,7 +23,8 @@ Object type ``VAEGalaxy``
     (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own.
     Random latents come from the object's rng, so ``image.random_seed`` fixes them; a flux
     model's joint density gives each sampled galaxy its pixel scale and flux too, at a COSMOS
-    F814W magnitude, or at ``magnitude`` (F814W AB; sampled galaxies only) when given.
+    F814W magnitude, or at ``magnitude`` (F814W AB; sampled galaxies only) when given, or at the
+    magnitude of a COSMOS galaxy at ``redshift`` (:meth:`VAEGalaxy.sample`'s ``redshift``).
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         k: kwargs.pop(k) for k in ("hubble_type", "half_light_radius", "axis_ratio") if k in kwargs
     }
     magnitude = kwargs.pop("magnitude", None)
+    redshift = kwargs.pop("redshift", None)
     max_border_sky = kwargs.pop("max_border_sky", MAX_BORDER_SKY)
     if "max_border_sky" in config and (attrs or latent is not None or "index" in kwargs):
         raise GalSimConfigError(
@@ -176,6 +178,12 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         )
     if magnitude is not None and "flux" in kwargs:
         raise GalSimConfigError("VAEGalaxy takes magnitude or flux, not both")
+    if redshift is not None and (attrs or latent is not None or "index" in kwargs):
+        raise GalSimConfigError(
+            "VAEGalaxy redshift goes with sampled galaxies (no latent, index or attributes)"
+        )
+    if redshift is not None and (magnitude is not None or "flux" in kwargs):
+        raise GalSimConfigError("VAEGalaxy takes one of redshift, magnitude and flux")
     position_angle = kwargs.pop("position_angle", None)
     out_of_range = kwargs.pop("out_of_range", "clip")
     if position_angle is not None and not attrs:
@@ -277,13 +285,15 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 model,
                 sampling=sampling,
                 magnitude=magnitude,
+                redshift=redshift,
                 max_border_sky=max_border_sky,
                 **kwargs,
             )
         except galsim.GalSimError as e:
-            if magnitude is None:
+            if magnitude is None and redshift is None:
                 raise
-            raise GalSimConfigValueError(f"VAEGalaxy magnitude: {e}", magnitude) from e
+            key, value = ("magnitude", magnitude) if redshift is None else ("redshift", redshift)
+            raise GalSimConfigValueError(f"VAEGalaxy {key}: {e}", value) from e
         return gal[0], False
     if z.shape != (model.latent_dim,):
         raise GalSimConfigValueError(
@@ -299,7 +309,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
 def _build_real(config, base, kwargs, safe, gsparams, logger, inp):
     """A VAEGalaxy of the real_catalog input's galaxy (``id`` or ``index``):
     :meth:`VAEGalaxy.from_real`."""
-    choosers = ("sampling", "magnitude", "hubble_type", "half_light_radius")
+    choosers = ("sampling", "magnitude", "redshift", "hubble_type", "half_light_radius")
     other = [k for k in choosers if k in kwargs]
     pick = [k for k in ("index", "id") if k in kwargs]
     pick += ["random"] if kwargs.get("random") else []

@@ -19,9 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from ._utils import as_deviate, check_count, load_arrays, save_arrays
-from .errors import GalSimValueError, GalSimWarning
+from .errors import GalSimRangeError, GalSimValueError, GalSimWarning
 
-__all__ = ["LatentDensity"]
+__all__ = ["LatentDensity", "REDSHIFT_NEIGHBOURS", "REDSHIFT_WINDOW"]
+
+#: A galaxy drawn at a redshift takes the magnitude of one of this many COSMOS galaxies, those
+#: whose photometric redshifts are nearest (:meth:`LatentDensity.magnitudes_at_redshift`).
+REDSHIFT_NEIGHBOURS = 20
+#: ... all of them within ``REDSHIFT_WINDOW * (1 + z)`` of the redshift asked for; where the
+#: catalog has fewer there, the redshift is refused as outside its range.
+REDSHIFT_WINDOW = 0.15
 
 
 class LatentDensity:
@@ -221,6 +228,66 @@ class LatentDensity:
         cdf = np.cumsum(counts) / counts.sum()
         b = np.minimum(np.searchsorted(cdf, u[:n], side="right"), len(counts) - 1)
         return edges[b] + u[n:] * (edges[b + 1] - edges[b])
+
+    @property
+    def redshift_prior(self):
+        """Photometric redshifts and F814W magnitudes of COSMOS galaxies, for drawing galaxies
+        at a redshift, when the file has them: ``(zphot, mag)`` arrays; None otherwise."""
+        rp = self.meta.get("redshift_prior")
+        if not rp:
+            return None
+        return np.asarray(rp["zphot"], dtype=float), np.asarray(rp["mag"], dtype=float)
+
+    def magnitudes_at_redshift(self, redshift, rng) -> np.ndarray:
+        """One F814W magnitude per redshift: that of a COSMOS galaxy drawn at random among the
+        :data:`REDSHIFT_NEIGHBOURS` of :attr:`redshift_prior` whose photometric redshifts are
+        nearest. The density itself knows no redshift: a redshift acts through the magnitudes
+        of real galaxies there (and the density's shapes and sizes given a magnitude).
+
+        Parameters:
+            redshift: one redshift, or an array of them.
+            rng: ``galsim.BaseDeviate``, seed or None.
+
+        Returns:
+            numpy.ndarray of magnitudes, one per redshift (shape of ``np.atleast_1d``).
+
+        Raises:
+            GalSimValueError: the density has no redshifts (fit-density --magnitudes cosmos
+                stores them).
+            GalSimRangeError: a redshift that is not finite and positive, or where the catalog
+                has fewer than :data:`REDSHIFT_NEIGHBOURS` galaxies within
+                :data:`REDSHIFT_WINDOW` ``* (1 + z)``.
+        """
+        prior = self.redshift_prior
+        if prior is None:
+            raise GalSimValueError(
+                "this density has no redshifts (refit it: galsim-vae fit-density --magnitudes "
+                "cosmos)",
+                None,
+            )
+        zcat, mcat = prior
+        z = np.atleast_1d(np.asarray(redshift, dtype=float))
+        if z.ndim != 1 or not np.all(np.isfinite(z) & (z > 0)):
+            raise GalSimRangeError("redshifts must be finite and positive", redshift, 0)
+        k = min(REDSHIFT_NEIGHBOURS, len(zcat))
+        near = np.argsort(np.abs(zcat[None, :] - z[:, None]), axis=1, kind="stable")[:, :k]
+        reach = np.abs(zcat[near[:, -1]] - z)
+        far = reach > REDSHIFT_WINDOW * (1 + z)
+        if far.any():
+            ok = [
+                t
+                for t in np.arange(0.01, zcat.max() + 0.01, 0.01)
+                if np.sort(np.abs(zcat - t))[k - 1] <= REDSHIFT_WINDOW * (1 + t)
+            ]
+            raise GalSimRangeError(
+                f"too few COSMOS galaxies near redshift {z[far][0]:g}: fewer than {k} within "
+                f"{REDSHIFT_WINDOW} (1 + z)",
+                float(z[far][0]),
+                round(float(min(ok)), 2) if ok else None,
+                round(float(max(ok)), 2) if ok else None,
+            )
+        pick = (as_deviate(rng).np.random(len(z)) * k).astype(int)
+        return mcat[near[np.arange(len(z)), np.minimum(pick, k - 1)]]
 
     def log_prob(self, latents) -> np.ndarray:
         """Log density of each latent: of the latents alone (the marginal of a joint density), or

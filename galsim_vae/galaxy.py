@@ -167,6 +167,7 @@ class VAEGalaxy(GSObject):
         "position_angle": float,
         "out_of_range": str,
         "magnitude": float,
+        "redshift": float,
         "id": str,
         "random": bool,
         "max_border_sky": float,
@@ -282,6 +283,7 @@ class VAEGalaxy(GSObject):
         min_hlr=None,
         max_hlr=None,
         magnitude=None,
+        redshift=None,
         max_border_sky=MAX_BORDER_SKY,
         **kwargs,
     ):
@@ -313,6 +315,13 @@ class VAEGalaxy(GSObject):
                 ``"cosmos"`` or ``"training"`` for the COSMOS or the training set's
                 distribution; None: the density's default (:meth:`VAEModel.sample_population`).
                 Not with ``flux=``. [default: None]
+            redshift: a redshift (one, or one per galaxy): each galaxy gets the F814W magnitude
+                of a COSMOS galaxy at about that redshift
+                (:meth:`LatentDensity.magnitudes_at_redshift
+                <galsim_vae.LatentDensity.magnitudes_at_redshift>`, the photometric redshifts of
+                the density's ``redshift_prior``), and is drawn at it; its shape and size follow
+                from the magnitude, as with ``magnitude=``. Not with ``magnitude=`` or ``flux=``.
+                [default: None]
             max_border_sky: the largest ``|border_sky|`` a returned galaxy may have; None
                 returns every drawable galaxy (as the population study does, to measure the
                 model itself). [default: :data:`MAX_BORDER_SKY`, 0.25]
@@ -328,6 +337,19 @@ class VAEGalaxy(GSObject):
         rng = as_deviate(rng)
         lo = -np.inf if min_hlr is None else min_hlr
         hi = np.inf if max_hlr is None else max_hlr
+        if redshift is not None:
+            if magnitude is not None or "flux" in kwargs:
+                raise GalSimIncompatibleValuesError(
+                    "give redshift, magnitude or flux, not two of them",
+                    redshift=redshift,
+                    magnitude=magnitude,
+                    flux=kwargs.get("flux"),
+                )
+            if np.ndim(redshift) == 1 and len(redshift) != n:
+                raise GalSimValueError(f"give one redshift or {n}", len(redshift))
+            if m.density is None:
+                raise GalSimValueError("redshift= needs the model's latent density", m.file_name)
+            magnitude = m.density.magnitudes_at_redshift(np.broadcast_to(redshift, (n,)), rng)
         per_galaxy = np.ndim(magnitude) == 1
         if per_galaxy and len(magnitude) != n:
             raise GalSimValueError(f"give one magnitude or {n}", len(magnitude))

@@ -75,6 +75,25 @@ def test_magnitude_key():
     assert 20 <= magnitudes(r.flux)[0] <= 23
 
 
+def test_redshift_key():
+    from galsim_vae.density import REDSHIFT_NEIGHBOURS
+    from galsim_vae.studies.population import magnitudes
+
+    zcat, mcat = get_model().density.redshift_prior
+    g = _build({"type": "VAEGalaxy", "redshift": 0.8}, seed=3)
+    near = mcat[np.argsort(np.abs(zcat - 0.8), kind="stable")[:REDSHIFT_NEIGHBOURS]]
+    assert np.abs(near - magnitudes(g.flux)[0]).min() < 1e-6
+    assert g == _build({"type": "VAEGalaxy", "redshift": 0.8}, seed=3)
+    with pytest.raises(galsim.GalSimConfigError, match="one of redshift, magnitude"):
+        _build({"type": "VAEGalaxy", "redshift": 0.8, "magnitude": 22.0})
+    with pytest.raises(galsim.GalSimConfigError, match="redshift goes with sampled"):
+        _build(
+            {"type": "VAEGalaxy", "redshift": 0.8, "hubble_type": "Sb", "half_light_radius": 0.3}
+        )
+    with pytest.raises(galsim.GalSimConfigValueError, match="VAEGalaxy redshift: too few"):
+        _build({"type": "VAEGalaxy", "redshift": 4.0})
+
+
 def test_attribute_keys():
     def gal():  # a fresh dict each time: GalSim's config processing edits it in place
         return {

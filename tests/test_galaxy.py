@@ -415,6 +415,55 @@ def test_flux_model_samples_carry_sizes_and_fluxes(flux_model, sim_dataset):
     assert back.flux == pytest.approx(img.array.sum(), rel=1e-6) and back.stamp.scale == 0.05
 
 
+def test_samples_at_a_redshift(flux_model):
+    from galsim_vae.density import REDSHIFT_NEIGHBOURS
+    from galsim_vae.studies.population import magnitudes, redshift_prior
+
+    m = flux_model
+    zcat, mcat = m.density.redshift_prior
+    # fit-density stored the COSMOS fit catalog's redshifts and magnitudes (its rows at least as
+    # faint as the training set's brightest galaxy).
+    ref = redshift_prior()
+    keep = np.asarray(ref["mag"]) >= mcat.min()
+    np.testing.assert_array_equal(zcat, np.asarray(ref["zphot"])[keep])
+    # Each galaxy gets the magnitude of one of the COSMOS galaxies nearest in redshift, and
+    # they are spread over those neighbours.
+    mag = magnitudes([g.flux for g in sample_unguarded(60, 3, m, redshift=0.7)])
+    near = mcat[np.argsort(np.abs(zcat - 0.7), kind="stable")[:REDSHIFT_NEIGHBOURS]]
+    assert all(np.abs(near - x).min() < 1e-6 for x in mag)
+    assert len(np.unique(np.round(mag, 4))) >= 8
+    # One redshift per galaxy, in order; seeded.
+    per = sample_unguarded(2, 4, m, redshift=[0.3, 1.2])
+    for g, z in zip(per, (0.3, 1.2)):
+        ring = mcat[np.argsort(np.abs(zcat - z), kind="stable")[:REDSHIFT_NEIGHBOURS]]
+        assert np.abs(ring - magnitudes(g.flux)[0]).min() < 1e-6
+    assert sample_unguarded(2, 4, m, redshift=[0.3, 1.2]) == per
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="not two"):
+        sample_unguarded(3, 3, m, redshift=0.5, magnitude=22.0)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="not two"):
+        sample_unguarded(3, 3, m, redshift=0.5, flux=10.0)
+    with pytest.raises(galsim.GalSimValueError, match="one redshift or 3"):
+        sample_unguarded(3, 3, m, redshift=[0.5, 0.6])
+    with pytest.raises(galsim.GalSimRangeError, match="too few COSMOS galaxies"):
+        sample_unguarded(3, 3, m, redshift=4.0)
+    with pytest.raises(galsim.GalSimRangeError, match="finite and positive"):
+        sample_unguarded(3, 3, m, redshift=-0.2)
+
+
+def test_shipped_samples_at_low_redshift_are_brighter_and_larger():
+    from galsim_vae.studies.population import magnitudes
+
+    near = VAEGalaxy.sample(150, galsim.BaseDeviate(31), redshift=0.3)
+    far = VAEGalaxy.sample(150, galsim.BaseDeviate(31), redshift=1.4)
+    m_near, m_far = (np.median(magnitudes([g.flux for g in s])) for s in (near, far))
+    r_near, r_far = (np.median([g.half_light_radius for g in s]) for s in (near, far))
+    # COSMOS F814W<23.5 galaxies at z ~ 0.3 are ~1 magnitude brighter than at z ~ 1.4 (and
+    # their flux radii ~1.2 times larger), and the model's galaxies are larger given the
+    # brighter magnitudes: 22.2 against 23.3, 0.37" against 0.31" when this was written.
+    assert m_near < m_far - 0.5
+    assert r_near > 1.1 * r_far
+
+
 def test_samples_at_cosmos_and_given_magnitudes(flux_model, minmax_model):
     from scipy.stats import ks_2samp
 

@@ -28,7 +28,7 @@ from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
 from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene, plot_scenes
-from ..studies.population import magnitude_catalog, magnitude_prior, magnitudes
+from ..studies.population import magnitude_catalog, magnitude_prior, magnitudes, redshift_prior
 from ..training.loop import TrainConfig, train
 from ..training.losses import LOSSES, VAELoss
 from ._common import (
@@ -209,6 +209,7 @@ def _cmd_fit_density(a):
     if prior:  # only magnitudes the density saw: none drawn by extrapolation
         brightest = float(magnitudes(ds.flux.max())[0])
         meta["magnitude_prior"] = magnitude_prior(a.data_dir, brightest=brightest)
+        meta["redshift_prior"] = redshift_prior(a.data_dir, brightest=brightest)
     dens = LatentDensity.fit(mu, aux=aux, n_components=a.components, seed=a.seed, meta=meta)
     dens.save(out)
     prior = " and the COSMOS magnitude distribution" if "magnitude_prior" in meta else ""

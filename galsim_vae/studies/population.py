@@ -69,6 +69,7 @@ __all__ = [
     "size_distribution",
     "magnitude_distribution",
     "magnitude_prior",
+    "redshift_prior",
     "great3_resolution",
     "population_report",
 ]
@@ -414,6 +415,42 @@ def magnitude_prior(data_dir=None, *, width=0.1, brightest=None) -> dict:
         "source": f"{_MAG_FILE} (COSMOS F814W<23.5, column F814W)",
         "n": int(len(m)),
         "n_left_out": int(len(all_m) - len(m)),
+    }
+
+
+def redshift_prior(data_dir=None, *, brightest=None) -> dict:
+    """Photometric redshifts and F814W magnitudes of the COSMOS F814W<23.5 galaxies of the fit
+    catalog (``cosmos_fits/real_galaxy_23.5_500_fits.fits``, columns ``zphot`` and ``mag_auto``),
+    for drawing galaxies at a redshift (:meth:`LatentDensity.magnitudes_at_redshift`): a latent
+    density knows no redshift, so a redshift gives the magnitude of a COSMOS galaxy there, and
+    the galaxy's shape and size are drawn given that magnitude.
+
+    Parameters:
+        data_dir: the real data folder. [default: None, found as usual]
+        brightest: leave out galaxies brighter than this (as :func:`magnitude_prior`).
+            [default: None, all]
+
+    Returns:
+        dict: ``zphot``, ``mag`` (lists, rows with a positive finite redshift and a finite
+        magnitude), ``source``, ``n``, ``n_left_out``.
+    """
+    from astropy.io import fits
+
+    f = _data(data_dir) / _FIT_FILE
+    if not f.is_file():
+        raise GalSimValueError("COSMOS fit catalog (with zphot) not found", str(f))
+    t = fits.getdata(f, 1)
+    z = np.asarray(t["zphot"], dtype=float)
+    m = np.asarray(t["mag_auto"], dtype=float)
+    ok = np.isfinite(z) & (z > 0) & np.isfinite(m)
+    if brightest is not None:
+        ok &= m >= brightest
+    return {
+        "zphot": np.round(z[ok], 5).tolist(),
+        "mag": np.round(m[ok], 4).tolist(),
+        "source": f"{_FIT_FILE} (COSMOS F814W<23.5, columns zphot and mag_auto)",
+        "n": int(ok.sum()),
+        "n_left_out": int(len(z) - ok.sum()),
     }
 
 
