@@ -118,7 +118,13 @@ def test_validate_report(report):
     assert sel["n_filled"] + sel["n_unfilled"] == 4 and sel["first_draw"]["n"] == 4
     assert 0 <= sel["fraction_passing_first_draw"] <= 1
     assert 0 < sel["real_fraction_passing_near_these_magnitudes"] <= 1
-    assert "go through the same cuts" in md
+    # All but the flux-in-stamp cut, which real postage stamps no larger than the stamp pass by
+    # construction: the report says how many paired real galaxies have such stamps, and how many
+    # first draws the cut would have refused.
+    assert sel["flux_cut_applied"] is False
+    assert 0 <= sel["paired_real_postage_stamps_within_stamp"] <= 1
+    assert 0 <= sel["first_draw"]["below_real_min_flux_fraction"] <= 4
+    assert "go through the same cuts but the flux in the stamp" in md
     assert "sampling floor |" in md
 
 
@@ -259,6 +265,14 @@ def test_samples_pass_the_real_cuts_only_when_they_would_as_real_stamps():
     ok, measured = _passing(noisy, clean, [g.flux for g in gals], QualityCuts())
     assert ok.tolist() == [True, False, False]
     assert measured["snr"][1] < 8 and measured["flux_fraction"][2] < 0.95
+    # Without the flux-in-stamp cut (validate's samples), a galaxy whose wings leave the stamp
+    # passes when it passes the rest.
+    wide = galsim.Convolve(galsim.Exponential(half_light_radius=0.5, flux=500.0), psf)
+    clean = wide.drawImage(**kw).array[None]
+    noisy = clean + np.random.default_rng(2).normal(0, 0.01, clean.shape)
+    ok, measured = _passing(noisy, clean, [500.0], QualityCuts())
+    assert not ok[0] and measured["flux_fraction"][0] < 0.95
+    assert _passing(noisy, clean, [500.0], QualityCuts(min_flux_fraction=0.0))[0].tolist() == [True]
 
 
 def test_selected_samples_stay_with_their_pairs(monkeypatch):

@@ -9,7 +9,8 @@ at each real stamp's catalog noise level), these populations are measured:
   paired with a random real galaxy for its flux scale (normalisation) and noise, their decoded sky
   removed as :class:`VAEGalaxy` removes it (the attribute file's sky predictor). A density that
   draws fluxes draws each sample at its real galaxy's magnitude and puts it through the cuts the
-  real galaxies passed (``vae_density``; the first draws without them: ``vae_density_unselected``);
+  real galaxies passed but the flux-in-stamp cut (:data:`SAMPLE_FLUX_CUT`) (``vae_density``;
+  the first draws without them: ``vae_density_unselected``);
 - ``vae_attributes``: galaxies generated from each real galaxy's measured size and axis ratio
   (:func:`galsim_vae.studies.attribute_fit.measure_sersic`, the attribute models' own size
   estimator) and type (the inverse attribute model), when the model has attribute models;
@@ -22,6 +23,7 @@ the Wasserstein distance of each population to the real one (``scipy.stats.wasse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -260,12 +262,15 @@ def validate(
         # The real galaxies are those that passed the cuts; at faint magnitudes that keeps the
         # compact ones. Samples drawn at their magnitudes go through the same cuts, each redrawn
         # until it passes; the first draws, cuts aside, are kept as vae_density_unselected.
+        # All but the flux-in-stamp cut: a real galaxy's flux fraction is of the sum of its own
+        # COSMOS postage stamp, which for most faint ones is no larger than the stamp (they pass
+        # it by construction), a sample's of its whole model flux (SAMPLE_FLUX_CUT).
         first, selected, selection = _selected_samples(
             m,
             pair,
             sig,
             total_flux,
-            cuts,
+            cuts if SAMPLE_FLUX_CUT else dataclasses.replace(cuts, min_flux_fraction=0.0),
             lambda z, idx, ps: decode_like(z, idx, ps, flux=total_flux),
             lambda imgs, idx: noisy(imgs, idx, "vae_density"),
             sample_rng,
@@ -280,6 +285,13 @@ def validate(
             table["flux_total"] if "flux_total" in table.colnames else table["flux"]
         )
         passes_all = np.asarray(table["passes"], dtype=bool)
+        selection["flux_cut_applied"] = SAMPLE_FLUX_CUT
+        selection["first_draw"]["below_real_min_flux_fraction"] = int(
+            (selection.pop("flux_fractions") < cuts.min_flux_fraction).sum()
+        )
+        if "original_size" in table.colnames:  # postage stamps no larger than the stamp
+            within = np.asarray(table["original_size"])[sel][pair] <= x.shape[-1]
+            selection["paired_real_postage_stamps_within_stamp"] = float(within.mean())
         near = np.abs(mag_all[None, :] - magnitudes(total_flux[pair])[:, None]) < 0.5
         frac = [passes_all[row].mean() for row in near if row.any()]
         selection["real_fraction_passing_near_these_magnitudes"] = (
@@ -375,6 +387,16 @@ _NOISE_STREAMS = ("vae_recon", "vae_density", "vae_prior", "sersic", "vae_attrib
 SELECTION_ROUNDS = 20
 
 
+#: Whether the density samples of the validation must also pass the flux-in-stamp cut of the real
+#: galaxies. They do not: a real galaxy's flux fraction is measured against the sum of its own
+#: COSMOS postage stamp, and the postage stamps of nearly all real galaxies fainter than F814W 24
+#: are no larger than the 64-pixel stamp, so that they pass it whatever their wings; a generated
+#: galaxy's is measured against its whole model flux, and fails it as often as the simulated
+#: training galaxies of the same magnitudes do (a quarter at F814W 24-25). The report counts the
+#: first draws it would have refused.
+SAMPLE_FLUX_CUT = False
+
+
 def _passing(noisy_imgs, clean_imgs, flux, cuts):
     """Which noisy sample stamps pass the real dataset's quality cuts, measured as the dataset
     measures real stamps (:func:`stamp_metrics`; the flux fraction from the noiseless stamp)."""
@@ -437,10 +459,8 @@ def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
                 "below_min_nonuniformity": int(
                     (measured["nonuniformity"] < cuts.min_nonuniformity).sum()
                 ),
-                "below_min_flux_fraction": int(
-                    (measured["flux_fraction"] < cuts.min_flux_fraction).sum()
-                ),
             }
+            fractions = measured["flux_fraction"]
         for j, a in zip(drawn[good], noisy_imgs[good]):
             out[j] = a
     keep = np.array([j for j in range(n) if out[j] is not None], dtype=int)
@@ -460,6 +480,7 @@ def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
             "median_draws": float(np.median(tried)),
             "median_magnitude_paired": float(np.nanmedian(mag)),
             "median_magnitude_filled": filled_mag,
+            "flux_fractions": fractions,  # the first draws' (the caller reports them)
         },
     )
 
@@ -505,16 +526,31 @@ def _markdown(res):
             "The real galaxies are the stamps that passed the dataset's cuts (SNR, Width, "
             "NonUniformity, flux in the stamp); at faint magnitudes these keep the compact "
             "galaxies. `vae_density` samples are drawn at the magnitudes (total fluxes) of the "
-            "real galaxies they are paired with and go through the same cuts, with the same "
+            "real galaxies they are paired with and go through the same cuts"
+            + (
+                ""
+                if sel.get("flux_cut_applied", True)
+                else " but the flux in the stamp (a real galaxy's flux fraction is of its own "
+                "COSMOS postage stamp's sum, and "
+                f"{sel.get('paired_real_postage_stamps_within_stamp', float('nan')):.0%} of the "
+                "paired real galaxies have postage stamps no larger than the stamp, so they pass "
+                "it by construction; a sample's is of its whole model flux)"
+            )
+            + ", with the same "
             "added noise, and through the sampling guard of `VAEGalaxy.sample`, each redrawn "
             f"until it passes (at most {sel['rounds']} times; {sel['n_unfilled']} of "
             f"{first['n']} never did, which moves the median paired magnitude from "
             f"{sel['median_magnitude_paired']:.2f} to "
             f"{sel['median_magnitude_filled'] or float('nan'):.2f}). "
             f"Of the first draws {sel['fraction_passing_first_draw']:.0%} passed "
-            f"({first['below_min_snr']} below the SNR cut, {first['below_min_flux_fraction']} "
-            f"with too little flux in the stamp, {first['width_out_of_range']} outside the "
-            f"Width range, {first['redrawn_by_guard']} redrawn by the guard)"
+            f"({first['below_min_snr']} below the SNR cut, {first['width_out_of_range']} "
+            f"outside the Width range, {first['redrawn_by_guard']} redrawn by the guard"
+            + (
+                f"; {first['below_real_min_flux_fraction']} would have failed the flux-in-stamp cut"
+                if "below_real_min_flux_fraction" in first
+                else ""
+            )
+            + ")"
             + (
                 f", where {real_frac:.0%} of the real galaxies within 0.5 mag of the same "
                 "magnitudes passed"
