@@ -58,6 +58,21 @@ def test_standin_has_the_download_layout_and_galsim_reads_it(standin):
         assert np.all(t["hlr"][:, 0] > 0)
 
 
+def test_cosmoscatalog_selection_feeds_from_real(standin):
+    # COSMOSCatalog's cuts choose the rows; from_real makes the model's version of each, with
+    # the flux and size of the galaxy it encodes.
+    from galsim_vae import VAEGalaxy
+
+    cc = galsim.COSMOSCatalog(file_name=standin.name, dir=str(standin.parent), min_hlr=0.2)
+    assert 0 < cc.nobjects
+    rows = [int(i) for i in cc.orig_index[:3]]
+    for k, row in enumerate(rows):
+        gal = VAEGalaxy.from_real(cc.real_cat, index=row)
+        rec = cc.getParametricRecord(k)
+        assert gal.index == row
+        assert gal.flux == pytest.approx(float(np.ravel(rec["flux"])[0]), rel=0.25)
+
+
 def test_standin_refuses_other_settings_midway(standin, tmp_path, data_dir, monkeypatch):
     from galsim_vae.pipeline import standin as sd
 
