@@ -266,9 +266,15 @@ class LatentDensity:
                 None,
             )
         zcat, mcat = prior
-        z = np.atleast_1d(np.asarray(redshift, dtype=float))
-        if z.ndim != 1 or not np.all(np.isfinite(z) & (z > 0)):
-            raise GalSimRangeError("redshifts must be finite and positive", redshift, 0)
+        try:
+            z_all = np.atleast_1d(np.asarray(redshift, dtype=float))
+        except (TypeError, ValueError):
+            raise GalSimValueError("redshifts must be numbers", redshift) from None
+        if z_all.ndim != 1 or not np.all(np.isfinite(z_all) & (z_all > 0)):
+            raise GalSimRangeError(
+                "redshifts must be finite and positive, one or a list", redshift, 0
+            )
+        z, back = np.unique(z_all, return_inverse=True)  # one neighbour search per redshift
         k = min(REDSHIFT_NEIGHBOURS, len(zcat))
         near = np.argsort(np.abs(zcat[None, :] - z[:, None]), axis=1, kind="stable")[:, :k]
         reach = np.abs(zcat[near[:, -1]] - z)
@@ -286,8 +292,8 @@ class LatentDensity:
                 round(float(min(ok)), 2) if ok else None,
                 round(float(max(ok)), 2) if ok else None,
             )
-        pick = (as_deviate(rng).np.random(len(z)) * k).astype(int)
-        return mcat[near[np.arange(len(z)), np.minimum(pick, k - 1)]]
+        pick = (as_deviate(rng).np.random(len(z_all)) * k).astype(int)
+        return mcat[near[back.ravel(), np.minimum(pick, k - 1)]]
 
     def log_prob(self, latents) -> np.ndarray:
         """Log density of each latent: of the latents alone (the marginal of a joint density), or

@@ -25,7 +25,7 @@ PSF_MODES = ("keep", "deconvolve")
 
 #: The default of :meth:`VAEGalaxy.sample`'s ``max_border_sky``: a sampled galaxy whose decoded
 #: stamp's border holds more than this fraction of its flux (:attr:`VAEGalaxy.border_sky`) is
-#: drawn again: 0.4% of the shipped model's samples (v5), faint ones with a mottled floor
+#: drawn again: 0.6% of the shipped model's samples (v6; v5 0.4%), faint ones with a mottled floor
 #: (docs/figures/worst_sky_samples.png).
 MAX_BORDER_SKY = 0.25
 
@@ -320,8 +320,8 @@ class VAEGalaxy(GSObject):
                 (:meth:`LatentDensity.magnitudes_at_redshift
                 <galsim_vae.LatentDensity.magnitudes_at_redshift>`, the photometric redshifts of
                 the density's ``redshift_prior``), and is drawn at it; its shape and size follow
-                from the magnitude, as with ``magnitude=``. Not with ``magnitude=`` or ``flux=``.
-                [default: None]
+                from the magnitude, as with ``magnitude=``. Not with ``magnitude=``, ``flux=``,
+                flux cuts or ``sampling="prior"``. [default: None]
             max_border_sky: the largest ``|border_sky|`` a returned galaxy may have; None
                 returns every drawable galaxy (as the population study does, to measure the
                 model itself). [default: :data:`MAX_BORDER_SKY`, 0.25]
@@ -344,6 +344,19 @@ class VAEGalaxy(GSObject):
                     redshift=redshift,
                     magnitude=magnitude,
                     flux=kwargs.get("flux"),
+                )
+            if min_flux is not None or max_flux is not None:  # its magnitudes are the catalog's
+                raise GalSimIncompatibleValuesError(
+                    "redshift= gives each galaxy a COSMOS galaxy's magnitude; flux cuts do not go "
+                    "with it (draw magnitudes with LatentDensity.magnitudes_at_redshift and cut "
+                    "those)",
+                    redshift=redshift,
+                    min_flux=min_flux,
+                    max_flux=max_flux,
+                )
+            if sampling != "density":
+                raise GalSimIncompatibleValuesError(
+                    "redshift= needs sampling='density'", redshift=redshift, sampling=sampling
                 )
             if np.ndim(redshift) == 1 and len(redshift) != n:
                 raise GalSimValueError(f"give one redshift or {n}", len(redshift))

@@ -226,6 +226,21 @@ def test_fit_density_command(sim_dataset, tmp_path):
     assert counts.sum() == d.meta["magnitude_prior"]["n"] > 50000 and len(edges) == len(counts) + 1
     assert main([*argv, "--magnitudes", "training", "--out", str(tmp_path / "tr.npz")]) == 0
     assert LatentDensity.load(tmp_path / "tr.npz").magnitude_prior is None
+    assert d.redshift_prior is not None
+    # Without the fit catalog (photometric redshifts) the magnitudes are kept, with a warning.
+    from galsim_vae.pipeline.simulator import find_shared_data
+
+    part = tmp_path / "data" / "cosmos_fits"
+    part.mkdir(parents=True)
+    (tmp_path / "data" / "cosmos_btk100").mkdir()
+    (part / "shera_catalog_23.5.fits.gz").symlink_to(
+        find_shared_data() / "cosmos_fits" / "shera_catalog_23.5.fits.gz"
+    )
+    opts = ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "noz.npz")]
+    with pytest.warns(galsim.GalSimWarning, match="no redshifts"):
+        assert main([*argv, *opts]) == 0
+    noz = LatentDensity.load(tmp_path / "noz.npz")
+    assert noz.magnitude_prior is not None and noz.redshift_prior is None
     # The mixture describes the latents it was fitted to far better than the unit prior does.
     mu = get_model().encode(read_dataset(sim_dataset)[0][:20])["mu"]
     prior = -0.5 * (mu**2).sum(axis=1) - 32 * np.log(2 * np.pi)
@@ -462,6 +477,9 @@ def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
     assert "preset" in capsys.readouterr().err and not (tmp_path / "d").exists()
     assert main([*argv, "--out", str(tmp_path / "e"), "--init", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
+    # --positivity is a term of the gauss loss alone.
+    assert main([*argv, "--out", str(tmp_path / "p"), "--positivity", "10"]) == 2
+    assert "positivity" in capsys.readouterr().err and not (tmp_path / "p").exists()
     # 'default' is the shipped model's weights, as --model takes it: a compact, gauss network.
     assert main([*argv, "--out", str(tmp_path / "f"), "--init", "default"]) == 2
     assert "preset" in capsys.readouterr().err

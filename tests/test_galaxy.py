@@ -448,6 +448,10 @@ def test_samples_at_a_redshift(flux_model):
         sample_unguarded(3, 3, m, redshift=4.0)
     with pytest.raises(galsim.GalSimRangeError, match="finite and positive"):
         sample_unguarded(3, 3, m, redshift=-0.2)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="flux cuts"):
+        sample_unguarded(3, 3, m, redshift=0.5, max_flux=60.0)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError, match="sampling='density'"):
+        sample_unguarded(3, 3, m, redshift=0.5, sampling="prior")
 
 
 def test_shipped_samples_at_low_redshift_are_brighter_and_larger():

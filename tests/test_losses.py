@@ -83,3 +83,33 @@ def test_gauss_loss_is_the_gaussian_likelihood():
     assert VAELoss("gauss").representation == "flux" and VAELoss("beta").representation == "minmax"
     with pytest.raises(GalSimValueError, match="noise sigma"):
         VAELoss("gauss")(recon, y, mu, lv)
+
+
+def test_positivity_charges_only_negative_pixels():
+    torch.manual_seed(4)
+    y = torch.rand(2, 1, 8, 8)
+    mu, lv = torch.zeros(2, 4), torch.zeros(2, 4)
+    sigma = torch.tensor([0.1, 0.5])
+    recon = y.clone()
+    recon[0, 0, 0, :3] = torch.tensor([-0.2, -0.1, 0.3])  # two negative pixels in stamp 0
+    plain = VAELoss("gauss").terms(recon, y, mu, lv, sigma)
+    pos = VAELoss("gauss", positivity=4.0).terms(recon, y, mu, lv, sigma)
+    neg = (0.2 / 0.1) ** 2 + (0.1 / 0.1) ** 2  # stamp 0's negative part against zero; stamp 1 none
+    assert pos["neg"].item() == pytest.approx(neg / 2 / 64, rel=1e-5)
+    assert pos["loss"].item() == pytest.approx(
+        plain["loss"].item() + 0.5 * 4.0 * neg / 2 / 64, rel=1e-5
+    )
+    assert pos["chi2"].item() == pytest.approx(plain["chi2"].item())
+    # Its gradient reaches only the negative pixels (the chi2's is zero here: recon == y else).
+    r = y.clone().requires_grad_(True)
+    with torch.no_grad():
+        r[0, 0, 0, 0] = -0.2
+    target = torch.where(r > 0, r, 0 * r).detach()
+    VAELoss("gauss", positivity=1.0)(r, target, mu, lv, sigma).backward()
+    g = r.grad
+    # Pixel (0,0) is pushed up by both terms; every non-negative pixel gets nothing.
+    assert g[0, 0, 0, 0] < 0 and torch.count_nonzero(g) == 1
+    with pytest.raises(GalSimValueError, match="gauss loss"):
+        VAELoss("beta", positivity=1.0)
+    with pytest.raises(GalSimRangeError, match="positivity"):
+        VAELoss("gauss", positivity=-1.0)

@@ -3,6 +3,7 @@ import json
 import galsim
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from galsim_vae.cli import main
 from galsim_vae.studies.validation import (
@@ -118,13 +119,17 @@ def test_validate_report(report):
     assert sel["n_filled"] + sel["n_unfilled"] == 4 and sel["first_draw"]["n"] == 4
     assert 0 <= sel["fraction_passing_first_draw"] <= 1
     assert 0 < sel["real_fraction_passing_near_these_magnitudes"] <= 1
-    # All but the flux-in-stamp cut, which real postage stamps no larger than the stamp pass by
-    # construction: the report says how many paired real galaxies have such stamps, and how many
-    # first draws the cut would have refused.
-    assert sel["flux_cut_applied"] is False
-    assert 0 <= sel["paired_real_postage_stamps_within_stamp"] <= 1
-    assert 0 <= sel["first_draw"]["below_real_min_flux_fraction"] <= 4
-    assert "go through the same cuts but the flux in the stamp" in md
+    # The flux-in-stamp cut only for the pairs whose real postage stamp was larger than the
+    # stamp (a smaller one passes it by construction): the report gives their share, computed
+    # here from the real dataset's own column.
+    t = fits.getdata(res["real_dataset"], "CATALOG")
+    larger = np.asarray(t["original_size"])[np.asarray(t["passes"], dtype=bool)][:5] > 64
+    assert sel["flux_cut"] == "pairs"
+    assert sel["pairs_with_flux_cut"] in [k / 4 for k in range(5)]
+    assert (sel["pairs_with_flux_cut"] > 0) <= larger.any()
+    first = sel["first_draw"]
+    assert first["below_min_flux_fraction_cut"] <= first["below_min_flux_fraction"] <= 4
+    assert "the flux in the stamp only where the paired real galaxy's own" in md
     assert "sampling floor |" in md
 
 
@@ -320,8 +325,9 @@ def test_selected_samples_stay_with_their_pairs(monkeypatch):
     first_pop = Model().sample_population(
         len(pair), None, sampling="density", magnitude=v.magnitudes(flux[pair])
     )
+    every = np.ones(3, dtype=bool)  # the flux-in-stamp cut for every pair
     first, (imgs, sigmas), sel = v._selected_samples(
-        Model(), pair, sig, flux, QualityCuts(), decode, noisy, None, first_pop
+        Model(), pair, sig, flux, QualityCuts(), every, decode, noisy, None, first_pop
     )
     # The first draws, cuts and guard aside: every drawable one, with its pair's noise sigma.
     drawn = pair[pair != 2]
@@ -335,3 +341,19 @@ def test_selected_samples_stay_with_their_pairs(monkeypatch):
     assert rounds[1] == [0, 1, 2, 1, 0, 2, 0] and rounds[2] == [0, 2, 0, 2, 0]
     assert len(rounds) == v.SELECTION_ROUNDS
     assert sel["median_magnitude_filled"] < sel["median_magnitude_paired"]
+    # Without the flux-in-stamp cut for pair 2 (a real galaxy whose postage stamp fitted the
+    # stamp), its samples pass once they can be drawn.
+    rounds.clear()
+    _, (imgs, _), sel = v._selected_samples(
+        Model(),
+        pair,
+        sig,
+        flux,
+        QualityCuts(),
+        np.array([True, True, False]),
+        decode,
+        noisy,
+        None,
+        first_pop,
+    )
+    assert sel["n_unfilled"] == 0 and np.all(imgs[:, 0, 0] - 1000 == pair)

@@ -9,6 +9,7 @@ from pathlib import Path
 import galsim
 import numpy as np
 import torch
+from galsim.errors import galsim_warn
 
 from .._utils import atomic_path
 from ..attributes import attributes_path
@@ -80,7 +81,14 @@ def _cmd_train(a):
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    loss = VAELoss(a.loss, a.loss_param)
+    if a.positivity and (a.loss != "gauss" or a.output != "linear"):
+        raise GalSimIncompatibleValuesError(
+            "--positivity needs --loss gauss and the linear head (softmax pixels are positive)",
+            positivity=a.positivity,
+            loss=a.loss,
+            output=a.output,
+        )
+    loss = VAELoss(a.loss, a.loss_param, positivity=a.positivity)
     truth = a.target == "truth"
     if truth and loss.kind != "gauss":
         raise GalSimIncompatibleValuesError(
@@ -187,6 +195,13 @@ def _cmd_fit_density(a):
                 "training set's)",
                 a.data_dir,
             ) from e
+    redshifts = prior  # optional: without the fit catalog, no sampling at a redshift
+    if prior:
+        try:
+            redshift_prior(a.data_dir)
+        except GalSimValueError as e:
+            redshifts = False
+            galsim_warn(f"{e}: the density will have no redshifts (VAEGalaxy.sample(redshift=))")
     if a.with_low_snr:
         images, table, _, header = read_dataset(a.dataset)
         sel, n_low = select_with_low_snr(table, header, images, a.split)
@@ -209,7 +224,8 @@ def _cmd_fit_density(a):
     if prior:  # only magnitudes the density saw: none drawn by extrapolation
         brightest = float(magnitudes(ds.flux.max())[0])
         meta["magnitude_prior"] = magnitude_prior(a.data_dir, brightest=brightest)
-        meta["redshift_prior"] = redshift_prior(a.data_dir, brightest=brightest)
+        if redshifts:
+            meta["redshift_prior"] = redshift_prior(a.data_dir, brightest=brightest)
     dens = LatentDensity.fit(mu, aux=aux, n_components=a.components, seed=a.seed, meta=meta)
     dens.save(out)
     prior = " and the COSMOS magnitude distribution" if "magnitude_prior" in meta else ""
@@ -354,6 +370,15 @@ def add_commands(sub):
         type=float,
         default=None,
         help="beta (beta and gauss losses) or lambda (flow loss)",
+    )
+    t.add_argument(
+        "--positivity",
+        type=float,
+        default=0.0,
+        help="gauss loss, linear head: weight of the chi2 of the reconstruction's negative pixels "
+        "against zero (a galaxy's light is never negative); on the shipped model it traded "
+        "negative light for a positive floor (MODEL_CARD.md) "
+        "[default: 0, none]",
     )
     t.add_argument("--epochs", type=count(), default=40)
     t.add_argument(

@@ -9,7 +9,8 @@ at each real stamp's catalog noise level), these populations are measured:
   paired with a random real galaxy for its flux scale (normalisation) and noise, their decoded sky
   removed as :class:`VAEGalaxy` removes it (the attribute file's sky predictor). A density that
   draws fluxes draws each sample at its real galaxy's magnitude and puts it through the cuts the
-  real galaxies passed but the flux-in-stamp cut (:data:`SAMPLE_FLUX_CUT`) (``vae_density``;
+  real galaxies passed, the flux-in-stamp cut only where its real galaxy's own postage stamp was
+  larger than the stamp (:data:`SAMPLE_FLUX_CUT`) (``vae_density``;
   the first draws without them: ``vae_density_unselected``);
 - ``vae_attributes``: galaxies generated from each real galaxy's measured size and axis ratio
   (:func:`galsim_vae.studies.attribute_fit.measure_sersic`, the attribute models' own size
@@ -262,15 +263,19 @@ def validate(
         # The real galaxies are those that passed the cuts; at faint magnitudes that keeps the
         # compact ones. Samples drawn at their magnitudes go through the same cuts, each redrawn
         # until it passes; the first draws, cuts aside, are kept as vae_density_unselected.
-        # All but the flux-in-stamp cut: a real galaxy's flux fraction is of the sum of its own
-        # COSMOS postage stamp, which for most faint ones is no larger than the stamp (they pass
-        # it by construction), a sample's of its whole model flux (SAMPLE_FLUX_CUT).
+        # The flux-in-stamp cut only where it tested the paired real galaxy: a real galaxy's
+        # flux fraction is of the sum of its own COSMOS postage stamp, and one no larger than
+        # the stamp passes it by construction (SAMPLE_FLUX_CUT).
+        flux_cut = np.ones(len(x), dtype=bool)
+        if SAMPLE_FLUX_CUT == "pairs" and "original_size" in t.colnames:
+            flux_cut = np.asarray(t["original_size"]) > x.shape[-1]
         first, selected, selection = _selected_samples(
             m,
             pair,
             sig,
             total_flux,
-            cuts if SAMPLE_FLUX_CUT else dataclasses.replace(cuts, min_flux_fraction=0.0),
+            cuts,
+            flux_cut,
             lambda z, idx, ps: decode_like(z, idx, ps, flux=total_flux),
             lambda imgs, idx: noisy(imgs, idx, "vae_density"),
             sample_rng,
@@ -285,13 +290,8 @@ def validate(
             table["flux_total"] if "flux_total" in table.colnames else table["flux"]
         )
         passes_all = np.asarray(table["passes"], dtype=bool)
-        selection["flux_cut_applied"] = SAMPLE_FLUX_CUT
-        selection["first_draw"]["below_real_min_flux_fraction"] = int(
-            (selection.pop("flux_fractions") < cuts.min_flux_fraction).sum()
-        )
-        if "original_size" in table.colnames:  # postage stamps no larger than the stamp
-            within = np.asarray(table["original_size"])[sel][pair] <= x.shape[-1]
-            selection["paired_real_postage_stamps_within_stamp"] = float(within.mean())
+        selection["flux_cut"] = SAMPLE_FLUX_CUT
+        selection["pairs_with_flux_cut"] = float(flux_cut[pair].mean())
         near = np.abs(mag_all[None, :] - magnitudes(total_flux[pair])[:, None]) < 0.5
         frac = [passes_all[row].mean() for row in near if row.any()]
         selection["real_fraction_passing_near_these_magnitudes"] = (
@@ -387,14 +387,14 @@ _NOISE_STREAMS = ("vae_recon", "vae_density", "vae_prior", "sersic", "vae_attrib
 SELECTION_ROUNDS = 20
 
 
-#: Whether the density samples of the validation must also pass the flux-in-stamp cut of the real
-#: galaxies. They do not: a real galaxy's flux fraction is measured against the sum of its own
-#: COSMOS postage stamp, and the postage stamps of nearly all real galaxies fainter than F814W 24
-#: are no larger than the 64-pixel stamp, so that they pass it whatever their wings; a generated
-#: galaxy's is measured against its whole model flux, and fails it as often as the simulated
-#: training galaxies of the same magnitudes do (a quarter at F814W 24-25). The report counts the
-#: first draws it would have refused.
-SAMPLE_FLUX_CUT = False
+#: Which density samples of the validation must pass the flux-in-stamp cut of the real galaxies:
+#: ``"pairs"``, those whose paired real galaxy's own COSMOS postage stamp is larger than the
+#: stamp (``original_size``), or ``"all"``. A real galaxy's flux fraction is measured against the
+#: sum of its postage stamp, so one no larger than the 64-pixel stamp passes the cut whatever its
+#: wings (the postage stamps of 90-100% of the real galaxies fainter than F814W 24 are), while a
+#: generated galaxy's is measured against its whole model flux. The report counts the first
+#: draws that fail the cut, applied or not.
+SAMPLE_FLUX_CUT = "pairs"
 
 
 def _passing(noisy_imgs, clean_imgs, flux, cuts):
@@ -406,11 +406,13 @@ def _passing(noisy_imgs, clean_imgs, flux, cuts):
     return cuts.passes(table), table
 
 
-def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
+def _selected_samples(m, pair, sig, flux, cuts, flux_cut, decode, noisy, rng, first_pop):
     """Density samples at the magnitudes of the real galaxies ``pair`` (the first draws
     ``first_pop``), each redrawn (at most :data:`SELECTION_ROUNDS` times) until its noisy stamp
     passes the cuts the real galaxies passed and its decoded border holds at most
-    :data:`MAX_BORDER_SKY` of its flux (as :meth:`VAEGalaxy.sample` draws them).
+    :data:`MAX_BORDER_SKY` of its flux (as :meth:`VAEGalaxy.sample` draws them). The
+    flux-in-stamp cut applies to the samples of the real galaxies where ``flux_cut`` (one
+    boolean per real galaxy) is True.
 
     ``decode(latents, pair_indices, pixel_scales)`` gives the drawn stamps, which latents could
     be drawn and their border sky; ``noisy(stamps, pair_indices)`` adds the paired real stamps'
@@ -438,7 +440,10 @@ def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
         imgs, ok, sky = decode(pop["latent"], pair[todo], pop["pixel_scale"])
         drawn = todo[ok]
         noisy_imgs = noisy(imgs, pair[drawn])
-        passed, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], cuts)
+        loose = dataclasses.replace(cuts, min_flux_fraction=0.0)
+        passed, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], loose)
+        low = measured["flux_fraction"] < cuts.min_flux_fraction
+        passed &= ~(low & flux_cut[pair[drawn]])
         guarded = np.abs(sky) <= MAX_BORDER_SKY
         good = passed & guarded
         if k == 0:  # the first draws, and how they fared cut by cut
@@ -459,8 +464,9 @@ def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
                 "below_min_nonuniformity": int(
                     (measured["nonuniformity"] < cuts.min_nonuniformity).sum()
                 ),
+                "below_min_flux_fraction": int(low.sum()),
+                "below_min_flux_fraction_cut": int((low & flux_cut[pair[drawn]]).sum()),
             }
-            fractions = measured["flux_fraction"]
         for j, a in zip(drawn[good], noisy_imgs[good]):
             out[j] = a
     keep = np.array([j for j in range(n) if out[j] is not None], dtype=int)
@@ -480,7 +486,6 @@ def _selected_samples(m, pair, sig, flux, cuts, decode, noisy, rng, first_pop):
             "median_draws": float(np.median(tried)),
             "median_magnitude_paired": float(np.nanmedian(mag)),
             "median_magnitude_filled": filled_mag,
-            "flux_fractions": fractions,  # the first draws' (the caller reports them)
         },
     )
 
@@ -529,12 +534,12 @@ def _markdown(res):
             "real galaxies they are paired with and go through the same cuts"
             + (
                 ""
-                if sel.get("flux_cut_applied", True)
-                else " but the flux in the stamp (a real galaxy's flux fraction is of its own "
-                "COSMOS postage stamp's sum, and "
-                f"{sel.get('paired_real_postage_stamps_within_stamp', float('nan')):.0%} of the "
-                "paired real galaxies have postage stamps no larger than the stamp, so they pass "
-                "it by construction; a sample's is of its whole model flux)"
+                if sel.get("flux_cut", "all") == "all"
+                else ", the flux in the stamp only where the paired real galaxy's own COSMOS "
+                "postage stamp was larger than the stamp (a real galaxy's flux fraction is of its "
+                "postage stamp's sum, so a smaller one passes that cut by construction; a "
+                "sample's is of its whole model flux; "
+                f"{sel.get('pairs_with_flux_cut', float('nan')):.0%} of the pairs)"
             )
             + ", with the same "
             "added noise, and through the sampling guard of `VAEGalaxy.sample`, each redrawn "
@@ -544,10 +549,11 @@ def _markdown(res):
             f"{sel['median_magnitude_filled'] or float('nan'):.2f}). "
             f"Of the first draws {sel['fraction_passing_first_draw']:.0%} passed "
             f"({first['below_min_snr']} below the SNR cut, {first['width_out_of_range']} "
-            f"outside the Width range, {first['redrawn_by_guard']} redrawn by the guard"
+            f"outside the Width range, {first['redrawn_by_guard']} redrawn by the guard, "
+            f"{first['below_min_flux_fraction']} with too little flux in the stamp"
             + (
-                f"; {first['below_real_min_flux_fraction']} would have failed the flux-in-stamp cut"
-                if "below_real_min_flux_fraction" in first
+                f", {first['below_min_flux_fraction_cut']} of them where that cut applied"
+                if "below_min_flux_fraction_cut" in first and sel.get("flux_cut", "all") != "all"
                 else ""
             )
             + ")"

@@ -252,6 +252,8 @@ def train(
         identity["init"] = str(init)
     if train_target is not None:
         identity["target"] = "truth"
+    if loss.positivity:  # the negative part's chi2 in the loss
+        identity["positivity"] = float(loss.positivity)
     if (dataset or {}).get("with_low_snr"):  # the rows below the SNR cut trained on too
         identity["with_low_snr"] = True
     identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
@@ -308,6 +310,7 @@ def train(
             "train_config": asdict(config),
             **({"init_sha256": init} if init else {}),
             **({"target": "truth"} if train_target is not None else {}),
+            **({"positivity": float(loss.positivity)} if loss.positivity else {}),
         },
     )
 
@@ -396,7 +399,7 @@ def train(
                 "epoch": epoch,
                 "train_loss": run / n,
                 "valid_loss": v["loss"],
-                **{f"valid_{k}": v[k] for k in ("rec", "bce", "chi2", "kl") if k in v},
+                **{f"valid_{k}": v[k] for k in ("rec", "bce", "chi2", "kl", "neg") if k in v},
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }

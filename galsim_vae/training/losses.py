@@ -23,6 +23,15 @@ knows the noise:
   and ``sigma`` each stamp's own noise level: the Gaussian likelihood of the stamp, for
   flux-normalised stamps (the ``"flux"`` representation, linear decoder). With ``beta = 1`` it is
   the evidence lower bound itself; its reconstruction term per pixel is half the chi2 per pixel.
+
+A galaxy's light is never negative, so the mean image a decoder should give is nowhere below
+zero; ``gauss`` may add ``positivity * neg / 2`` with ``neg = sum_pixels (min(recon, 0) /
+sigma)^2``, the chi2 of the reconstruction's negative part against zero. Its gradient reaches
+only the negative pixels, but the decoder's weights are shared, so the whole image moves: measured
+on the shipped model (MODEL_CARD.md, "Tried and not shipped") it removes nearly all negative
+light and lifts the floor of faint samples instead (a positive border "sky"); an option, not the
+shipped recipe. With it the validation loss includes the term, so best epochs compare only
+between runs of the same weight.
 """
 
 from __future__ import annotations
@@ -74,14 +83,21 @@ class VAELoss:
         kind: ``"original"``, ``"beta"``, ``"flow"`` or ``"gauss"``.
         param: beta for ``beta`` (paper: 1e-2) and ``gauss`` (1: the ELBO), lambda in nats for
             ``flow`` (paper: 4 to 64); ignored for ``original``. [default: by kind]
+        positivity: weight of the negative part's chi2 against zero (``gauss`` only; 0: none).
+            [default: 0]
     """
 
     kind: str = "beta"
     param: float | None = None
+    positivity: float = 0.0
 
     def __post_init__(self):
         if self.kind not in LOSSES:
             raise GalSimValueError("Unknown loss", self.kind, LOSSES)
+        if not self.positivity >= 0:
+            raise GalSimRangeError("positivity must be >= 0", self.positivity, 0)
+        if self.positivity and self.kind != "gauss":
+            raise GalSimValueError("positivity goes with the gauss loss", self.kind)
         if self.param is None:
             object.__setattr__(self, "param", _DEFAULT_PARAM[self.kind])
         if not self.param >= 0:
@@ -104,6 +120,10 @@ class VAELoss:
             chi2 = chi2_per_image(recon, target, sigma)
             rec = 0.5 * chi2
             out = {"chi2": chi2.mean() / npix}
+            if self.positivity:
+                neg = chi2_per_image(torch.clamp(recon, max=0), torch.zeros_like(recon), sigma)
+                rec = rec + 0.5 * self.positivity * neg
+                out["neg"] = neg.mean() / npix
         else:
             rec = bce_per_image(recon, target)
             out = {"bce": rec.mean() / npix}
