@@ -6,18 +6,20 @@
 #
 #   ft        compact, linear head, fine-tuned from the shipped model at lr 1e-5 (v6 continued)
 #   softmax   compact, softmax head (positive pixels), fine-tuned from the shipped model, lr 1e-4
-#   scratch   compact, linear head, from random weights: docs/cosmos.md's recipe (lr 1e-3)
+#   scratch   compact, linear head, from random weights: docs/cosmos.md's old recipe (lr 1e-3)
 #   wide      the wide preset (2.2x compact's arithmetic), linear head, from random weights
 #
 # The runs share the device; "scratch" starts first and runs alone for its first two epochs, whose
-# times are the recipe's time per epoch on that device (docs/cosmos.md). Settings (environment):
+# times are the time per epoch on that device (docs/cosmos.md). Settings (environment):
 #   END      a wall-clock deadline (seconds since 1970): the runs stop after the epoch that passes
 #            END minus a minute (galsim-vae train --max-minutes)          [none: EPOCHS each]
 #   EPOCHS   the most epochs of each run                                     [300]
 #   NPROC    simulation processes                                            [all cores]
-# Every run resumes when the script is run again, and `--epochs N` of a run's history gives the
-# same run on any device (a CPU takes ~39 s a compact epoch on 2 cores). Each run's folder is
-# WORKDIR/gpu_NAME; WORKDIR/gpu_timing.json holds the solo epochs and the device.
+# Every run resumes when the script is run again; on a CPU the same commands run as they are
+# (~39 s a compact epoch alone on 2 cores; four at once share the cores), with `--epochs N` in
+# place of a deadline, to the same recipe but not the same floating-point path. Each run's folder
+# is WORKDIR/gpu_NAME; WORKDIR/gpu_timing.json holds the solo epochs and WORKDIR/machine.txt the
+# device. scripts/summarize_gpu_experiments.py WORKDIR collects them with their evaluations.
 set -euo pipefail
 DEVICE=${1:-cuda}
 WORK=${2:-data}
@@ -26,6 +28,8 @@ EPOCHS=${EPOCHS:-300}
 SIM="$WORK/sim_deepfs32k.fits"
 INIT=galsim_vae/data/default_vae.safetensors
 mkdir -p "$WORK"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null ||
+    python3 -c "import platform, os; print('cpu'); print(platform.processor() or platform.machine(), os.cpu_count(), 'cores')"; } >"$WORK/machine.txt"
 [ -f "$SIM" ] || python3 -m galsim_vae simulate --n 32000 --scale-mode fit --morphology deep \
     --seed 2032 --out "$SIM" --faint-size-slope 0.076 --min-flux-fraction 0.9 \
     --nproc "$NPROC" --quiet --no-truth
@@ -44,14 +48,16 @@ train() { # NAME, then train's options
 }
 train scratch --preset compact --lr 1e-3 --lr-patience 4 &
 pids=($!)
-# The recipe's time per epoch alone on the device: its first two epochs (at most 90 s).
+# The time per epoch alone on the device: the first two epochs (waited for at most 90 s on a
+# GPU, 15 min on a CPU).
 python3 - "$WORK" "$DEVICE" "${pids[0]}" <<'EOF'
 import json, os, sys, time
 import torch
 work, device, pid = sys.argv[1:]
 hist = os.path.join(work, "gpu_scratch", "history.json")
 t0 = time.time()
-while time.time() - t0 < 90 and os.path.isdir(f"/proc/{pid}"):
+limit = 90 if device.startswith("cuda") else 900
+while time.time() - t0 < limit and os.path.isdir(f"/proc/{pid}"):
     if os.path.isfile(hist):
         try:
             h = json.load(open(hist))

@@ -2,10 +2,13 @@
 
     python3 scripts/summarize_gpu_experiments.py RUNS OUT.json
 
-RUNS holds one folder per run (ft, softmax, scratch, wide) with ``history.json`` and, where
+RUNS holds one folder per run (ft, softmax, scratch, wide, or gpu_ft, ... as
+scripts/gpu_experiments.sh names them) with ``history.json`` and, where
 evaluated, ``eval_deepfs/``, ``eval_struct/`` and ``eval_real/evaluate.json`` (galsim-vae evaluate
 --split passes of data/sim_deepfs_heldout.fits, data/sim_struct_heldout.fits and
-data/real_btk100.fits); ``gpu_timing.json`` (the solo epochs) and ``machine.txt`` beside them.
+data/real_btk100.fits: ``galsim-vae evaluate RUNS/NAME/best.safetensors FILE --split passes --out
+RUNS/NAME/eval_deepfs``, ...); ``gpu_timing.json`` (the solo epochs) and ``machine.txt`` beside
+them, as the script writes them.
 ``population/population.json`` where a run's samples were measured (galsim-vae fit-density, then
 population --n 10000 --seed 1). The shipped model's own records are read from docs/runs.
 """
@@ -58,7 +61,7 @@ def main(runs, out):
     if sim.is_file():
         record["simulation_on_device"] = sim.read_text().splitlines()
     for name, what in RUNS.items():
-        d = runs / name
+        d = runs / name if (runs / name).is_dir() else runs / f"gpu_{name}"  # either layout
         h = json.loads((d / "history.json").read_text())
         best = min(h, key=lambda e: e["valid_loss"])
         rec = {
