@@ -477,9 +477,17 @@ def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
     assert "preset" in capsys.readouterr().err and not (tmp_path / "d").exists()
     assert main([*argv, "--out", str(tmp_path / "e"), "--init", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
-    # --positivity is a term of the gauss loss alone.
+    # --positivity is a term of the gauss loss alone; the run records it, and a resume with
+    # another weight would mix two runs.
     assert main([*argv, "--out", str(tmp_path / "p"), "--positivity", "10"]) == 2
     assert "positivity" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    gauss = ["--loss", "gauss", "--loss-param", "1"]
+    assert main([*argv, *gauss, "--out", str(tmp_path / "q"), "--positivity", "10"]) == 0
+    hist = json.loads((tmp_path / "q" / "history.json").read_text())
+    assert hist[0]["valid_neg"] >= 0
+    more = [*argv, "--epochs", "2", *gauss, "--out", str(tmp_path / "q"), "--positivity", "3"]
+    capsys.readouterr()
+    assert main(more) == 2 and "positivity" in capsys.readouterr().err
     # 'default' is the shipped model's weights, as --model takes it: a compact, gauss network.
     assert main([*argv, "--out", str(tmp_path / "f"), "--init", "default"]) == 2
     assert "preset" in capsys.readouterr().err

@@ -69,7 +69,7 @@ def test_cosmoscatalog_selection_feeds_from_real(standin):
     for k, row in enumerate(rows):
         gal = VAEGalaxy.from_real(cc.real_cat, index=row)
         rec = cc.getParametricRecord(k)
-        assert gal.index == row
+        assert gal.ident == cc.real_cat.ident[row]
         assert gal.flux == pytest.approx(float(np.ravel(rec["flux"])[0]), rel=0.25)
 
 
