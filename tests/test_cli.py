@@ -321,6 +321,20 @@ def test_fit_density_with_the_rows_below_the_snr_cut(sim_dataset, tmp_path):
     u = np.random.default_rng(0).random(int(low.sum()))
     assert n_low == int((u < n_train / passes.sum()).sum()) > 0
     assert f"+ {n_low} rows below" in d.meta["split"]
+    # Only those brighter than a magnitude: the added rows fainter than it are left out.
+    from galsim_vae.pipeline.dataset import select_with_low_snr
+    from galsim_vae.studies.population import magnitudes
+
+    added = select_with_low_snr(table, header, images, "train")[0] & ~select_split(table, "train")
+    mag = magnitudes(np.asarray(table["flux_total"], dtype=float))
+    limit = float(np.median(mag[added]))
+    bright = [*argv[:-1], str(tmp_path / "b.npz"), "--low-snr-brighter-than", str(limit)]
+    assert main(bright) == 0
+    b = LatentDensity.load(tmp_path / "b.npz")
+    assert b.meta["n_fit"] - n_train == int((added & (mag < limit)).sum()) < n_low
+    assert f"brighter than F814W {limit:g}" in b.meta["split"]
+    no_low = [a for a in bright if a != "--with-low-snr"]
+    assert main(no_low) == 2
     # --split all has them already; a file without cut cards says so.
     assert main([*argv[:5], "all", *argv[6:]]) == 2
     for k in [k for k in header if k.startswith("C_")]:

@@ -23,6 +23,7 @@ from ..pipeline.dataset import (
     dataset_summary,
     read_dataset,
     read_truths,
+    select_split,
     select_with_low_snr,
 )
 from ..psf import HST_PIXEL_SCALE
@@ -202,9 +203,20 @@ def _cmd_fit_density(a):
         except GalSimValueError as e:
             redshifts = False
             galsim_warn(f"{e}: the density will have no redshifts (VAEGalaxy.sample(redshift=))")
+    if a.low_snr_brighter_than is not None and not a.with_low_snr:
+        raise GalSimIncompatibleValuesError(
+            "--low-snr-brighter-than goes with --with-low-snr",
+            low_snr_brighter_than=a.low_snr_brighter_than,
+        )
     if a.with_low_snr:
         images, table, _, header = read_dataset(a.dataset)
         sel, n_low = select_with_low_snr(table, header, images, a.split)
+        if a.low_snr_brighter_than is not None:  # keep the added rows brighter than that
+            base = select_split(table, a.split)
+            total = table["flux_total"] if "flux_total" in table.colnames else table["flux"]
+            faint = magnitudes(np.asarray(total, dtype=float)) >= a.low_snr_brighter_than
+            drop = sel & ~base & faint
+            sel, n_low = sel & ~drop, n_low - int(drop.sum())
         ds = StampDataset((images, table), sel, model.representation)
     else:
         ds = StampDataset(a.dataset, a.split, model.representation)
@@ -218,7 +230,17 @@ def _cmd_fit_density(a):
             aux = {"log10_pixel_scale": scale, **aux}
     meta = {
         "dataset": Path(a.dataset).name,
-        "split": a.split + (f" + {n_low} rows below the SNR cut" if a.with_low_snr else ""),
+        "split": a.split
+        + (
+            f" + {n_low} rows below the SNR cut"
+            + (
+                f" brighter than F814W {a.low_snr_brighter_than:g}"
+                if a.low_snr_brighter_than is not None
+                else ""
+            )
+            if a.with_low_snr
+            else ""
+        ),
         "model_sha256": model.metadata["sha256"],
     }
     if prior:  # only magnitudes the density saw: none drawn by extrapolation
@@ -463,6 +485,14 @@ def add_commands(sub):
         help="also fit the rows that fail the quality cuts by their SNR alone (the split's "
         "share of them): the SNR cut removes large faint galaxies, and without them sizes at "
         "faint magnitudes come out small",
+    )
+    f.add_argument(
+        "--low-snr-brighter-than",
+        type=float,
+        default=None,
+        metavar="MAG",
+        help="with --with-low-snr: only those rows with a total F814W magnitude brighter than "
+        "MAG (the faint ones bring floors into the samples; MODEL_CARD.md) [default: all]",
     )
     f.add_argument(
         "--out",
