@@ -30,6 +30,7 @@ __all__ = [
     "flux_denormalize",
     "half_light_radius",
     "image_stamp",
+    "postage_stamp_profile",
 ]
 
 #: The stamp representations a model can be trained on.
@@ -218,6 +219,53 @@ def half_light_radius(image, *, center=None) -> float:
 DEFAULT_SEED = 1234
 
 
+#: Largest shift (native pixels, each axis) by which :func:`postage_stamp_profile` moves a postage
+#: stamp's pixels to bring the galaxy's centroid to the new stamp's centre; a centroid found
+#: further out (a neighbour, a failed measurement) leaves the stamp unshifted.
+MAX_CENTRE_SHIFT = 3
+
+
+def postage_stamp_profile(image, *, noise, pad, rng):
+    """A postage stamp as a profile to redraw it on another grid, its pixels kept as observed.
+
+    The profile's origin is the postage stamp's pixel nearest the galaxy's adaptive-moment
+    centroid (within :data:`MAX_CENTRE_SHIFT` pixels of its nominal centre, else the nominal
+    centre). Drawn at the postage stamp's own scale with ``use_true_center=False``, every pixel
+    of the new stamp is then one of the observed pixels, not an interpolation between them: an
+    even-sided postage stamp centred on its true centre would land half a pixel off the new grid
+    in both axes, and quintic interpolation there smooths the galaxy and lowers the noise per
+    pixel by ~15% (its border noise would read 0.00165 counts/s where the COSMOS noise added the
+    same way to a simulated stamp reads 0.0019-0.0020). Where the new pixels are larger the
+    profile is integrated over them, as the simulator resamples its coarser stamps.
+
+    Parameters:
+        image: ``galsim.Image`` with a pixel scale, sky subtracted.
+        noise: the padding noise (a ``galsim.BaseNoise`` or a variance), as
+            ``InterpolatedImage(noise_pad=...)`` takes it.
+        pad: side of the padded region, arcsec.
+        rng: ``galsim.BaseDeviate`` of the padding.
+
+    Returns:
+        galsim.InterpolatedImage
+    """
+    dx = dy = 0
+    try:
+        c = image.FindAdaptiveMom(strict=True).moments_centroid - image.center
+        if max(abs(c.x), abs(c.y)) <= MAX_CENTRE_SHIFT + 0.5:
+            dx, dy = int(np.round(c.x)), int(np.round(c.y))
+    except galsim.GalSimHSMError:
+        pass
+    return galsim.InterpolatedImage(
+        image,
+        x_interpolant="quintic",
+        noise_pad=noise,
+        noise_pad_size=pad,
+        rng=rng,
+        use_true_center=False,
+        offset=galsim.PositionD(dx, dy),
+    )
+
+
 def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
     """A postage stamp of any size redrawn as a ``stamp_size`` square stamp, as
     :func:`galsim_vae.pipeline.stamps.real_stamp` redraws a catalog's stamps in ``"fit"`` mode: at
@@ -253,10 +301,7 @@ def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
         )
         mad = 1.4826 * np.median(np.abs(border - np.median(border)))
         noise = max(float(mad) ** 2, 1e-30)  # a variance: white noise
-    pad = 1.5 * stamp_size * scale
-    prof = galsim.InterpolatedImage(
-        image, x_interpolant="quintic", noise_pad=noise, noise_pad_size=pad, rng=rng
-    )
+    prof = postage_stamp_profile(image, noise=noise, pad=1.5 * stamp_size * scale, rng=rng)
     # Interpolated where the new pixels are not larger; integrated over them where they are.
     method = "no_pixel" if scale <= native * (1 + 1e-9) else "auto"
     stamp = prof.drawImage(

@@ -53,6 +53,9 @@ python3 -m galsim_vae draw --out "$WORK/draw_default" \
     --real "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
 cp "$WORK/draw_default/scene.png" "$WORK/draw_default/gallery.png" \
     "$WORK/draw_default/scene_vs_real.png" "$WORK/draw_default/gallery_real.png" docs/figures/
-# 5. The validation report against the real galaxies.
-python3 -m galsim_vae validate "$WORK/real_btk100.fits" --out docs/validation --n-samples 212 \
+# 5. The validation report against the real galaxies: 4 samples per real galaxy that passes the
+#    cuts (46 since real stamps keep their pixels as observed, 2026-11-27; 53 before).
+NREAL=$(python3 -c "import sys; from astropy.io import fits; \
+print(int(fits.getdata(sys.argv[1], 'CATALOG')['passes'].sum()))" "$WORK/real_btk100.fits")
+python3 -m galsim_vae validate "$WORK/real_btk100.fits" --out docs/validation --n-samples $((4 * NREAL)) \
     --loss-summary docs/runs/loss_comparison_summary.json --overwrite

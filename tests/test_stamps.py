@@ -98,3 +98,42 @@ def test_real_stamps_are_deterministic(btk_dir):
     c = stamps.real_stamps(btk_dir, indices=[0, 3], nproc=1, progress=False, seed=6)[0]
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_postage_stamp_pixels_are_copied_as_observed():
+    # An even-sided postage stamp with a galaxy 2.3 and -1.6 pixels from its nominal centre:
+    # redrawn at its own scale every pixel is one of the observed ones (an interpolation half a
+    # pixel off would smooth the galaxy and the noise), and the galaxy lands within half a pixel
+    # of the stamp's centre, pixel (32, 32) 0-based.
+    from galsim_vae.stamp import image_stamp
+
+    post = galsim.Image(44, 44, scale=0.03)
+    galsim.Gaussian(sigma=0.09).drawImage(
+        post, offset=(2.3, -1.6), method="no_pixel", use_true_center=False
+    )
+    rng = np.random.default_rng(3)
+    post.array[:] += rng.normal(0, 1e-4, post.array.shape)
+    arr, scale = image_stamp(post, noise=1e-8)
+    assert scale == 0.03
+    # The postage stamp's pixel (25, 21) 1-based (its nominal centre (23, 23) moved by (2, -2),
+    # nearest the galaxy) lands on the stamp's (33, 33): rows shift by 12, columns by 8.
+    np.testing.assert_allclose(arr[12:56, 8:52], post.array, rtol=1e-5, atol=1e-9)
+    y, x = np.mgrid[:64, :64]
+    a = np.clip(arr, 0, None)
+    cx, cy = (a * x).sum() / a.sum(), (a * y).sum() / a.sum()
+    assert abs(cx - 32) <= 0.5 and abs(cy - 32) <= 0.5
+
+
+def test_real_stamps_keep_the_observed_noise(btk_dir):
+    # The real stamps' border noise reads what COSMOS noise at the catalog's variance reads when
+    # added to an empty stamp the same way (the simulator's treatment), not 15% less.
+    from galsim_vae.pipeline.metrics import noise_sigma
+
+    rgc = stamps.open_catalog(btk_dir)
+    real, added = [], []
+    for k in range(12):
+        real.append(stamps.real_stamp(rgc, k)["row"]["noise_sigma"])
+        empty = galsim.Image(64, 64, scale=0.03)
+        empty.addNoise(rgc.getNoise(k, rng=galsim.BaseDeviate(k + 1)))
+        added.append(noise_sigma(empty.array))
+    assert np.median(np.array(real) / np.array(added)) == pytest.approx(1.0, abs=0.08)

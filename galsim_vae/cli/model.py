@@ -28,6 +28,7 @@ from ..pipeline.dataset import (
 )
 from ..psf import HST_PIXEL_SCALE
 from ..scene import draw_scene
+from ..stamp import postage_stamp_profile
 from ..studies.attribute_fit import fit_attribute_model
 from ..studies.plots import plot_gallery, plot_learning_curve, plot_scene, plot_scenes
 from ..studies.population import magnitude_catalog, magnitude_prior, magnitudes, redshift_prior
@@ -350,12 +351,11 @@ def _cmd_draw(a):
             title=f'{a.n} galaxies, {a.psf} PSF {a.fwhm}", {a.pixel_scale}"/px, seed {a.seed}',
         )
         stamps = []
-        for k in rows[: a.gallery]:  # padded with their own noise, as real_stamp does
-            ii = galsim.InterpolatedImage(
+        for k in rows[: a.gallery]:  # pixels as observed, padded with their own noise
+            ii = postage_stamp_profile(
                 rgc.getGalImage(int(k)),
-                x_interpolant="quintic",
-                noise_pad=rgc.getNoise(int(k), rng=galsim.BaseDeviate(int(k) + 1)),
-                noise_pad_size=1.5 * kw["nx"] * kw["scale"],
+                noise=rgc.getNoise(int(k), rng=galsim.BaseDeviate(int(k) + 1)),
+                pad=1.5 * kw["nx"] * kw["scale"],
                 rng=galsim.BaseDeviate(int(k) + 1),
             )
             stamps.append(ii.drawImage(**kw).array)

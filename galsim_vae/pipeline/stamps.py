@@ -33,7 +33,7 @@ from astropy.io import fits
 
 from ..errors import GalSimRangeError, GalSimValueError
 from ..psf import HST_PIXEL_SCALE, psf_from_image
-from ..stamp import DEFAULT_SEED  # noqa: F401  (re-exported)
+from ..stamp import DEFAULT_SEED, postage_stamp_profile  # noqa: F401  (re-exported)
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 
@@ -208,9 +208,11 @@ def real_stamp(
 ):
     """One stamp of galaxy ``index`` of a ``RealGalaxyCatalog``, with its PSF and metrics.
 
-    The original postage stamp (galaxy, PSF and noise as observed) is interpolated onto the new
-    grid; where the stamp extends past the original, it is padded with the catalog's own
-    correlated noise (``InterpolatedImage(noise_pad=...)``).
+    The original postage stamp (galaxy, PSF and noise as observed) is redrawn on the new grid,
+    its pixels copied as they are at the native scale, the galaxy's centroid on the nearest
+    pixel to the stamp's centre (:func:`galsim_vae.stamp.postage_stamp_profile`); where the stamp
+    extends past the original, it is padded with the catalog's own correlated noise
+    (``InterpolatedImage(noise_pad=...)``).
 
     Parameters:
         rgc: a ``galsim.RealGalaxyCatalog``.
@@ -232,9 +234,8 @@ def real_stamp(
         fit_scale(max(img.array.shape), stamp_size, native) if scale_mode == "fit" else pixel_scale
     )
     noise = rgc.getNoise(index, rng=rng)
-    pad = 1.5 * stamp_size * max(scale, native)
-    prof = galsim.InterpolatedImage(
-        img, x_interpolant="quintic", noise_pad=noise, noise_pad_size=pad, rng=rng
+    prof = postage_stamp_profile(
+        img, noise=noise, pad=1.5 * stamp_size * max(scale, native), rng=rng
     )
     stamp = _draw(prof, stamp_size, scale, native).array.astype(np.float32)
     row = {
