@@ -13,7 +13,8 @@ Two measures, for the README's and model card's numbers:
 
     python scripts/negative_light.py --dataset data/sim_deepfs_heldout.fits \\
         --model default --model data/run_v5_deep/best.safetensors \\
-        --scene data/draw_default/scene.fits --out docs/runs/negative_light.json
+        --scene data/draw_default/scene.fits --scene data/draw_v5/scene.fits \\
+        --out docs/runs/negative_light.json
 """
 
 import argparse

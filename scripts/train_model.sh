@@ -22,6 +22,9 @@
 #                distribution, stored with the density) or training (the training set's) [cosmos]
 #   WITH_LOW_SNR 1: train and fit the density on the stamps that fail the cuts by their SNR
 #                alone too (train/fit-density --with-low-snr; scripts/compare_low_snr.sh)   [0]
+#   DENSITY_LOW_SNR_BRIGHTER  with WITH_LOW_SNR=1: fit the density on the stamps below the SNR
+#                cut only where brighter than this F814W magnitude (fit-density
+#                --low-snr-brighter-than; the shipped density: 23.5)           [all of them]
 #   OUTPUT       the decoder's head: linear or softmax (train --output)              [linear]
 #   RUN          run folder                                           [WORKDIR/run_MORPHOLOGY]
 #   EPOCHS, LR, LR_PATIENCE   training epochs, start rate, plateau patience   [16, 1e-4, 2]
@@ -82,8 +85,9 @@ python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
     ${INIT:+--init "$RUN/init.safetensors"} $LOW_SNR
 # 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
 python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
-    --split train --components 16 --magnitudes "$MAGNITUDES" --overwrite $LOW_SNR
-# 5. Against the floor and Sersic: held-out simulations, then the 53 real galaxies that pass.
+    --split train --components 16 --magnitudes "$MAGNITUDES" --overwrite $LOW_SNR \
+    ${DENSITY_LOW_SNR_BRIGHTER:+--low-snr-brighter-than "$DENSITY_LOW_SNR_BRIGHTER"}
+# 5. Against the floor and Sersic: held-out simulations, then the real galaxies that pass.
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$HELDOUT" \
     --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet --overwrite
 [ -f "$WORK/real_btk100.fits" ] || python3 -m galsim_vae dataset --out "$WORK/real_btk100.fits" \
