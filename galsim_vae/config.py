@@ -45,7 +45,7 @@ from galsim.config import (
 )
 
 from .errors import GalSimConfigError, GalSimConfigValueError
-from .galaxy import MAX_BORDER_SKY, PSF_MODES, VAEGalaxy
+from .galaxy import MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT, PSF_MODES, VAEGalaxy
 from .model import get_model
 
 __all__ = ["VAEModelInput"]
@@ -151,10 +151,9 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     )
     if kwargs.get("random") and not real:
         raise GalSimConfigError("VAEGalaxy random: True picks a galaxy of input.real_catalog")
-    if "max_border_sky" in kwargs and real:
-        raise GalSimConfigError(
-            "VAEGalaxy max_border_sky goes with sampled galaxies, not real ones"
-        )
+    for key in ("max_border_sky", "max_negative_light"):
+        if key in kwargs and real:
+            raise GalSimConfigError(f"VAEGalaxy {key} goes with sampled galaxies, not real ones")
     if real:
         return _build_real(config, base, kwargs, safe, gsparams, logger, inp)
     kwargs.pop("random", None)  # random: False, as GalSim allows beside an index
@@ -163,14 +162,17 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     }
     magnitude = kwargs.pop("magnitude", None)
     redshift = kwargs.pop("redshift", None)
-    max_border_sky = kwargs.pop("max_border_sky", MAX_BORDER_SKY)
-    if "max_border_sky" in config and (attrs or latent is not None or "index" in kwargs):
-        raise GalSimConfigError(
-            "VAEGalaxy max_border_sky goes with sampled galaxies (no latent, index, id or "
-            "attributes)"
-        )
-    if max_border_sky <= 0:  # a non-positive limit turns the guard off, as None does in Python
-        max_border_sky = None
+    guard = {
+        "max_border_sky": kwargs.pop("max_border_sky", MAX_BORDER_SKY),
+        "max_negative_light": kwargs.pop("max_negative_light", MAX_NEGATIVE_LIGHT),
+    }
+    for key, limit in guard.items():
+        if key in config and (attrs or latent is not None or "index" in kwargs):
+            raise GalSimConfigError(
+                f"VAEGalaxy {key} goes with sampled galaxies (no latent, index, id or attributes)"
+            )
+        if limit <= 0:  # a non-positive limit turns that test off, as None does in Python
+            guard[key] = None
     if magnitude is not None and (attrs or latent is not None or "index" in kwargs):
         raise GalSimConfigError(
             "VAEGalaxy magnitude goes with sampled galaxies (no latent, index or attributes); "
@@ -276,8 +278,8 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         rng = GetRNG(config, base, logger, "VAEGalaxy")
         if gsparams:
             kwargs["gsparams"] = galsim.GSParams(**gsparams)
-        # As VAEGalaxy.sample draws them: a latent that decodes to no positive flux, or to a
-        # stamp whose border holds more than MAX_BORDER_SKY of its flux, is drawn again.
+        # As VAEGalaxy.sample draws them: a latent that decodes to no positive flux, or that
+        # the sampling guard refuses (MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT), is drawn again.
         try:
             gal = VAEGalaxy.sample(
                 1,
@@ -286,7 +288,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
                 sampling=sampling,
                 magnitude=magnitude,
                 redshift=redshift,
-                max_border_sky=max_border_sky,
+                **guard,
                 **kwargs,
             )
         except galsim.GalSimError as e:

@@ -17,9 +17,16 @@ from .errors import (
 )
 from .model import MAX_LATENT, VAEModel, default_model_path, get_model
 from .psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf, psf_sigma
-from .stamp import DEFAULT_SEED, border_sky, half_light_radius, image_stamp
+from .stamp import DEFAULT_SEED, border_sky, half_light_radius, image_stamp, negative_light
 
-__all__ = ["VAEGalaxy", "PSF_MODES", "MAX_BORDER_SKY", "reconvolve"]
+__all__ = [
+    "VAEGalaxy",
+    "PSF_MODES",
+    "MAX_BORDER_SKY",
+    "MAX_NEGATIVE_LIGHT",
+    "GUARD_REDRAWS",
+    "reconvolve",
+]
 
 PSF_MODES = ("keep", "deconvolve")
 
@@ -28,6 +35,18 @@ PSF_MODES = ("keep", "deconvolve")
 #: drawn again: 0.6% of the shipped model's samples (v6; v5 0.4%), faint ones with a mottled floor
 #: (docs/figures/worst_sky_samples.png).
 MAX_BORDER_SKY = 0.25
+
+#: The default of :meth:`VAEGalaxy.sample`'s ``max_negative_light``: a sampled galaxy whose
+#: decoded stamp's negative pixels sum to more than this fraction of its flux
+#: (:attr:`VAEGalaxy.negative_light`; a noiseless galaxy has none) is drawn again. Beyond it the
+#: stamps carry a mottled floor at HST resolution and light and dark blotches after a
+#: ground-based PSF; 12% of the shipped model's samples (v6), mostly faint ones.
+MAX_NEGATIVE_LIGHT = 0.1
+
+#: How many times :meth:`VAEGalaxy.sample` redraws a guarded galaxy's latent at its own pixel
+#: scale and flux (the joint density conditioned on both, so sizes and magnitudes keep their
+#: distribution) before it draws the galaxy anew.
+GUARD_REDRAWS = 10
 
 
 def _deconvolved_psf(gal):
@@ -171,6 +190,7 @@ class VAEGalaxy(GSObject):
         "id": str,
         "random": bool,
         "max_border_sky": float,
+        "max_negative_light": float,
     }
     _single_params = []
     _takes_rng = True
@@ -285,6 +305,7 @@ class VAEGalaxy(GSObject):
         magnitude=None,
         redshift=None,
         max_border_sky=MAX_BORDER_SKY,
+        max_negative_light=MAX_NEGATIVE_LIGHT,
         **kwargs,
     ):
         """``n`` galaxies with latents drawn from the model, decoded in one batch.
@@ -297,9 +318,16 @@ class VAEGalaxy(GSObject):
         (the flux cut before decoding), in rounds, until ``n`` pass (with one magnitude per
         galaxy, each rejected galaxy is redrawn at its own magnitude, so galaxy ``i`` has
         magnitude ``i``). A latent from the density's tails that decodes to no positive
-        flux (a flux model's) is never returned, nor one whose decoded stamp's border holds more
-        than ``max_border_sky`` of its flux (:attr:`border_sky`; a faint sample with a mottled
-        floor): another is drawn in its place.
+        flux (a flux model's) is never returned.
+
+        The sampling guard: a decoded stamp whose border holds more than ``max_border_sky`` of
+        its flux (:attr:`border_sky`), or whose negative pixels sum to more than
+        ``max_negative_light`` of it (:attr:`negative_light`), is not returned either: both
+        are a faint sample's mottled floor, which a noiseless galaxy does not have. With a joint
+        density such a galaxy's latent is drawn again at its own pixel scale and flux (up to
+        :data:`GUARD_REDRAWS` times; then the galaxy is drawn anew), so the guard leaves the
+        distribution of sizes and magnitudes as the density makes it. It is a cut on the
+        model's output, not a fix of the model; ``None`` turns either test off.
 
         Parameters:
             n: number of galaxies.
@@ -325,6 +353,8 @@ class VAEGalaxy(GSObject):
             max_border_sky: the largest ``|border_sky|`` a returned galaxy may have; None
                 returns every drawable galaxy (as the population study does, to measure the
                 model itself). [default: :data:`MAX_BORDER_SKY`, 0.25]
+            max_negative_light: the largest :attr:`negative_light` a returned galaxy may have;
+                None: no limit. [default: :data:`MAX_NEGATIVE_LIGHT`, 0.1]
             **kwargs: passed to the constructor (``flux``, ``psf_mode``, ...).
 
         Returns:
@@ -333,6 +363,8 @@ class VAEGalaxy(GSObject):
         n = check_count(n)
         if max_border_sky is not None and not max_border_sky > 0:
             raise GalSimRangeError("max_border_sky must be positive", max_border_sky, 0)
+        if max_negative_light is not None and not max_negative_light > 0:
+            raise GalSimRangeError("max_negative_light must be positive", max_negative_light, 0)
         m = model if isinstance(model, VAEModel) else get_model(model)
         rng = as_deviate(rng)
         lo = -np.inf if min_hlr is None else min_hlr
@@ -403,18 +435,18 @@ class VAEGalaxy(GSObject):
                         per[k2] = pop[k2][keep]
             gals = [None] * k
             if keep.any():
+                idx = np.flatnonzero(keep)
                 made = cls.from_latents(pop["latent"][keep], m, **per, **kwargs)
-                for i, g in zip(np.flatnonzero(keep), made):
+                if pop["flux"] is not None and {"log10_pixel_scale", "log10_flux"} <= set(
+                    m.density.aux_names
+                ):
+                    # A guarded galaxy's latent drawn again at its own pixel scale and flux.
+                    made = redraw_guarded(made, pop["pixel_scale"][keep], pop["flux"][keep], per)
+                for i, g in zip(idx, made):
                     # A latent from the density's tails can decode to no positive flux.
-                    floor = (
-                        g._drawable
-                        and max_border_sky is not None
-                        and not abs(g.border_sky) <= max_border_sky
-                    )
-                    rejected["border_sky"] += int(floor)
                     if (
                         g._drawable
-                        and not floor
+                        and not guarded(g)
                         and (
                             (min_hlr is None and max_hlr is None) or lo <= g.half_light_radius <= hi
                         )
@@ -422,15 +454,47 @@ class VAEGalaxy(GSObject):
                         gals[i] = g
             return gals
 
-        rejected = {"border_sky": 0}
+        def guarded(g, count=True):
+            """Whether the sampling guard refuses drawable galaxy ``g``."""
+            if not g._drawable:
+                return False
+            floor = max_border_sky is not None and not abs(g.border_sky) <= max_border_sky
+            neg = max_negative_light is not None and not g.negative_light <= max_negative_light
+            if count:
+                rejected["border_sky"] += int(floor)
+                rejected["negative_light"] += int(neg)
+            return floor or neg
+
+        def redraw_guarded(made, scales, fluxes, per):
+            made = list(made)
+            bad = [j for j, g in enumerate(made) if guarded(g, count=False)]
+            for _ in range(GUARD_REDRAWS):
+                if not bad:
+                    break
+                z, _ = m.density.sample_given(
+                    rng,
+                    check_range=False,
+                    log10_pixel_scale=np.log10(scales[bad]),
+                    log10_flux=np.log10(fluxes[bad]),
+                )
+                again = cls.from_latents(z, m, **{k: v[bad] for k, v in per.items()}, **kwargs)
+                rejected["redrawn_in_place"] += len(bad)
+                for j, g in zip(bad, again):
+                    made[j] = g
+                bad = [j for j in bad if guarded(made[j], count=False)]
+            return made
+
+        rejected = {"border_sky": 0, "negative_light": 0, "redrawn_in_place": 0}
 
         def give_up(got, drawn):
             if got < n and drawn > 50 * n + 1000:
                 guard = (
-                    f"; {rejected['border_sky']} were rejected because their stamp border holds "
-                    f"more than max_border_sky={max_border_sky} of their flux (a model whose "
-                    "samples all carry a floor: pass max_border_sky=None to keep them)"
-                    if rejected["border_sky"]
+                    f"; the sampling guard refused {rejected['border_sky']} whose stamp border "
+                    f"holds more than max_border_sky={max_border_sky} of their flux and "
+                    f"{rejected['negative_light']} with more than "
+                    f"max_negative_light={max_negative_light} of it in negative pixels (a model "
+                    "whose samples all carry a floor: pass None to keep them)"
+                    if rejected["border_sky"] or rejected["negative_light"]
                     else ""
                 )
                 raise GalSimRangeError(
@@ -825,6 +889,15 @@ class VAEGalaxy(GSObject):
         if not total > 0:
             return float("nan")
         return border_sky(a) / total
+
+    @property
+    def negative_light(self):
+        """The light the decoded stamp has below zero (the sum of its negative pixels, made
+        positive) as a fraction of its sum: none for a noiseless galaxy, a decoder's ringing and
+        mottled floors have it; NaN for a stamp without positive flux."""
+        if not self._drawable:
+            return float("nan")
+        return negative_light(self.stamp.array)
 
     @lazy_property
     def half_light_radius(self):

@@ -143,7 +143,7 @@ def test_from_image_round_trip(model, gal, minmax_model):
     resid = np.abs(d.array - gal.stamp.array).max() / gal.stamp.array.max()
     assert resid < 0.15
     # A min-max model has one scale: a stamp at another is refused.
-    mm = VAEGalaxy.sample(1, 2, minmax_model)[0]
+    mm = sample_unguarded(1, 2, minmax_model)[0]
     with pytest.raises(galsim.GalSimValueError, match="scale"):
         VAEGalaxy.from_image(galsim.Image(mm.stamp.array, scale=0.1), minmax_model)
 
@@ -336,7 +336,7 @@ def test_sky_without_an_attribute_file(minmax_model, tmp_path):
     p = tmp_path / "bare.safetensors"
     shutil.copy(model.file_name, p)
     bare = galsim_vae.get_model(str(p))
-    z = VAEGalaxy.sample(1, 3, model)[0].latent
+    z = sample_unguarded(1, 3, model)[0].latent
     g = VAEGalaxy(z, bare)
     a = g.stamp.array
     b = np.concatenate([a[:4].ravel(), a[-4:].ravel(), a[4:-4, :4].ravel(), a[4:-4, -4:].ravel()])
@@ -389,9 +389,9 @@ def test_flux_model_galaxies_take_flux_and_scale(flux_model):
 
 
 def sample_unguarded(*args, **kwargs):
-    """VAEGalaxy.sample without the border-sky guard: the tiny models trained for the tests
+    """VAEGalaxy.sample without the sampling guard: the tiny models trained for the tests
     decode every latent with a floor beyond it, so their samples are taken as they come."""
-    return VAEGalaxy.sample(*args, max_border_sky=None, **kwargs)
+    return VAEGalaxy.sample(*args, max_border_sky=None, max_negative_light=None, **kwargs)
 
 
 def test_flux_model_samples_carry_sizes_and_fluxes(flux_model, sim_dataset):
@@ -602,7 +602,7 @@ def test_sample_never_returns_undrawable_galaxies(model, monkeypatch):
         return d
 
     monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
-    gals = VAEGalaxy.sample(4, 5, model)
+    gals = VAEGalaxy.sample(4, 5, model, max_negative_light=None)
     assert len(gals) == 4 and len(calls) == 2  # a second round replaced the one
     assert all(np.isfinite(g.half_light_radius) and g.flux > 0 for g in gals)
     z = model.sample_latents(1, 2)[0]
@@ -614,7 +614,8 @@ def test_sample_never_returns_undrawable_galaxies(model, monkeypatch):
 
 def test_sample_redraws_galaxies_with_a_sky_floor(model, monkeypatch):
     # A decoded stamp whose border holds more than max_border_sky of its flux (a mottled floor)
-    # is drawn again, by sample and by the config's random galaxies alike; None keeps it.
+    # is drawn again, by sample and by the config's random galaxies alike, at its own pixel scale
+    # and flux (a new latent from the density conditioned on both); None keeps it.
     real, calls = galsim_vae.VAEModel.decode, []
 
     def decode(self, z):
@@ -625,22 +626,25 @@ def test_sample_redraws_galaxies_with_a_sky_floor(model, monkeypatch):
         return d
 
     monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
-    gals = VAEGalaxy.sample(4, 5, model)
-    assert len(gals) == 4 and len(calls) == 2
+    off = {"max_negative_light": None}  # the other test of the guard, apart (below)
+    gals = VAEGalaxy.sample(4, 5, model, **off)
+    assert len(gals) == 4 and calls == [4, 1]  # the one redrawn in place
     assert all(abs(g.border_sky) <= galsim_vae.galaxy.MAX_BORDER_SKY for g in gals)
     calls.clear()
-    raw = VAEGalaxy.sample(4, 5, model, max_border_sky=None)
+    raw = VAEGalaxy.sample(4, 5, model, max_border_sky=None, **off)
     assert len(calls) == 1 and raw[0].border_sky > 0.3
-    assert [g.latent for g in raw[1:]] == [g.latent for g in gals[:3]]
+    assert [g.latent for g in raw[1:]] == [g.latent for g in gals[1:]]
+    assert gals[0].latent != raw[0].latent
+    assert gals[0].pixel_scale == raw[0].pixel_scale and gals[0].flux == raw[0].flux
     calls.clear()
-    loose = VAEGalaxy.sample(4, 5, model, max_border_sky=0.6)
+    loose = VAEGalaxy.sample(4, 5, model, max_border_sky=0.6, **off)
     assert len(calls) == 1 and loose[0].latent == raw[0].latent
     with pytest.raises(galsim.GalSimRangeError, match="max_border_sky"):
         VAEGalaxy.sample(1, 5, model, max_border_sky=0)
     # The config path: one galaxy at a time from the object's rng, the floored one redrawn.
     calls.clear()
     cfg = {
-        "gal": {"type": "VAEGalaxy"},
+        "gal": {"type": "VAEGalaxy", "max_negative_light": 0},
         "input": {"vae_model": {"file_name": model.file_name}},
         "rng": galsim.BaseDeviate(5),
     }
@@ -650,19 +654,59 @@ def test_sample_redraws_galaxies_with_a_sky_floor(model, monkeypatch):
     # max_border_sky: 0 turns the guard off in a config (None does in Python): the floored galaxy
     # is kept; it goes with sampled galaxies only.
     calls.clear()
-    cfg["gal"] = {"type": "VAEGalaxy", "max_border_sky": 0}
+    cfg["gal"] = {"type": "VAEGalaxy", "max_border_sky": 0, "max_negative_light": 0}
     cfg["rng"] = galsim.BaseDeviate(5)
     gal, _ = galsim.config.BuildGSObject(cfg, "gal")
     assert len(calls) == 1 and gal.border_sky > 0.3
-    cfg["gal"] = {"type": "VAEGalaxy", "max_border_sky": 0.2, "latent": [0.0] * 64}
-    with pytest.raises(galsim.GalSimConfigError, match="max_border_sky goes with sampled"):
-        galsim.config.BuildGSObject(cfg, "gal")
+    for key in ("max_border_sky", "max_negative_light"):
+        cfg["gal"] = {"type": "VAEGalaxy", key: 0.2, "latent": [0.0] * 64}
+        with pytest.raises(galsim.GalSimConfigError, match=f"{key} goes with sampled"):
+            galsim.config.BuildGSObject(cfg, "gal")
     # A model whose every sample has a floor: the error says it is the guard, and how to lift it.
     monkeypatch.setattr(
         galsim_vae.VAEModel, "decode", lambda self, z: (d := real(self, z)) + d.mean() * 2
     )
-    with pytest.raises(galsim.GalSimRangeError, match="max_border_sky=None"):
+    with pytest.raises(galsim.GalSimRangeError, match="max_border_sky=0.25 .*pass None"):
         VAEGalaxy.sample(2, 5, model)
+
+
+def test_sample_redraws_galaxies_with_negative_light(model, monkeypatch):
+    # A decoded stamp whose negative pixels sum to more than max_negative_light of its flux is
+    # drawn again at its own pixel scale and flux; the shipped model's samples that sample
+    # returns have none beyond it, and their sizes and magnitudes are those the density drew.
+    off = {"max_border_sky": None, "max_negative_light": None}
+    raw = VAEGalaxy.sample(60, 8, model, **off)
+    neg = np.array([g.negative_light for g in raw])
+    a = np.asarray(raw[0].stamp.array)
+    assert neg[0] == pytest.approx(-np.clip(a, None, 0).sum() / a.sum())
+    bad = np.flatnonzero(neg > galsim_vae.galaxy.MAX_NEGATIVE_LIGHT)
+    assert 0 < len(bad) < 30  # the shipped model: about one sample in eight
+    gals = VAEGalaxy.sample(60, 8, model, max_border_sky=None)
+    assert all(g.negative_light <= galsim_vae.galaxy.MAX_NEGATIVE_LIGHT for g in gals)
+    # The others are returned as they were; the refused ones redrawn in place (a new latent at
+    # the same pixel scale and flux) unless GUARD_REDRAWS draws all failed, when a new galaxy
+    # takes its place at the end.
+    kept = [tuple(g.latent) for g in gals]
+    assert all(tuple(raw[i].latent) in kept for i in range(60) if i not in bad)
+    assert not any(tuple(raw[i].latent) in kept for i in bad)
+    pairs = {(raw[i].pixel_scale, raw[i].flux) for i in bad}
+    in_place = [g for g in gals if (g.pixel_scale, g.flux) in pairs]
+    assert len(bad) - 2 <= len(in_place) <= len(bad)
+    with pytest.raises(galsim.GalSimRangeError, match="max_negative_light"):
+        VAEGalaxy.sample(1, 5, model, max_negative_light=-1)
+    # A decoder whose first galaxy carries a dark hole of half its flux: redrawn once.
+    real, calls = galsim_vae.VAEModel.decode, []
+
+    def decode(self, z):
+        d = real(self, z)
+        if not calls:
+            d[0, :8, :8] -= 0.5 * d[0].sum() / 64
+        calls.append(len(z))
+        return d
+
+    monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
+    first = VAEGalaxy.sample(1, 9, model, max_border_sky=None)[0]
+    assert calls[:2] == [1, 1] and first.negative_light <= galsim_vae.galaxy.MAX_NEGATIVE_LIGHT
 
 
 _FORK_SCRIPT = """

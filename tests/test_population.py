@@ -203,15 +203,23 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert z["n_sampled"] + z["n_excluded"] == 40
     assert mg["n_sampled"] + mg["n_nonpositive_flux"] == 40
     assert t["sky_pedestal"]["frac_beyond_2pct"] == s["frac_beyond_2pct"]
-    # The model itself is measured; the sampling guard's share is reported beside it.
-    gd = r["sky_guard"]
-    assert gd["max_border_sky"] == 0.25 and gd["frac_redrawn"] == s["frac_beyond_25pct"]
-    assert gd["kept"]["n"] == round(40 * (1 - gd["frac_redrawn"]))
-    assert gd["kept"]["frac_beyond_25pct"] == 0
     # Negative light: a stamp's negative pixels over its flux, on the same (unguarded) galaxies.
     nl = r["negative_light"]
-    same = VAEGalaxy.sample(40, galsim.BaseDeviate(3), get_model(), max_border_sky=None)
+    same = VAEGalaxy.sample(
+        40, galsim.BaseDeviate(3), get_model(), max_border_sky=None, max_negative_light=None
+    )
     neg = np.array([-np.clip(g.stamp.array, None, 0).sum() / g.stamp.array.sum() for g in same])
+    # The model itself is measured; the sampling guard's share is reported beside it, with the
+    # galaxies VAEGalaxy.sample returns measured alike: none beyond either limit.
+    gd = r["guard"]
+    assert gd["max_border_sky"] == 0.25 and gd["max_negative_light"] == 0.1
+    assert gd["frac_refused_border_sky"] == s["frac_beyond_25pct"]
+    assert gd["frac_refused_negative_light"] == pytest.approx(np.mean(neg > 0.1))
+    assert gd["frac_refused"] >= max(gd["frac_refused_border_sky"], nl["frac_beyond_10pct"])
+    got = gd["returned"]
+    assert got["sky"]["n"] == 40 and got["sky"]["frac_beyond_25pct"] == 0
+    assert got["negative_light"]["frac_beyond_10pct"] == 0
+    assert got["size"]["n_sampled"] == 40
     assert nl["frac_beyond_10pct"] == pytest.approx(np.mean(neg > 0.1))
     assert nl["frac_beyond_5pct"] >= nl["frac_beyond_10pct"] >= nl["frac_beyond_25pct"]
     assert nl["percentiles"]["p50"] == pytest.approx(np.median(neg))

@@ -301,8 +301,8 @@ def test_selected_samples_stay_with_their_pairs(monkeypatch):
         rounds.append(list(idx))
         np.testing.assert_allclose(z[:, 0], v.magnitudes(flux[idx]))  # drawn at its magnitude
         ok = ~((idx == 2) & (len(rounds) == 1))  # pair 2's first draws cannot be drawn
-        sky = np.where((idx[ok] == 1) & (len(rounds) == 1), 0.5, 0.0)  # pair 1's: a floor
-        return np.array([np.full((64, 64), float(i)) for i in idx[ok]]), ok, sky
+        guard_ok = ~((idx[ok] == 1) & (len(rounds) == 1))  # pair 1's: refused by the guard
+        return np.array([np.full((64, 64), float(i)) for i in idx[ok]]), ok, guard_ok
 
     def noisy(imgs, idx):
         assert np.all(imgs[:, 0, 0] == idx)

@@ -51,7 +51,7 @@ import numpy as np
 from .._utils import as_deviate, check_count, write_json
 from .._version import __version__
 from ..errors import GalSimValueError
-from ..galaxy import MAX_BORDER_SKY, VAEGalaxy
+from ..galaxy import GUARD_REDRAWS, MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT, VAEGalaxy
 from ..model import VAEModel, get_model
 from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf
 from ..stamp import border_sky, half_light_radius, negative_light
@@ -497,14 +497,39 @@ def _negative_summary(neg) -> dict:
     }
 
 
-def _guard_summary(sky, flux, ratio) -> dict:
-    """What ``VAEGalaxy.sample``'s ``max_border_sky`` guard does to these galaxies: the fraction
-    it draws again, and the sky of those it keeps (which the redrawn ones resemble)."""
-    keep = np.abs(ratio) <= MAX_BORDER_SKY
+def _guard_summary(m, n, seed, ref, cat, mag_limit, unguarded_ratio, unguarded_neg) -> dict:
+    """What ``VAEGalaxy.sample``'s sampling guard does: the share of the model's own samples it
+    refuses, and ``n`` galaxies as ``sample`` returns them (the guard on, the same seed; drawn
+    in chunks of 1,000 so that only their stamps are held), measured as the model's are."""
+    ratio = np.asarray(unguarded_ratio, dtype=float)
+    neg = np.asarray(unguarded_neg, dtype=float)
+    refused_sky = ~(np.abs(ratio) <= MAX_BORDER_SKY)
+    refused_neg = ~(neg <= MAX_NEGATIVE_LIGHT)
+    rng = as_deviate(int(seed))
+    sky, flux, ratio_g, neg_g, hlr = [], [], [], [], []
+    for k in range(0, n, 1000):
+        gals = VAEGalaxy.sample(min(1000, n - k), rng, m)
+        nl = []
+        s_, f_, r_ = _sky_values(gals, negative=nl)
+        sky += list(s_)
+        flux += list(f_)
+        ratio_g += list(r_)
+        neg_g += nl
+        hlr += list(_sampled_hlr(gals, f_))
+    sky, flux, ratio_g, hlr = (np.asarray(v, dtype=float) for v in (sky, flux, ratio_g, hlr))
     return {
         "max_border_sky": MAX_BORDER_SKY,
-        "frac_redrawn": float(np.mean(~keep)),
-        "kept": _sky_summary(sky[keep], flux[keep], ratio[keep]) if keep.any() else None,
+        "max_negative_light": MAX_NEGATIVE_LIGHT,
+        "redraws_in_place": GUARD_REDRAWS,
+        "frac_refused": float(np.mean(refused_sky | refused_neg)),
+        "frac_refused_border_sky": float(np.mean(refused_sky)),
+        "frac_refused_negative_light": float(np.mean(refused_neg)),
+        "returned": {
+            "sky": _sky_summary(sky, flux, ratio_g),
+            "negative_light": _negative_summary(neg_g),
+            "size": _size_summary(hlr, ref, magnitudes(flux), mag_limit),
+            "magnitude": _magnitude_summary(magnitudes(flux), cat),
+        },
     }
 
 
@@ -882,9 +907,9 @@ def population_report(
 ) -> dict:
     """Sample a model once and measure the issue's population numbers against COSMOS.
 
-    ``n`` galaxies are drawn with ``VAEGalaxy.sample(n, rng, model, max_border_sky=None)`` (the
-    model itself, without the sampling guard, whose share is reported as ``sky_guard``; the
-    model's latent
+    ``n`` galaxies are drawn with ``VAEGalaxy.sample(n, rng, model, max_border_sky=None,
+    max_negative_light=None)`` (the model itself, without the sampling guard; ``guard`` reports
+    what the guard refuses and measures ``n`` galaxies drawn with it on; the model's latent
     density; with a flux model's joint density each has its own flux and pixel scale, at a
     COSMOS magnitude when the density stores their distribution: ``meta["magnitudes"]`` says
     which, and ``magnitude_training`` then gives the density's own magnitudes' distance) and
@@ -909,8 +934,9 @@ def population_report(
         overwrite: replace those files when they exist. [default: False]
 
     Returns:
-        dict: ``meta``, ``sky``, ``size``, ``magnitude``, ``great3``, and ``targets`` (per
-        target: ``pass`` and its numbers).
+        dict: ``meta``, ``sky``, ``negative_light``, ``size``, ``magnitude``, ``great3``,
+        ``guard``, ``magnitude_training`` (with COSMOS magnitudes) and ``targets`` (per target:
+        ``pass`` and its numbers).
     """
     n = check_count(n)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -926,7 +952,7 @@ def population_report(
 
     rng = as_deviate(int(seed))
     # The model itself, without the sampling guard: what the guard redraws is reported below.
-    gals = VAEGalaxy.sample(n, rng, m, max_border_sky=None)
+    gals = VAEGalaxy.sample(n, rng, m, max_border_sky=None, max_negative_light=None)
     neg = []
     sky, flux, ratio = _sky_values(gals, negative=neg)
     hlr = _sampled_hlr(gals, flux)
@@ -952,12 +978,12 @@ def population_report(
             "magnitudes": source if joint else None,
         },
         "sky": _sky_summary(sky, flux, ratio),
-        "sky_guard": _guard_summary(sky, flux, ratio),
         "negative_light": _negative_summary(neg),
         "size": _size_summary(hlr, ref, mag, float(np.max(cat))),
         "magnitude": _magnitude_summary(mag, cat),
         "great3": great3_resolution(gals, data, rng),
     }
+    report["guard"] = _guard_summary(m, n, seed, ref, cat, float(np.max(cat)), ratio, neg)
     if source == "cosmos":  # the joint density's own magnitudes (fluxes only: no decoding)
         own = m.sample_population(n, as_deviate(int(seed)), magnitude="training")
         report["magnitude_training"] = _magnitude_summary(magnitudes(own["flux"]), cat)

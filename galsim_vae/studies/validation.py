@@ -35,7 +35,7 @@ from scipy.stats import wasserstein_distance
 
 from .._utils import as_deviate, atomic_path, write_json
 from ..errors import GalSimValueError, GalSimWarning
-from ..galaxy import MAX_BORDER_SKY, VAEGalaxy
+from ..galaxy import MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT, VAEGalaxy
 from ..model import get_model
 from ..pipeline.dataset import cuts_from_header, read_dataset
 from ..pipeline.metrics import stamp_metrics
@@ -219,7 +219,8 @@ def validate(
         # stamps' pixels, as a real galaxy of that size is in its stamp.
         # Returns the images, which latents gave one (a flux model's latent that decodes to no
         # positive flux, from the prior's or the density's tails, cannot be drawn, and is counted
-        # instead) and the drawn ones' border sky (VAEGalaxy.border_sky; 0 for other models).
+        # instead) and which drawn ones the sampling guard of VAEGalaxy.sample lets through
+        # (border sky and negative light; all of them for other models).
         if m.representation == "flux":
             gals = VAEGalaxy.from_latents(
                 z,
@@ -228,16 +229,23 @@ def validate(
                 pixel_scale=pixel_scale if pixel_scale is not None else m.pixel_scale,
             )
             ok = np.array([g._drawable for g in gals], dtype=bool)
-            sky = np.array([g.border_sky for g, k in zip(gals, ok) if k], dtype=float)
+            guard_ok = np.array(
+                [
+                    abs(g.border_sky) <= MAX_BORDER_SKY and g.negative_light <= MAX_NEGATIVE_LIGHT
+                    for g, k in zip(gals, ok)
+                    if k
+                ],
+                dtype=bool,
+            )
             if angles is not None:  # the attribute model's galaxies lie along x: turned at random
                 gals = [g.rotate(a * galsim.degrees) for g, a in zip(gals, angles)]
             size = x.shape[-1]
             kw = dict(nx=size, ny=size, scale=scale, method="no_pixel", use_true_center=False)
             imgs = np.array([g.drawImage(**kw).array for g, k in zip(gals, ok) if k])
-            return imgs.reshape(-1, size, size), ok, sky
+            return imgs.reshape(-1, size, size), ok, guard_ok
         lo, hi = enc["norm_min"][idx], enc["norm_max"][idx]
         imgs = m.decode_flux(z, *m.sky_free_constants(z, lo, hi))
-        return imgs, np.ones(len(z), dtype=bool), np.zeros(len(z))
+        return imgs, np.ones(len(z), dtype=bool), np.ones(len(z), dtype=bool)
 
     pair = rng.integers(0, len(x), n)
     undrawable = {}
@@ -409,14 +417,16 @@ def _passing(noisy_imgs, clean_imgs, flux, cuts):
 def _selected_samples(m, pair, sig, flux, cuts, flux_cut, decode, noisy, rng, first_pop):
     """Density samples at the magnitudes of the real galaxies ``pair`` (the first draws
     ``first_pop``), each redrawn (at most :data:`SELECTION_ROUNDS` times) until its noisy stamp
-    passes the cuts the real galaxies passed and its decoded border holds at most
-    :data:`MAX_BORDER_SKY` of its flux (as :meth:`VAEGalaxy.sample` draws them). The
+    passes the cuts the real galaxies passed and the sampling guard of :meth:`VAEGalaxy.sample`
+    lets it through (border sky within :data:`MAX_BORDER_SKY` and negative light within
+    :data:`MAX_NEGATIVE_LIGHT` of its flux; here a refused one is redrawn at its magnitude with
+    the others, where ``sample`` first redraws its latent at its pixel scale and flux). The
     flux-in-stamp cut applies to the samples of the real galaxies where ``flux_cut`` (one
     boolean per real galaxy) is True.
 
     ``decode(latents, pair_indices, pixel_scales)`` gives the drawn stamps, which latents could
-    be drawn and their border sky; ``noisy(stamps, pair_indices)`` adds the paired real stamps'
-    noise.
+    be drawn and which drawn ones the guard lets through; ``noisy(stamps, pair_indices)`` adds
+    the paired real stamps' noise.
 
     Returns the first draws (noisy stamps and noise sigmas, cuts and guard aside), the selected
     ones, and a summary of the selection."""
@@ -437,14 +447,13 @@ def _selected_samples(m, pair, sig, flux, cuts, flux_cut, decode, noisy, rng, fi
                 pop = m.sample_population(
                     len(todo), rng, sampling="density", magnitude=magnitudes(flux[pair[todo]])
                 )
-        imgs, ok, sky = decode(pop["latent"], pair[todo], pop["pixel_scale"])
+        imgs, ok, guarded = decode(pop["latent"], pair[todo], pop["pixel_scale"])
         drawn = todo[ok]
         noisy_imgs = noisy(imgs, pair[drawn])
         loose = dataclasses.replace(cuts, min_flux_fraction=0.0)
         passed, measured = _passing(noisy_imgs, imgs, flux[pair[drawn]], loose)
         low = measured["flux_fraction"] < cuts.min_flux_fraction
         passed &= ~(low & flux_cut[pair[drawn]])
-        guarded = np.abs(sky) <= MAX_BORDER_SKY
         good = passed & guarded
         if k == 0:  # the first draws, and how they fared cut by cut
             first = (noisy_imgs, sig[pair[drawn]])
