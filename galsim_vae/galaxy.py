@@ -25,6 +25,7 @@ __all__ = [
     "MAX_BORDER_SKY",
     "MAX_NEGATIVE_LIGHT",
     "GUARD_REDRAWS",
+    "GUARD_BATCH",
     "reconvolve",
 ]
 
@@ -43,10 +44,11 @@ MAX_BORDER_SKY = 0.25
 #: ground-based PSF; 12% of the shipped model's samples (v6), mostly faint ones.
 MAX_NEGATIVE_LIGHT = 0.1
 
-#: How many times :meth:`VAEGalaxy.sample` redraws a guarded galaxy's latent at its own pixel
-#: scale and flux (the joint density conditioned on both, so sizes and magnitudes keep their
-#: distribution) before it draws the galaxy anew.
-GUARD_REDRAWS = 10
+#: How many latents :meth:`VAEGalaxy.sample` tries for a guarded galaxy at its own pixel scale
+#: and flux (the joint density conditioned on both, so sizes and magnitudes keep their
+#: distribution), :data:`GUARD_BATCH` at a time in one decode, before it draws the galaxy anew.
+GUARD_REDRAWS = 12
+GUARD_BATCH = 4
 
 
 def _deconvolved_psf(gal):
@@ -325,7 +327,7 @@ class VAEGalaxy(GSObject):
         ``max_negative_light`` of it (:attr:`negative_light`), is not returned either: both
         are a faint sample's mottled floor, which a noiseless galaxy does not have. With a joint
         density such a galaxy's latent is drawn again at its own pixel scale and flux (up to
-        :data:`GUARD_REDRAWS` times; then the galaxy is drawn anew), so the guard leaves the
+        :data:`GUARD_REDRAWS` latents; then the galaxy is drawn anew), so the guard leaves the
         distribution of sizes and magnitudes as the density makes it. It is a cut on the
         model's output, not a fix of the model; ``None`` turns either test off.
 
@@ -468,19 +470,24 @@ class VAEGalaxy(GSObject):
         def redraw_guarded(made, scales, fluxes, per):
             made = list(made)
             bad = [j for j, g in enumerate(made) if guarded(g, count=False)]
-            for _ in range(GUARD_REDRAWS):
-                if not bad:
-                    break
+            left = GUARD_REDRAWS
+            while bad and left > 0:
+                k = min(GUARD_BATCH, left)  # k candidates per galaxy, decoded together
+                left -= k
+                rows = np.repeat(bad, k)
                 z, _ = m.density.sample_given(
                     rng,
                     check_range=False,
-                    log10_pixel_scale=np.log10(scales[bad]),
-                    log10_flux=np.log10(fluxes[bad]),
+                    log10_pixel_scale=np.log10(scales[rows]),
+                    log10_flux=np.log10(fluxes[rows]),
                 )
-                again = cls.from_latents(z, m, **{k: v[bad] for k, v in per.items()}, **kwargs)
-                rejected["redrawn_in_place"] += len(bad)
-                for j, g in zip(bad, again):
-                    made[j] = g
+                again = cls.from_latents(z, m, **{q: v[rows] for q, v in per.items()}, **kwargs)
+                rejected["redrawn_in_place"] += len(rows)
+                for t, j in enumerate(bad):
+                    for g in again[t * k : (t + 1) * k]:
+                        if g._drawable and not guarded(g, count=False):
+                            made[j] = g
+                            break
                 bad = [j for j in bad if guarded(made[j], count=False)]
             return made
 

@@ -628,7 +628,7 @@ def test_sample_redraws_galaxies_with_a_sky_floor(model, monkeypatch):
     monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
     off = {"max_negative_light": None}  # the other test of the guard, apart (below)
     gals = VAEGalaxy.sample(4, 5, model, **off)
-    assert len(gals) == 4 and calls == [4, 1]  # the one redrawn in place
+    assert len(gals) == 4 and calls == [4, galsim_vae.galaxy.GUARD_BATCH]  # redrawn in place
     assert all(abs(g.border_sky) <= galsim_vae.galaxy.MAX_BORDER_SKY for g in gals)
     calls.clear()
     raw = VAEGalaxy.sample(4, 5, model, max_border_sky=None, **off)
@@ -684,7 +684,7 @@ def test_sample_redraws_galaxies_with_negative_light(model, monkeypatch):
     gals = VAEGalaxy.sample(60, 8, model, max_border_sky=None)
     assert all(g.negative_light <= galsim_vae.galaxy.MAX_NEGATIVE_LIGHT for g in gals)
     # The others are returned as they were; the refused ones redrawn in place (a new latent at
-    # the same pixel scale and flux) unless GUARD_REDRAWS draws all failed, when a new galaxy
+    # the same pixel scale and flux) unless all GUARD_REDRAWS latents failed, when a new galaxy
     # takes its place at the end.
     kept = [tuple(g.latent) for g in gals]
     assert all(tuple(raw[i].latent) in kept for i in range(60) if i not in bad)
@@ -706,7 +706,8 @@ def test_sample_redraws_galaxies_with_negative_light(model, monkeypatch):
 
     monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
     first = VAEGalaxy.sample(1, 9, model, max_border_sky=None)[0]
-    assert calls[:2] == [1, 1] and first.negative_light <= galsim_vae.galaxy.MAX_NEGATIVE_LIGHT
+    assert calls[:2] == [1, galsim_vae.galaxy.GUARD_BATCH]
+    assert first.negative_light <= galsim_vae.galaxy.MAX_NEGATIVE_LIGHT
 
 
 _FORK_SCRIPT = """
