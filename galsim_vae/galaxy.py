@@ -326,10 +326,12 @@ class VAEGalaxy(GSObject):
         its flux (:attr:`border_sky`), or whose negative pixels sum to more than
         ``max_negative_light`` of it (:attr:`negative_light`), is not returned either: both
         are a faint sample's mottled floor, which a noiseless galaxy does not have. With a joint
-        density such a galaxy's latent is drawn again at its own pixel scale and flux (up to
-        :data:`GUARD_REDRAWS` latents; then the galaxy is drawn anew), so the guard leaves the
-        distribution of sizes and magnitudes as the density makes it. It is a cut on the
-        model's output, not a fix of the model; ``None`` turns either test off.
+        density of pixel scales and fluxes such a galaxy's latent is drawn again at its own pixel
+        scale and flux (up to :data:`GUARD_REDRAWS` latents, :data:`GUARD_BATCH` a decode; a
+        galaxy for which all fail, mostly small ones, is then drawn anew), so the guard leaves
+        the distribution of sizes and magnitudes close to the density's; otherwise the galaxy
+        is drawn anew at once. It is a cut on the model's output, not a fix of the model;
+        ``None`` turns either test off.
 
         Parameters:
             n: number of galaxies.
@@ -367,6 +369,13 @@ class VAEGalaxy(GSObject):
             raise GalSimRangeError("max_border_sky must be positive", max_border_sky, 0)
         if max_negative_light is not None and not max_negative_light > 0:
             raise GalSimRangeError("max_negative_light must be positive", max_negative_light, 0)
+        for key in ("flux", "pixel_scale"):
+            if key in kwargs and np.ndim(kwargs[key]) > 0:
+                raise GalSimValueError(
+                    f"sample takes one {key} for all its galaxies (give one per galaxy to "
+                    "from_latents, or magnitude= per galaxy to sample)",
+                    kwargs[key],
+                )
         m = model if isinstance(model, VAEModel) else get_model(model)
         rng = as_deviate(rng)
         lo = -np.inf if min_hlr is None else min_hlr
@@ -500,7 +509,8 @@ class VAEGalaxy(GSObject):
                     f"holds more than max_border_sky={max_border_sky} of their flux and "
                     f"{rejected['negative_light']} with more than "
                     f"max_negative_light={max_negative_light} of it in negative pixels (a model "
-                    "whose samples all carry a floor: pass None to keep them)"
+                    "whose samples all carry a floor: pass None to keep them, 0 in a YAML "
+                    "config)"
                     if rejected["border_sky"] or rejected["negative_light"]
                     else ""
                 )

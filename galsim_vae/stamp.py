@@ -30,6 +30,7 @@ __all__ = [
     "flux_denormalize",
     "half_light_radius",
     "image_stamp",
+    "centre_shift",
     "postage_stamp_profile",
 ]
 
@@ -220,23 +221,37 @@ DEFAULT_SEED = 1234
 
 
 #: Largest shift (native pixels, each axis) by which :func:`postage_stamp_profile` moves a postage
-#: stamp's pixels to bring the galaxy's centroid to the new stamp's centre; a centroid found
-#: further out (a neighbour, a failed measurement) leaves the stamp unshifted.
+#: stamp's pixels to bring the galaxy's centroid to the new stamp's centre (:func:`centre_shift`);
+#: a centroid found further out (a neighbour, a blend) leaves the stamp unshifted.
 MAX_CENTRE_SHIFT = 3
 
 
-def postage_stamp_profile(image, *, noise, pad, rng):
+def centre_shift(image):
+    """The integer shift ``(dx, dy)`` (pixels) from a postage stamp's nominal centre to its pixel
+    nearest the galaxy's adaptive-moment centroid; ``(0, 0)`` where the moments fail or the
+    centroid lies more than :data:`MAX_CENTRE_SHIFT` pixels from the centre in either axis (a
+    neighbour, a blend)."""
+    try:
+        c = image.FindAdaptiveMom(strict=True).moments_centroid - image.center
+    except galsim.GalSimHSMError:
+        return 0, 0
+    if not max(abs(c.x), abs(c.y)) <= MAX_CENTRE_SHIFT:
+        return 0, 0
+    return int(np.round(c.x)), int(np.round(c.y))
+
+
+def postage_stamp_profile(image, *, noise, pad, rng, shift=None):
     """A postage stamp as a profile to redraw it on another grid, its pixels kept as observed.
 
     The profile's origin is the postage stamp's pixel nearest the galaxy's adaptive-moment
-    centroid (within :data:`MAX_CENTRE_SHIFT` pixels of its nominal centre, else the nominal
-    centre). Drawn at the postage stamp's own scale with ``use_true_center=False``, every pixel
-    of the new stamp is then one of the observed pixels, not an interpolation between them: an
-    even-sided postage stamp centred on its true centre would land half a pixel off the new grid
-    in both axes, and quintic interpolation there smooths the galaxy and lowers the noise per
-    pixel by ~15% (its border noise would read 0.00165 counts/s where the COSMOS noise added the
-    same way to a simulated stamp reads 0.0019-0.0020). Where the new pixels are larger the
-    profile is integrated over them, as the simulator resamples its coarser stamps.
+    centroid (:func:`centre_shift`). Drawn at the postage stamp's own scale with
+    ``use_true_center=False``, every pixel of the new stamp is then one of the observed pixels,
+    not an interpolation between them: an even-sided postage stamp centred on its true centre
+    would land half a pixel off the new grid in both axes, and quintic interpolation there
+    smooths the galaxy and lowers the noise per pixel by ~15% (its border noise would read
+    0.00165 counts/s where the COSMOS noise added the same way to a simulated stamp reads
+    0.0019-0.0020). Where the new pixels are larger the profile is integrated over them, as the
+    simulator resamples its coarser stamps.
 
     Parameters:
         image: ``galsim.Image`` with a pixel scale, sky subtracted.
@@ -244,17 +259,13 @@ def postage_stamp_profile(image, *, noise, pad, rng):
             ``InterpolatedImage(noise_pad=...)`` takes it.
         pad: side of the padded region, arcsec.
         rng: ``galsim.BaseDeviate`` of the padding.
+        shift: the ``(dx, dy)`` of :func:`centre_shift`, when the caller has it. [default: None,
+            measured here]
 
     Returns:
         galsim.InterpolatedImage
     """
-    dx = dy = 0
-    try:
-        c = image.FindAdaptiveMom(strict=True).moments_centroid - image.center
-        if max(abs(c.x), abs(c.y)) <= MAX_CENTRE_SHIFT + 0.5:
-            dx, dy = int(np.round(c.x)), int(np.round(c.y))
-    except galsim.GalSimHSMError:
-        pass
+    dx, dy = centre_shift(image) if shift is None else shift
     return galsim.InterpolatedImage(
         image,
         x_interpolant="quintic",
@@ -301,7 +312,12 @@ def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
         )
         mad = 1.4826 * np.median(np.abs(border - np.median(border)))
         noise = max(float(mad) ** 2, 1e-30)  # a variance: white noise
-    prof = postage_stamp_profile(image, noise=noise, pad=1.5 * stamp_size * scale, rng=rng)
+    # Centred on the galaxy's pixel where the pixels are copied (the image's own scale); a
+    # coarser stamp holds the whole image and is resampled anyway, about the nominal centre.
+    shift = centre_shift(image) if abs(scale - native) <= 1e-9 * native else (0, 0)
+    prof = postage_stamp_profile(
+        image, noise=noise, pad=1.5 * stamp_size * scale, rng=rng, shift=shift
+    )
     # Interpolated where the new pixels are not larger; integrated over them where they are.
     method = "no_pixel" if scale <= native * (1 + 1e-9) else "auto"
     stamp = prof.drawImage(

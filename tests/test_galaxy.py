@@ -6,6 +6,7 @@ import pytest
 
 import galsim_vae
 from galsim_vae import VAEGalaxy, get_model, reconvolve
+from galsim_vae.galaxy import GUARD_BATCH
 
 
 @pytest.fixture(scope="module")
@@ -694,6 +695,24 @@ def test_sample_redraws_galaxies_with_negative_light(model, monkeypatch):
     assert len(bad) - 2 <= len(in_place) <= len(bad)
     with pytest.raises(galsim.GalSimRangeError, match="max_negative_light"):
         VAEGalaxy.sample(1, 5, model, max_negative_light=-1)
+    # The density is conditioned on each refused galaxy's own pixel scale and flux.
+    asked, given = [], galsim_vae.LatentDensity.sample_given
+
+    def spy(self, rng, **kw):
+        if "log10_pixel_scale" in kw:  # the guard's redraws (the first draws give a flux only)
+            asked.extend(zip(kw["log10_pixel_scale"], kw["log10_flux"]))
+        return given(self, rng, **kw)
+
+    monkeypatch.setattr(galsim_vae.LatentDensity, "sample_given", spy)
+    VAEGalaxy.sample(60, 8, model, max_border_sky=None)
+    want = {(np.log10(raw[i].pixel_scale), np.log10(raw[i].flux)) for i in bad}
+    assert {(float(a), float(b)) for a, b in asked[: len(bad) * GUARD_BATCH]} == {
+        (float(a), float(b)) for a, b in want
+    }
+    monkeypatch.undo()
+    # One flux or pixel scale for all: an array would not follow the redrawn galaxies.
+    with pytest.raises(galsim.GalSimValueError, match="one flux"):
+        VAEGalaxy.sample(2, 5, model, flux=[1.0, 2.0])
     # A decoder whose first galaxy carries a dark hole of half its flux: redrawn once.
     real, calls = galsim_vae.VAEModel.decode, []
 
@@ -706,7 +725,7 @@ def test_sample_redraws_galaxies_with_negative_light(model, monkeypatch):
 
     monkeypatch.setattr(galsim_vae.VAEModel, "decode", decode)
     first = VAEGalaxy.sample(1, 9, model, max_border_sky=None)[0]
-    assert calls[:2] == [1, galsim_vae.galaxy.GUARD_BATCH]
+    assert calls[:2] == [1, GUARD_BATCH]
     assert first.negative_light <= galsim_vae.galaxy.MAX_NEGATIVE_LIGHT
 
 

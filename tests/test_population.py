@@ -255,6 +255,20 @@ def test_population_report_on_the_shipped_model(data_dir, tmp_path):
     assert again == r
 
 
+def test_population_report_of_a_model_the_guard_refuses(data_dir, monkeypatch):
+    # A decoder whose every stamp carries a floor: the report still measures the model, and its
+    # guard section says that sample returns nothing rather than failing.
+    import galsim_vae
+
+    real = galsim_vae.VAEModel.decode
+    monkeypatch.setattr(
+        galsim_vae.VAEModel, "decode", lambda self, z: (d := real(self, z)) + 2 * d.mean()
+    )
+    r = pop.population_report(n=20, seed=3, data_dir=data_dir)
+    assert r["sky"]["n"] == 20 and r["guard"]["frac_refused_border_sky"] == 1.0
+    assert r["guard"]["returned"] is None and "max_border_sky" in r["guard"]["error"]
+
+
 def test_population_command(data_dir, tmp_path, capsys):
     from galsim_vae.cli import main
 

@@ -33,7 +33,7 @@ from astropy.io import fits
 
 from ..errors import GalSimRangeError, GalSimValueError
 from ..psf import HST_PIXEL_SCALE, psf_from_image
-from ..stamp import DEFAULT_SEED, postage_stamp_profile  # noqa: F401  (re-exported)
+from ..stamp import DEFAULT_SEED, centre_shift, postage_stamp_profile  # noqa: F401
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 
@@ -162,14 +162,17 @@ def fit_scale(original_size, stamp_size, original_scale=HST_PIXEL_SCALE):
     return original_scale * original_size / (stamp_size - 2)
 
 
-def _flux_fraction(image, scale, stamp_size):
-    """Fraction of an image's flux whose pixel centres fall inside a centred stamp."""
+def _flux_fraction(image, scale, stamp_size, shift=(0, 0)):
+    """Fraction of an image's flux whose pixel centres fall inside the stamp drawn about its
+    nominal centre moved by ``shift`` (:func:`~galsim_vae.stamp.centre_shift`), as
+    :func:`real_stamp` draws it."""
     arr = image.array
     s0 = image.scale
     ny, nx = arr.shape
-    # Pixel-centre coordinates relative to the image's true centre, in arcsec.
-    x = (np.arange(nx) - (nx - 1) / 2) * s0
-    y = (np.arange(ny) - (ny - 1) / 2) * s0
+    # Pixel-centre coordinates relative to the stamp's centre, in arcsec: the nominal centre
+    # (0-based nx // 2) plus the shift.
+    x = (np.arange(nx) - (nx // 2 + shift[0])) * s0
+    y = (np.arange(ny) - (ny // 2 + shift[1])) * s0
     half = stamp_size // 2
     inx = (x >= -(half + 0.5) * scale) & (x < (half - 0.5) * scale)
     iny = (y >= -(half + 0.5) * scale) & (y < (half - 0.5) * scale)
@@ -234,8 +237,12 @@ def real_stamp(
         fit_scale(max(img.array.shape), stamp_size, native) if scale_mode == "fit" else pixel_scale
     )
     noise = rgc.getNoise(index, rng=rng)
+    # Centred on the galaxy's pixel where the pixels are copied (the postage stamp's own scale);
+    # at any other scale the stamp is resampled anyway, about the nominal centre ("fit" mode
+    # sizes the stamp to hold the whole postage stamp about it).
+    shift = centre_shift(img) if abs(scale - native) <= 1e-9 * native else (0, 0)
     prof = postage_stamp_profile(
-        img, noise=noise, pad=1.5 * stamp_size * max(scale, native), rng=rng
+        img, noise=noise, pad=1.5 * stamp_size * max(scale, native), rng=rng, shift=shift
     )
     stamp = _draw(prof, stamp_size, scale, native).array.astype(np.float32)
     row = {
@@ -245,7 +252,7 @@ def real_stamp(
         "weight": _weight(rgc, index),
         "pixel_scale": float(scale),
         "flux_total": float(img.array.sum()),
-        "flux_fraction": _flux_fraction(img, scale, stamp_size),
+        "flux_fraction": _flux_fraction(img, scale, stamp_size, shift),
         "original_size": int(max(img.array.shape)),
         "catalog_noise_variance": float(rgc.variance[index]),
     }

@@ -50,7 +50,7 @@ import numpy as np
 
 from .._utils import as_deviate, check_count, write_json
 from .._version import __version__
-from ..errors import GalSimValueError
+from ..errors import GalSimRangeError, GalSimValueError
 from ..galaxy import GUARD_REDRAWS, MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT, VAEGalaxy
 from ..model import VAEModel, get_model
 from ..psf import F814W_ZEROPOINT, HST_PIXEL_SCALE, hst_f814w_psf
@@ -500,15 +500,27 @@ def _negative_summary(neg) -> dict:
 def _guard_summary(m, n, seed, ref, cat, mag_limit, unguarded_ratio, unguarded_neg) -> dict:
     """What ``VAEGalaxy.sample``'s sampling guard does: the share of the model's own samples it
     refuses, and ``n`` galaxies as ``sample`` returns them (the guard on, the same seed; drawn
-    in chunks of 1,000 so that only their stamps are held), measured as the model's are."""
+    in chunks of 1,000 so that only their stamps are held), measured as the model's are;
+    ``returned`` is None, with the ``error``, where the guard lets too few through."""
     ratio = np.asarray(unguarded_ratio, dtype=float)
     neg = np.asarray(unguarded_neg, dtype=float)
     refused_sky = ~(np.abs(ratio) <= MAX_BORDER_SKY)
     refused_neg = ~(neg <= MAX_NEGATIVE_LIGHT)
+    out = {
+        "max_border_sky": MAX_BORDER_SKY,
+        "max_negative_light": MAX_NEGATIVE_LIGHT,
+        "redraws_in_place": GUARD_REDRAWS,
+        "frac_refused": float(np.mean(refused_sky | refused_neg)),
+        "frac_refused_border_sky": float(np.mean(refused_sky)),
+        "frac_refused_negative_light": float(np.mean(refused_neg)),
+    }
     rng = as_deviate(int(seed))
     sky, flux, ratio_g, neg_g, hlr = [], [], [], [], []
     for k in range(0, n, 1000):
-        gals = VAEGalaxy.sample(min(1000, n - k), rng, m)
+        try:
+            gals = VAEGalaxy.sample(min(1000, n - k), rng, m)
+        except GalSimRangeError as e:  # a model whose samples (nearly) all carry a floor
+            return {**out, "returned": None, "error": str(e)}
         nl = []
         s_, f_, r_ = _sky_values(gals, negative=nl)
         sky += list(s_)
@@ -518,12 +530,7 @@ def _guard_summary(m, n, seed, ref, cat, mag_limit, unguarded_ratio, unguarded_n
         hlr += list(_sampled_hlr(gals, f_))
     sky, flux, ratio_g, hlr = (np.asarray(v, dtype=float) for v in (sky, flux, ratio_g, hlr))
     return {
-        "max_border_sky": MAX_BORDER_SKY,
-        "max_negative_light": MAX_NEGATIVE_LIGHT,
-        "redraws_in_place": GUARD_REDRAWS,
-        "frac_refused": float(np.mean(refused_sky | refused_neg)),
-        "frac_refused_border_sky": float(np.mean(refused_sky)),
-        "frac_refused_negative_light": float(np.mean(refused_neg)),
+        **out,
         "returned": {
             "sky": _sky_summary(sky, flux, ratio_g),
             "negative_light": _negative_summary(neg_g),
