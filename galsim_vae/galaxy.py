@@ -491,7 +491,6 @@ class VAEGalaxy(GSObject):
                     log10_flux=np.log10(fluxes[rows]),
                 )
                 again = cls.from_latents(z, m, **{q: v[rows] for q, v in per.items()}, **kwargs)
-                rejected["redrawn_in_place"] += len(rows)
                 for t, j in enumerate(bad):
                     for g in again[t * k : (t + 1) * k]:
                         if g._drawable and not guarded(g, count=False):
@@ -500,7 +499,7 @@ class VAEGalaxy(GSObject):
                 bad = [j for j in bad if guarded(made[j], count=False)]
             return made
 
-        rejected = {"border_sky": 0, "negative_light": 0, "redrawn_in_place": 0}
+        rejected = {"border_sky": 0, "negative_light": 0}
 
         def give_up(got, drawn):
             if got < n and drawn > 50 * n + 1000:

@@ -226,18 +226,27 @@ DEFAULT_SEED = 1234
 MAX_CENTRE_SHIFT = 3
 
 
-def centre_shift(image):
+def centre_shift(image, stamp_size=None):
     """The integer shift ``(dx, dy)`` (pixels) from a postage stamp's nominal centre to its pixel
     nearest the galaxy's adaptive-moment centroid; ``(0, 0)`` where the moments fail or the
     centroid lies more than :data:`MAX_CENTRE_SHIFT` pixels from the centre in either axis (a
-    neighbour, a blend)."""
+    neighbour, a blend). With ``stamp_size``, an axis along which the postage stamp fits in the
+    new stamp moves at most as far as keeps all of it inside."""
     try:
         c = image.FindAdaptiveMom(strict=True).moments_centroid - image.center
     except galsim.GalSimHSMError:
         return 0, 0
     if not max(abs(c.x), abs(c.y)) <= MAX_CENTRE_SHIFT:
         return 0, 0
-    return int(np.round(c.x)), int(np.round(c.y))
+    shift = [int(np.round(c.x)), int(np.round(c.y))]
+    if stamp_size is not None:
+        ny, nx = image.array.shape
+        for i, n in enumerate((nx, ny)):
+            if n <= stamp_size:  # pixel j lands on stamp_size // 2 + j - (n // 2 + d)
+                lo = n - n // 2 - (stamp_size - stamp_size // 2)
+                hi = stamp_size // 2 - n // 2
+                shift[i] = min(max(shift[i], lo), hi)
+    return shift[0], shift[1]
 
 
 def postage_stamp_profile(image, *, noise, pad, rng, shift=None):
@@ -314,7 +323,7 @@ def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
         noise = max(float(mad) ** 2, 1e-30)  # a variance: white noise
     # Centred on the galaxy's pixel where the pixels are copied (the image's own scale); a
     # coarser stamp holds the whole image and is resampled anyway, about the nominal centre.
-    shift = centre_shift(image) if abs(scale - native) <= 1e-9 * native else (0, 0)
+    shift = centre_shift(image, stamp_size) if abs(scale - native) <= 1e-9 * native else (0, 0)
     prof = postage_stamp_profile(
         image, noise=noise, pad=1.5 * stamp_size * scale, rng=rng, shift=shift
     )
