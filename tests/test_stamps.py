@@ -139,3 +139,24 @@ def test_real_stamps_keep_the_observed_noise(btk_dir):
         empty.addNoise(rgc.getNoise(k, rng=galsim.BaseDeviate(k + 1)))
         added.append(noise_sigma(empty.array))
     assert np.median(np.array(real) / np.array(added)) == pytest.approx(1.0, abs=0.08)
+
+
+def test_centre_shift_keeps_a_fitting_postage_stamp_inside():
+    # A galaxy 2.6 pixels right of the nominal centre of a 62-pixel postage stamp: the shift to
+    # it would push the stamp's far column out of a 64-pixel stamp, so it stops at 1; without a
+    # stamp size (or past the cap) it is the nearest pixel.
+    from galsim_vae.stamp import MAX_CENTRE_SHIFT, centre_shift, image_stamp
+
+    post = galsim.Image(62, 62, scale=0.03)
+    galsim.Gaussian(sigma=0.06).drawImage(
+        post, offset=(2.6, 0.0), method="no_pixel", use_true_center=False
+    )
+    assert centre_shift(post) == (3, 0)
+    assert centre_shift(post, 64) == (1, 0)
+    arr, _ = image_stamp(post, noise=1e-12)
+    assert arr.sum() == pytest.approx(post.array.sum(), rel=1e-4)  # all of it inside
+    far = galsim.Image(62, 62, scale=0.03)
+    galsim.Gaussian(sigma=0.06).drawImage(
+        far, offset=(MAX_CENTRE_SHIFT + 1.2, 0.0), method="no_pixel", use_true_center=False
+    )
+    assert centre_shift(far) == (0, 0)  # a neighbour or a blend: the nominal centre
