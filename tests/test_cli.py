@@ -50,12 +50,13 @@ def tile_grid(path):
     tile = (np.ptp(rgb, axis=2) > 0.15) | (rgb.max(axis=2) < 0.1)
 
     def count(frac):
-        # Panels are separated by white gaps of several pixels; a line or two through the pale
-        # cores of bright galaxies (in every panel of a row or column) is not a gap.
+        # Panels are separated by white gaps of ten pixels or more; a few lines through the pale
+        # cores of bright galaxies or a pale noisy background (in every panel of a row or
+        # column) are not a gap.
         r = runs(frac > 0.25, 1)
         merged = []
         for a, b in r:
-            if merged and a - merged[-1][1] <= 2:
+            if merged and a - merged[-1][1] <= 5:
                 merged[-1] = (merged[-1][0], b)
             else:
                 merged.append((a, b))
