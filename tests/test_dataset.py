@@ -187,3 +187,17 @@ def test_streamed_writer_writes_the_same_file(tmp_path):
                 assert hs.data.tobytes() == hm.data.tobytes()
             elif hs.data is not None:
                 np.testing.assert_array_equal(hs.data, hm.data)
+
+
+def test_reading_real_stamps_of_an_older_galsim_vae_warns(real_dataset, tmp_path):
+    # A real dataset written before the stamps kept their pixels as observed has no REALSTMP
+    # card: reading it says so; one written now does not.
+    from galsim_vae.pipeline.dataset import read_dataset
+
+    read_dataset(real_dataset)  # no warning (filterwarnings=error would raise)
+    old = tmp_path / "old.fits"
+    with fits.open(real_dataset) as h:
+        del h[0].header["REALSTMP"]
+        h.writeto(old)
+    with pytest.warns(galsim.GalSimWarning, match="half a pixel"):
+        read_dataset(old)

@@ -42,6 +42,7 @@ from ..errors import (
     GalSimIncompatibleValuesError,
     GalSimRangeError,
     GalSimValueError,
+    GalSimWarning,
 )
 from ..stamp import REPRESENTATIONS, flux_normalize, normalize
 from .metrics import QualityCuts
@@ -67,6 +68,12 @@ __all__ = [
 
 #: Version of the dataset file layout; bumped when it changes incompatibly.
 FORMAT_VERSION = 1
+
+#: How real postage stamps are made into stamps, recorded in every file written (``REALSTMP``):
+#: 2 = their pixels as observed (since 2026-11-27). A file of real stamps without it was made
+#: by an older galsim_vae, which interpolated them half a pixel off their grid (smoothed, the
+#: noise read 15% low): :func:`read_dataset` warns.
+REAL_STAMPS_VERSION = 2
 #: The split labels of the ``split`` column.
 SPLITS = ("train", "valid", "test")
 #: What :func:`select_split` takes: a split, every row passing the cuts, or every row.
@@ -302,6 +309,7 @@ def _table_and_header(table, stamp_size, *, have_psfs, cuts, seed, valid, test, 
     hdr["NSTAMPS"] = len(table)
     hdr["NPASS"] = int(table["passes"].sum())
     hdr["SPLITSD"] = (seed, "seed of the train/valid/test split")
+    hdr["REALSTMP"] = (REAL_STAMPS_VERSION, "real stamps: 2 = pixels as observed")
     for k, v in cuts.as_dict().items():
         val = float(v) if np.isfinite(v) else ("inf" if v > 0 else "-inf")
         hdr[_cut_card(k)] = (val, k)
@@ -447,6 +455,15 @@ def read_dataset(path):
     for c in table.colnames:
         if table[c].dtype.kind in "SU":
             table[c] = np.char.strip(np.asarray(table[c]).astype(str))
+    real = "source" in table.colnames and np.any(np.asarray(table["source"]) == "cosmos_real")
+    if real and hdr.get("REALSTMP", 1) < REAL_STAMPS_VERSION:
+        warnings.warn(
+            f"{path} holds real stamps made before 2026-11-27, interpolated half a pixel off "
+            "their postage stamps' grid (smoothed, their noise read 15% low): make it again "
+            "with galsim-vae dataset",
+            GalSimWarning,
+            stacklevel=2,
+        )
     return images, table, psfs, hdr
 
 
