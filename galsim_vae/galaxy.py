@@ -26,6 +26,7 @@ __all__ = [
     "MAX_NEGATIVE_LIGHT",
     "GUARD_REDRAWS",
     "GUARD_BATCH",
+    "guard_refuses",
     "reconvolve",
 ]
 
@@ -49,6 +50,17 @@ MAX_NEGATIVE_LIGHT = 0.1
 #: distribution), :data:`GUARD_BATCH` at a time in one decode, before it draws the galaxy anew.
 GUARD_REDRAWS = 12
 GUARD_BATCH = 4
+
+
+def guard_refuses(gal, max_border_sky=MAX_BORDER_SKY, max_negative_light=MAX_NEGATIVE_LIGHT):
+    """``(border, negative)``: whether the sampling guard of :meth:`VAEGalaxy.sample` refuses
+    drawable galaxy ``gal`` for its border sky, and for its negative light (None turns a test
+    off); ``(False, False)`` for a galaxy that cannot be drawn (``sample`` drops it anyway)."""
+    if not gal._drawable:
+        return False, False
+    border = max_border_sky is not None and not abs(gal.border_sky) <= max_border_sky
+    negative = max_negative_light is not None and not gal.negative_light <= max_negative_light
+    return border, negative
 
 
 def _deconvolved_psf(gal):
@@ -467,10 +479,7 @@ class VAEGalaxy(GSObject):
 
         def guarded(g, count=True):
             """Whether the sampling guard refuses drawable galaxy ``g``."""
-            if not g._drawable:
-                return False
-            floor = max_border_sky is not None and not abs(g.border_sky) <= max_border_sky
-            neg = max_negative_light is not None and not g.negative_light <= max_negative_light
+            floor, neg = guard_refuses(g, max_border_sky, max_negative_light)
             if count:
                 rejected["border_sky"] += int(floor)
                 rejected["negative_light"] += int(neg)

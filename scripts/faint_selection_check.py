@@ -25,7 +25,7 @@ import torch
 from astropy.io import fits
 
 from galsim_vae._utils import write_json
-from galsim_vae.galaxy import MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT, VAEGalaxy
+from galsim_vae.galaxy import VAEGalaxy, guard_refuses
 from galsim_vae.model import get_model
 from galsim_vae.pipeline._parallel import item_seed
 from galsim_vae.pipeline.dataset import cuts_from_header, read_dataset
@@ -101,12 +101,7 @@ def main():
                 pop["latent"], m, flux=flux, pixel_scale=pop["pixel_scale"]
             )
         ok = np.array([g._drawable for g in gals])
-        guard = np.array(
-            [
-                k and abs(g.border_sky) <= MAX_BORDER_SKY and g.negative_light <= MAX_NEGATIVE_LIGHT
-                for g, k in zip(gals, ok)
-            ]
-        )
+        guard = np.array([k and not any(guard_refuses(g)) for g, k in zip(gals, ok)])
         v_clean = np.array([g.drawImage(**kw).array for g, k in zip(gals, ok) if k])
         v_noisy = _add_noise(v_clean.reshape(-1, STAMP, STAMP), sig[ok], 0.03, noise_vae)
         v_all, v_meas = _passing(v_noisy, v_clean, flux[ok], cuts)

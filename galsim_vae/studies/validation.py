@@ -35,7 +35,7 @@ from scipy.stats import wasserstein_distance
 
 from .._utils import as_deviate, atomic_path, write_json
 from ..errors import GalSimValueError, GalSimWarning
-from ..galaxy import MAX_BORDER_SKY, MAX_NEGATIVE_LIGHT, VAEGalaxy
+from ..galaxy import VAEGalaxy, guard_refuses
 from ..model import get_model
 from ..pipeline.dataset import cuts_from_header, read_dataset
 from ..pipeline.metrics import stamp_metrics
@@ -230,12 +230,7 @@ def validate(
             )
             ok = np.array([g._drawable for g in gals], dtype=bool)
             guard_ok = np.array(
-                [
-                    abs(g.border_sky) <= MAX_BORDER_SKY and g.negative_light <= MAX_NEGATIVE_LIGHT
-                    for g, k in zip(gals, ok)
-                    if k
-                ],
-                dtype=bool,
+                [not any(guard_refuses(g)) for g, k in zip(gals, ok) if k], dtype=bool
             )
             if angles is not None:  # the attribute model's galaxies lie along x: turned at random
                 gals = [g.rotate(a * galsim.degrees) for g, a in zip(gals, angles)]
