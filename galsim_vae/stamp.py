@@ -31,6 +31,7 @@ __all__ = [
     "half_light_radius",
     "image_stamp",
     "centre_shift",
+    "copy_shift",
     "postage_stamp_profile",
 ]
 
@@ -249,6 +250,14 @@ def centre_shift(image, stamp_size=None):
     return shift[0], shift[1]
 
 
+def copy_shift(image, scale, stamp_size):
+    """The shift of :func:`centre_shift` where a stamp of ``scale`` copies the postage stamp's
+    pixels (its own scale); ``(0, 0)`` at any other scale, where the stamp is resampled anyway,
+    about the nominal centre."""
+    native = float(image.scale)
+    return centre_shift(image, stamp_size) if abs(scale - native) <= 1e-9 * native else (0, 0)
+
+
 def postage_stamp_profile(image, *, noise, pad, rng, shift=None):
     """A postage stamp as a profile to redraw it on another grid, its pixels kept as observed.
 
@@ -321,9 +330,7 @@ def image_stamp(image, *, stamp_size=64, noise=None, rng=None):
         )
         mad = 1.4826 * np.median(np.abs(border - np.median(border)))
         noise = max(float(mad) ** 2, 1e-30)  # a variance: white noise
-    # Centred on the galaxy's pixel where the pixels are copied (the image's own scale); a
-    # coarser stamp holds the whole image and is resampled anyway, about the nominal centre.
-    shift = centre_shift(image, stamp_size) if abs(scale - native) <= 1e-9 * native else (0, 0)
+    shift = copy_shift(image, scale, stamp_size)  # a coarser stamp holds the whole image
     prof = postage_stamp_profile(
         image, noise=noise, pad=1.5 * stamp_size * scale, rng=rng, shift=shift
     )

@@ -33,7 +33,7 @@ from astropy.io import fits
 
 from ..errors import GalSimRangeError, GalSimValueError
 from ..psf import HST_PIXEL_SCALE, psf_from_image
-from ..stamp import DEFAULT_SEED, centre_shift, postage_stamp_profile  # noqa: F401
+from ..stamp import DEFAULT_SEED, copy_shift, postage_stamp_profile  # noqa: F401
 from ._parallel import item_seed, parallel_map
 from .metrics import stamp_metrics
 
@@ -237,12 +237,9 @@ def real_stamp(
         fit_scale(max(img.array.shape), stamp_size, native) if scale_mode == "fit" else pixel_scale
     )
     noise = rgc.getNoise(index, rng=rng)
-    # Centred on the galaxy's pixel where the pixels are copied (a fixed stamp at the postage
-    # stamp's own scale), keeping inside it a postage stamp that fits; at any other scale the
-    # stamp is resampled anyway, about the nominal centre ("fit" mode sizes the stamp to hold
-    # the whole postage stamp about it).
-    copied = scale_mode == "fixed" and abs(scale - native) <= 1e-9 * native
-    shift = centre_shift(img, stamp_size) if copied else (0, 0)
+    # Centred on the galaxy's pixel where a fixed stamp copies the pixels; "fit" mode sizes the
+    # stamp to hold the whole postage stamp about its nominal centre.
+    shift = copy_shift(img, scale, stamp_size) if scale_mode == "fixed" else (0, 0)
     prof = postage_stamp_profile(
         img, noise=noise, pad=1.5 * stamp_size * max(scale, native), rng=rng, shift=shift
     )
