@@ -4,7 +4,7 @@ import pytest
 import torch
 from galsim.errors import GalSimRangeError, GalSimValueError
 
-from galsim_vae.training.losses import VAELoss, bce_per_image, kl_per_image
+from galsim_vae.training.losses import FLOOR_THRESHOLD, VAELoss, bce_per_image, kl_per_image
 
 
 def _tiny():
@@ -113,3 +113,38 @@ def test_positivity_charges_only_negative_pixels():
         VAELoss("beta", positivity=1.0)
     with pytest.raises(GalSimRangeError, match="positivity"):
         VAELoss("gauss", positivity=-1.0)
+
+
+def test_floor_pulls_the_empty_pixels_to_the_truth_from_both_sides():
+    # A truth with a bright core and an empty rest: the floor term charges the reconstruction's
+    # departures from the truth where the truth is below FLOOR_THRESHOLD of its peak, up or down.
+    truth = torch.zeros(2, 1, 8, 8)
+    truth[:, 0, 3:5, 3:5] = 1.0
+    truth[:, 0, 2, 3] = 0.5 * FLOOR_THRESHOLD  # faint wing: in the floor's pixels
+    truth[:, 0, 5, 3] = 2.0 * FLOOR_THRESHOLD  # brighter wing: not
+    mu, lv = torch.zeros(2, 4), torch.zeros(2, 4)
+    sigma = torch.tensor([0.1, 0.5])
+    recon = truth.clone()
+    recon[0, 0, 0, 0] = 0.2  # a positive floor pixel
+    recon[0, 0, 7, 7] = -0.1  # a negative one
+    recon[0, 0, 2, 3] += 0.3  # the faint wing, too bright
+    recon[0, 0, 5, 3] += 0.3  # the brighter wing: only the likelihood sees it
+    recon[1, 0, 3, 3] += 0.4  # the core of stamp 1: only the likelihood
+    plain = VAELoss("gauss").terms(recon, truth, mu, lv, sigma)
+    fl = VAELoss("gauss", floor=3.0).terms(recon, truth, mu, lv, sigma)
+    expect = (0.2**2 + 0.1**2 + 0.3**2) / 0.1**2  # stamp 0; stamp 1's floor is the truth's
+    assert fl["floor"].item() == pytest.approx(expect / 2 / 64, rel=1e-5)
+    assert fl["loss"].item() == pytest.approx(
+        plain["loss"].item() + 0.5 * 3.0 * expect / 2 / 64, rel=1e-5
+    )
+    assert fl["chi2"].item() == pytest.approx(plain["chi2"].item())
+    # Its gradient pushes a positive floor down and a negative one up, and leaves the galaxy.
+    r = recon.clone().requires_grad_(True)
+    VAELoss("gauss", floor=1.0).terms(r, truth, mu, lv, sigma)["floor"].backward()
+    g = r.grad
+    assert g[0, 0, 0, 0] > 0 and g[0, 0, 7, 7] < 0 and g[0, 0, 2, 3] > 0
+    assert g[0, 0, 5, 3] == 0 and g[1, 0, 3, 3] == 0 and torch.count_nonzero(g) == 3
+    with pytest.raises(GalSimValueError, match="gauss loss"):
+        VAELoss("beta", floor=1.0)
+    with pytest.raises(GalSimRangeError, match="floor"):
+        VAELoss("gauss", floor=-1.0)

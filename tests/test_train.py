@@ -316,3 +316,21 @@ def test_truth_target_cli(sim_dataset, real_dataset, tmp_path, capsys):
     assert main(beta) == 2
     assert "needs --loss gauss" in capsys.readouterr().err
     assert not (tmp_path / "s").exists() and not (tmp_path / "u").exists()
+
+
+def test_floor_term_cli(sim_dataset, tmp_path, capsys):
+    # --floor compares with the truths: refused against the noisy stamps, recorded with them,
+    # and a resume with another weight would mix two runs.
+    args = ["train", "--preset", "tiny", "--batch-size", "32", "--quiet", "--epochs", "1"]
+    args += ["--loss", "gauss", str(sim_dataset)]
+    assert main(args + ["--out", str(tmp_path / "n"), "--floor", "10"]) == 2
+    assert "--target truth" in capsys.readouterr().err and not (tmp_path / "n").exists()
+    run = ["--target", "truth", "--out", str(tmp_path / "f")]
+    assert main(args + run + ["--floor", "10"]) == 0
+    hist = json.loads((tmp_path / "f" / "history.json").read_text())
+    assert hist[0]["valid_floor"] > 0
+    _, meta = load_vae(tmp_path / "f" / "best.safetensors")
+    assert json.loads(meta["floor"]) == 10.0
+    capsys.readouterr()
+    assert main(args + run + ["--floor", "3", "--epochs", "2"]) == 2
+    assert "floor" in capsys.readouterr().err

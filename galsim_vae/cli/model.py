@@ -90,7 +90,14 @@ def _cmd_train(a):
             loss=a.loss,
             output=a.output,
         )
-    loss = VAELoss(a.loss, a.loss_param, positivity=a.positivity)
+    if a.floor and (a.loss != "gauss" or a.target != "truth"):
+        raise GalSimIncompatibleValuesError(
+            "--floor compares with the noiseless truths: it needs --loss gauss and --target truth",
+            floor=a.floor,
+            loss=a.loss,
+            target=a.target,
+        )
+    loss = VAELoss(a.loss, a.loss_param, positivity=a.positivity, floor=a.floor)
     truth = a.target == "truth"
     if truth and loss.kind != "gauss":
         raise GalSimIncompatibleValuesError(
@@ -401,6 +408,14 @@ def add_commands(sub):
         "against zero (a galaxy's light is never negative); on the shipped model it traded "
         "negative light for a positive floor (MODEL_CARD.md) "
         "[default: 0, none]",
+    )
+    t.add_argument(
+        "--floor",
+        type=float,
+        default=0.0,
+        help="gauss loss with --target truth: weight of the chi2 against the truth over the "
+        "pixels where the truth is below 1%% of its peak (the decoder's floor, pulled to the "
+        "truth from both sides) [default: 0, none]",
     )
     t.add_argument("--epochs", type=count(), default=40)
     t.add_argument(

@@ -216,6 +216,12 @@ def train(
                     tuple(t.shape),
                 )
         train_target, valid_target = train_target.float(), valid_target.float()
+    if loss.floor and train_target is None:
+        raise GalSimValueError(
+            "the floor term compares with the noiseless truths: give train_target and "
+            "valid_target (train --target truth)",
+            loss.floor,
+        )
     if OUTPUT_REPRESENTATION[model.config.output] != loss.representation:
         expected = [o for o, r in OUTPUT_REPRESENTATION.items() if r == loss.representation]
         raise GalSimValueError(
@@ -254,6 +260,8 @@ def train(
         identity["target"] = "truth"
     if loss.positivity:  # the negative part's chi2 in the loss
         identity["positivity"] = float(loss.positivity)
+    if loss.floor:  # the truth's empty pixels' chi2 in the loss
+        identity["floor"] = float(loss.floor)
     if (dataset or {}).get("with_low_snr"):  # the rows below the SNR cut trained on too
         identity["with_low_snr"] = True
     identity = json.loads(json.dumps(identity, sort_keys=True))  # as stored: lists, not tuples
@@ -311,6 +319,7 @@ def train(
             **({"init_sha256": init} if init else {}),
             **({"target": "truth"} if train_target is not None else {}),
             **({"positivity": float(loss.positivity)} if loss.positivity else {}),
+            **({"floor": float(loss.floor)} if loss.floor else {}),
         },
     )
 
@@ -399,7 +408,7 @@ def train(
                 "epoch": epoch,
                 "train_loss": run / n,
                 "valid_loss": v["loss"],
-                **{f"valid_{k}": v[k] for k in ("rec", "bce", "chi2", "kl", "neg") if k in v},
+                **{f"valid_{k}": v[k] for k in ("rec", "bce", "chi2", "kl", "neg", "floor") if k in v},
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }

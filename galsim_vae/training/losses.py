@@ -32,6 +32,13 @@ on the shipped model (MODEL_CARD.md, "Tried and not shipped") it removes nearly 
 light and lifts the floor of faint samples instead (a positive border "sky"); an option, not the
 shipped recipe. With it the validation loss includes the term, so best epochs compare only
 between runs of the same weight.
+
+Where the noiseless truth of a stamp is known (simulations; ``train --target truth``), ``gauss``
+may add ``floor * empty / 2`` with ``empty = sum_pixels ((recon - truth) / sigma)^2`` over the
+pixels where the truth is below :data:`FLOOR_THRESHOLD` of its own peak: the galaxy's outskirts
+and the sky around it, where the light a decoder puts is its floor. Unlike the positivity term
+it pulls that floor to the truth from both sides, so a decoder cannot trade negative light for a
+positive pedestal; the same caveat on validation losses holds.
 """
 
 from __future__ import annotations
@@ -51,7 +58,11 @@ __all__ = [
     "VAELoss",
     "LOSSES",
     "REPRESENTATION",
+    "FLOOR_THRESHOLD",
 ]
+
+#: The floor term's pixels: where the noiseless truth is below this fraction of its peak.
+FLOOR_THRESHOLD = 0.01
 
 LOSSES = ("original", "beta", "flow", "gauss")
 _DEFAULT_PARAM = {"original": 1.0, "beta": 1e-2, "flow": 32.0, "gauss": 1.0}
@@ -85,11 +96,15 @@ class VAELoss:
             ``flow`` (paper: 4 to 64); ignored for ``original``. [default: by kind]
         positivity: weight of the negative part's chi2 against zero (``gauss`` only; 0: none).
             [default: 0]
+        floor: weight of the chi2 against the noiseless truth over the pixels where the truth
+            is below :data:`FLOOR_THRESHOLD` of its peak (``gauss`` only, and the target must be
+            the truth; 0: none). [default: 0]
     """
 
     kind: str = "beta"
     param: float | None = None
     positivity: float = 0.0
+    floor: float = 0.0
 
     def __post_init__(self):
         if self.kind not in LOSSES:
@@ -98,6 +113,10 @@ class VAELoss:
             raise GalSimRangeError("positivity must be >= 0", self.positivity, 0)
         if self.positivity and self.kind != "gauss":
             raise GalSimValueError("positivity goes with the gauss loss", self.kind)
+        if not self.floor >= 0:
+            raise GalSimRangeError("floor must be >= 0", self.floor, 0)
+        if self.floor and self.kind != "gauss":
+            raise GalSimValueError("the floor term goes with the gauss loss", self.kind)
         if self.param is None:
             object.__setattr__(self, "param", _DEFAULT_PARAM[self.kind])
         if not self.param >= 0:
@@ -124,6 +143,12 @@ class VAELoss:
                 neg = chi2_per_image(torch.clamp(recon, max=0), torch.zeros_like(recon), sigma)
                 rec = rec + 0.5 * self.positivity * neg
                 out["neg"] = neg.mean() / npix
+            if self.floor:  # target is the noiseless truth here (the training loop checks)
+                peak = target.flatten(1).amax(1).reshape(-1, *([1] * (target.ndim - 1)))
+                empty = target < FLOOR_THRESHOLD * peak
+                fl = chi2_per_image(torch.where(empty, recon, target), target, sigma)
+                rec = rec + 0.5 * self.floor * fl
+                out["floor"] = fl.mean() / npix
         else:
             rec = bce_per_image(recon, target)
             out = {"bce": rec.mean() / npix}
