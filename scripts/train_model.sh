@@ -17,6 +17,8 @@
 #   TARGET       what reconstructions are compared with in training: stamp (the noisy stamps)
 #                or truth (the noiseless stamps, kept by the simulation then; measured no
 #                better: scripts/compare_targets.sh)                                 [stamp]
+#   FLOOR        with TARGET=truth: train --floor, the weight of the chi2 against the truth
+#                where the truth is below 1% of its peak (scripts/compare_floor.sh)   [0: none]
 #   ATTR_SIM     the simulated set the attribute model is fitted on              [SIM]
 #   MAGNITUDES   the magnitudes sampled galaxies get by default: cosmos (the COSMOS F814W<23.5
 #                distribution, stored with the density) or training (the training set's) [cosmos]
@@ -47,6 +49,8 @@ case "$MORPHOLOGY" in smooth) PREFIX=fit ;; deep) PREFIX=deep ;; *) PREFIX=struc
 TARGET=${TARGET:-stamp}
 MAGNITUDES=${MAGNITUDES:-cosmos}
 case "$TARGET" in truth | stamp) ;; *) echo "TARGET must be truth or stamp, not $TARGET" >&2; exit 1 ;; esac
+FLOOR=${FLOOR:-0}
+[ "$FLOOR" = 0 ] || [ "$TARGET" = truth ] || { echo "FLOOR needs TARGET=truth" >&2; exit 1; }
 LOW_SNR=$([ "${WITH_LOW_SNR:-0}" = 1 ] && echo --with-low-snr || true)
 SIM=${SIM:-"$WORK/sim_${PREFIX}${NSIM%000}k$([ "$TARGET" = truth ] && echo _t).fits"}
 ATTR_SIM=${ATTR_SIM:-$SIM}
@@ -82,6 +86,7 @@ python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
     --loss gauss --loss-param 1 --epochs "${EPOCHS:-16}" --batch-size 64 --lr "${LR:-1e-4}" \
     --lr-patience "${LR_PATIENCE:-2}" --seed 0 --device "$DEVICE" \
     --max-minutes "${MAX_MINUTES:-0}" --target "$TARGET" --output "${OUTPUT:-linear}" --quiet \
+    $([ "$FLOOR" = 0 ] || echo --floor "$FLOOR") \
     ${INIT:+--init "$RUN/init.safetensors"} $LOW_SNR
 # 4. Its joint density of latents, pixel scales and fluxes (beside the weights).
 python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
