@@ -31,6 +31,9 @@ from .losses import VAELoss
 
 __all__ = ["TrainConfig", "augment_batch", "check_images", "evaluate_loss", "train"]
 
+# The loss terms an epoch's history records (those the loss gives).
+_VALID_TERMS = ("rec", "bce", "chi2", "kl", "neg", "floor")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -408,7 +411,7 @@ def train(
                 "epoch": epoch,
                 "train_loss": run / n,
                 "valid_loss": v["loss"],
-                **{f"valid_{k}": v[k] for k in ("rec", "bce", "chi2", "kl", "neg", "floor") if k in v},
+                **{f"valid_{k}": v[k] for k in _VALID_TERMS if k in v},
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }
