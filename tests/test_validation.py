@@ -227,9 +227,24 @@ def test_compare_simulator(real_dataset, fixed_sims, sim_dataset, tmp_path, caps
     with pytest.raises(galsim.GalSimValueError, match="simulated stamps"):
         compare_simulator(real_dataset, sim_dataset, tmp_path / "x", per_real=1000)
     assert not (tmp_path / "x").exists()
+    # The command passes its arguments through (the comparison itself is measured above, and
+    # costs minutes: not run twice), and refuses to write over the report without --overwrite.
+    import galsim_vae.cli.study as study
+
+    calls = []
+
+    def spy(*args, **kw):
+        calls.append((args, kw))
+        return res
+
     argv = ["validate", str(real_dataset), "--simulated", str(sim_dataset), "--out", str(out)]
-    argv += ["--per-real", "1", "--overwrite"]  # the folder holds the report above
-    assert main(argv) == 0 and "simulator.md" in capsys.readouterr().out
+    argv += ["--per-real", "1", "--seed", "3"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(study, "compare_simulator", spy)
+        assert main(argv) == 2 and not calls  # the folder holds the report above
+        capsys.readouterr()
+        assert main([*argv, "--overwrite"]) == 0 and "simulator.md" in capsys.readouterr().out
+    assert calls == [((str(real_dataset), str(sim_dataset), str(out)), {"per_real": 1, "seed": 3})]
 
 
 def test_sampling_floor_is_the_distance_of_draws_from_one_distribution():
