@@ -146,7 +146,7 @@ class VAELoss:
                 rec = rec + 0.5 * self.positivity * neg
                 out["neg"] = neg.mean() / npix
             if self.floor:  # target is the noiseless truth here (the training loop checks)
-                peak = target.flatten(1).amax(1).reshape(-1, *([1] * (target.ndim - 1)))
+                peak = target.amax(dim=tuple(range(1, target.ndim)), keepdim=True)
                 empty = target < FLOOR_THRESHOLD * peak
                 fl = chi2_per_image(torch.where(empty, recon, target), target, sigma)
                 rec = rec + 0.5 * self.floor * fl
