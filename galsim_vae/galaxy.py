@@ -682,11 +682,13 @@ class VAEGalaxy(GSObject):
         return gals[0] if single else gals
 
     @classmethod
-    def from_image(cls, image, model=None, *, noise=None, **kwargs):
+    def from_image(cls, image, model=None, *, noise=None, refine=0, noise_sigma=None, **kwargs):
         """Encode a stamp to a galaxy.
 
-        The latent is the encoder's mean; the stamp's normalisation constants are kept, so the
-        galaxy has the stamp's flux scale. The latent sigma is in ``galaxy.latent_sigma``.
+        The latent is the encoder's mean, or with ``refine`` the posterior mode found from it
+        (:meth:`VAEModel.refine_latents`: closer to the stamp, at the cost of ``refine`` decoder
+        passes); the stamp's normalisation constants are kept, so the galaxy has the stamp's
+        flux scale. The encoder's latent sigma is in ``galaxy.latent_sigma``.
 
         Parameters:
             image: a ``galsim.Image`` (or an array) holding one galaxy at its centre, sky
@@ -699,6 +701,11 @@ class VAEGalaxy(GSObject):
             noise: the image's noise (e.g. ``RealGalaxyCatalog.getNoise(k)``), padding a
                 redrawn image that is smaller than the stamp; white noise at the image's border
                 variance when None. [default: None]
+            refine: flux models: steps of refinement of the latent (100 is the library's
+                default, :data:`galsim_vae.model.REFINE_STEPS`); 0 keeps the encoder's mean.
+                [default: 0]
+            noise_sigma: with ``refine``, the stamp's noise sigma (flux units); measured on the
+                stamp's border when None. [default: None]
             **kwargs: passed to :class:`VAEGalaxy` (``flux``, ``pixel_scale``, ``gsparams``...).
         """
         m = model if isinstance(model, VAEModel) else get_model(model)
@@ -737,7 +744,7 @@ class VAEGalaxy(GSObject):
             arr = image.array
         else:
             arr = np.asarray(image)
-        enc = m.encode(arr)
+        enc = m.encode(arr, refine=refine, noise_sigma=noise_sigma)
         if len(enc["mu"]) != 1:
             raise GalSimValueError("from_image takes one stamp", np.shape(arr))
         if m.representation == "flux":
@@ -791,8 +798,8 @@ class VAEGalaxy(GSObject):
             random: a row drawn with ``rng``, as ``RealGalaxy`` draws one. [default: False]
             rng: a ``galsim.BaseDeviate`` (or an int seed) for ``random``. [default: None]
             model: :class:`VAEModel` or weights file; the shipped model when None.
-            **kwargs: passed to the constructor (``flux``, ``psf_mode``, ``original_psf``,
-                ``gsparams``...).
+            **kwargs: ``refine`` and ``noise_sigma`` (:meth:`from_image`), or passed to the
+                constructor (``flux``, ``psf_mode``, ``original_psf``, ``gsparams``...).
         """
         cat = real_galaxy_catalog
         if not all(hasattr(cat, a) for a in ("getGalImage", "getPSF", "getNoise", "nobjects")):

@@ -36,6 +36,7 @@ from .nn import FusedDecoder, FusedEncoder
 from .psf import F814W_ZEROPOINT
 from .stamp import (
     REPRESENTATIONS,
+    border_noise,
     border_pixels,
     check_stamps,
     denormalize,
@@ -47,6 +48,7 @@ from .stamp import (
 __all__ = [
     "DEFAULT_MODEL",
     "PRECISIONS",
+    "REFINE_STEPS",
     "tune_allocator",
     "default_model_path",
     "density_path",
@@ -58,6 +60,11 @@ __all__ = [
 DEFAULT_MODEL = "default_vae.safetensors"
 #: The largest latent value accepted (the prior is a unit Gaussian; float32 overflows at 3e38).
 MAX_LATENT = 100.0
+#: Adam steps of :meth:`VAEModel.refine_latents` unless told otherwise, and its first rate (a
+#: cosine decay to zero over the steps). Chosen on 64 bright held-out simulations: 50 steps
+#: took 2026-11-28's v6 from 16% over the noise floor to 9%, 100 to 8.6%, 300 to 8.1%.
+REFINE_STEPS = 100
+REFINE_RATE = 0.05
 
 
 def _one_thread_after_fork():
@@ -391,17 +398,112 @@ class VAEModel:
             sigma_out[i : i + len(mu)] = torch.exp(0.5 * logvar).numpy()
         return mu_out, sigma_out
 
-    def encode(self, images) -> dict:
+    def encode(self, images, *, refine: int = 0, noise_sigma=None) -> dict:
         """Encode stamps in flux units.
+
+        Parameters:
+            images: one stamp or a stack ``(N, S, S)``, sky-subtracted, flux units.
+            refine: flux models: move each latent from the encoder's mean to the mode of its
+                posterior under the model in this many steps (:meth:`refine_latents`); 0 keeps
+                the encoder's means. [default: 0]
+            noise_sigma: with ``refine``, each stamp's noise sigma in flux units (one, or one per
+                stamp); measured on the stamps' borders when None. [default: None]
 
         Returns:
             dict: ``mu`` and ``sigma`` ``(N, latent_dim)``, and the per-stamp constants needed to
             return a decoded stamp to flux: ``norm_min`` and ``norm_max`` (min-max models) or
-            ``flux`` (flux models), flux units.
+            ``flux`` (flux models), flux units. With ``refine``, ``mu`` is the refined latent and
+            ``sigma`` is still the encoder's.
         """
+        refine = int(refine)
+        if refine < 0:
+            raise GalSimRangeError("refine is a number of steps", refine, 0)
         norm, constants = self.normalize(images)
         mu, sigma = self.encode_normalized(norm)
+        if refine:
+            x = self._check_stamps(images)
+            mu = self.refine_latents(mu, x, noise_sigma, steps=refine)
         return {"mu": mu, "sigma": sigma, **constants}
+
+    def refine_latents(self, latents, images, noise_sigma=None, *, steps: int = REFINE_STEPS):
+        """The latents that explain stamps best under the model: the posterior modes.
+
+        The encoder amortises inference: one pass gives every stamp a latent, but not the best
+        one the decoder has for it (the "amortisation gap"; Cremer, Li & Duvenaud 2018). This
+        takes each stamp's latent from ``latents`` (usually the encoder's mean) and maximises the
+        model's own posterior, ``-chi2 / 2 - |z|^2 / 2``, with ``chi2`` the stamp against its
+        decoded latent in units of its noise sigma and the unit Gaussian prior the network was
+        trained with: ``steps`` Adam steps (first rate :data:`REFINE_RATE`, cosine decay),
+        keeping each stamp's best latent seen, so no stamp ends worse than it started. Each
+        stamp is refined on its own (its result does not depend on the others in the batch).
+        Flux models only: they have the Gaussian likelihood this maximises.
+
+        Parameters:
+            latents: ``(N, latent_dim)`` starting latents.
+            images: ``(N, S, S)`` stamps in flux units, sky subtracted.
+            noise_sigma: each stamp's noise sigma in flux units (one, or one per stamp); the
+                robust sigma of each stamp's border frame when None
+                (:func:`galsim_vae.stamp.border_noise`). [default: None]
+            steps: Adam steps. [default: :data:`REFINE_STEPS`]
+
+        Returns:
+            numpy.ndarray: ``(N, latent_dim)`` refined latents.
+        """
+        if self.representation != "flux":
+            raise GalSimValueError(
+                "refining latents needs a flux model (a Gaussian likelihood of each stamp's "
+                "noise); this one has min-max stamps",
+                self.representation,
+            )
+        steps = int(steps)
+        if steps < 1:
+            raise GalSimRangeError("steps must be at least 1", steps, 1)
+        z0 = self._check_latents(latents)
+        x = self._check_stamps(images).astype(float)
+        if len(x) != len(z0):
+            raise GalSimIncompatibleValuesError(
+                "one stamp per latent", latents=z0.shape, images=x.shape
+            )
+        sig = border_noise(x) if noise_sigma is None else np.asarray(noise_sigma, float)
+        sig = np.broadcast_to(np.atleast_1d(sig), (len(x),)).astype(float)
+        if np.any(~np.isfinite(sig)) or np.any(sig < 0):
+            raise GalSimValueError("noise_sigma must be finite and not negative", noise_sigma)
+        norm, flux = flux_normalize(x)
+        s = self.stamp_size
+        # Noise in the network's units; a noiseless stamp gets a sigma far below its peak, which
+        # leaves its latent a least-squares fit.
+        peak = np.abs(norm).max(axis=(1, 2))
+        sig_n = np.maximum(sig * s / flux, 1e-5 * peak)
+        dec = self.net.decoder
+        out = np.empty_like(z0)
+        for i in range(0, len(x), self.batch_size):
+            sl = slice(i, i + self.batch_size)
+            out[sl] = self._refine_batch(dec, z0[sl], norm[sl], sig_n[sl], steps)
+        return np.clip(out, -MAX_LATENT, MAX_LATENT)
+
+    @staticmethod
+    def _refine_batch(dec, z0, norm, sig_n, steps):
+        with torch.enable_grad():
+            z = torch.tensor(z0, dtype=torch.float32, requires_grad=True)
+            target = torch.as_tensor(norm[:, None], dtype=torch.float32)
+            w = torch.as_tensor(1.0 / sig_n, dtype=torch.float32)[:, None, None, None]
+            opt = torch.optim.Adam([z], lr=REFINE_RATE)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+            best = torch.full((len(z0),), float("inf"))
+            best_z = z.detach().clone()
+            for k in range(steps + 1):
+                r = ((dec(z) - target) * w) ** 2
+                per = 0.5 * r.sum(dim=(1, 2, 3)) + 0.5 * (z**2).sum(dim=1)
+                better = per.detach() < best
+                best = torch.where(better, per.detach(), best)
+                best_z[better] = z.detach()[better]
+                if k == steps:
+                    break
+                (g,) = torch.autograd.grad(per.sum(), z)
+                z.grad = g
+                opt.step()
+                sched.step()
+        return best_z.double().numpy()
 
     @torch.inference_mode()
     def decode(self, latents) -> np.ndarray:

@@ -97,7 +97,7 @@ def test_evaluate_cli_with_sersic(real_subset, tmp_path, capsys):
 
     out = tmp_path / "ev"
     argv = ["evaluate", "default", str(real_subset), "--out", str(out), "--split", "passes"]
-    assert main([*argv, "--sersic", "--n-show", "3"]) == 0
+    assert main([*argv, "--sersic", "--n-show", "3", "--refine", "20"]) == 0
     res = json.loads((out / "evaluate.json").read_text())
     printed = json.loads(capsys.readouterr().out)  # the scalars, printed as JSON
     assert printed == {k: v for k, v in res.items() if not isinstance(v, (list, dict))}
@@ -116,10 +116,19 @@ def test_evaluate_cli_with_sersic(real_subset, tmp_path, capsys):
     assert frac == pytest.approx(np.mean(vae[bright] <= ser[bright]))
     assert res["sersic_median_chi2_per_pixel_bright_half"] == pytest.approx(np.median(ser[bright]))
     figure_rgb(out / "chi2_vae_vs_sersic.png")
-    # Without --sersic: no Sersic numbers, the same VAE numbers.
+    # --refine: the posterior modes' reconstructions beside the encoder's, closer to the stamps.
+    ref = np.array(res["refined_chi2_per_pixel"])
+    assert res["refine_steps"] == 20 and len(ref) == 4 and res["refined_latent_shift_median"] > 0
+    assert np.median(ref) < np.median(vae) and res["refined_median_chi2_per_pixel"] == (
+        pytest.approx(np.median(ref))
+    )
+    assert res["refined_better_than_sersic_fraction_bright_half"] == pytest.approx(
+        np.mean(ref[bright] <= ser[bright])
+    )
+    # Without --sersic and --refine: neither's numbers, the same VAE numbers.
     assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
     plain = json.loads((tmp_path / "plain" / "evaluate.json").read_text())
-    assert not SERSIC_KEYS & set(plain)
+    assert not SERSIC_KEYS & set(plain) and "refined_chi2_per_pixel" not in plain
     np.testing.assert_allclose(plain["chi2_per_pixel"], vae)
 
 

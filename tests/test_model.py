@@ -170,3 +170,52 @@ def test_stale_density_and_attribute_files_are_refused(tmp_path):
     with pytest.raises(galsim.GalSimValueError, match="other_density.npz"):
         _ = m.density
     assert VAEModel().density is not None  # the shipped one matches its weights
+
+
+def _map_objective(m, z, norm, sig_n):
+    d = m.decode(z)
+    return 0.5 * (((d - norm) / sig_n[:, None, None]) ** 2).sum(axis=(1, 2)) + 0.5 * (z**2).sum(1)
+
+
+def test_refined_latents_explain_the_stamps_better(sim_dataset, minmax_model):
+    from galsim_vae.galaxy import VAEGalaxy
+    from galsim_vae.pipeline.dataset import read_dataset
+    from galsim_vae.stamp import border_noise, flux_normalize
+
+    images, table, _, truths = read_dataset(sim_dataset)
+    bright = np.argsort(-np.asarray(table["snr"], float))[:6]
+    x = images[bright].astype(float)
+    sig = np.asarray(table["noise_sigma"], float)[bright]
+    m = VAEModel()  # the shipped flux model
+    enc = m.encode(x)
+    ref = m.encode(x, refine=25, noise_sigma=sig)
+    np.testing.assert_array_equal(ref["sigma"], enc["sigma"])  # the encoder's widths stay
+    np.testing.assert_allclose(ref["flux"], enc["flux"])
+    # The posterior mode it looks for: every stamp's objective is lower than at the encoder's
+    # mean (its best latent is kept, so none can end above where it started).
+    norm, flux = flux_normalize(x)
+    sig_n = sig * 64 / flux
+    before = _map_objective(m, enc["mu"], norm, sig_n)
+    after = _map_objective(m, ref["mu"], norm, sig_n)
+    assert np.all(after < before - 1e-3 * np.abs(before))
+    # ... and the chi2 against the stamp falls, as against the noiseless truth.
+    chi2 = [((m.decode_flux(e["mu"], flux=flux) - x) ** 2).sum((1, 2)) for e in (enc, ref)]
+    assert np.median(chi2[1] / chi2[0]) < 0.99
+    # Each stamp is refined on its own: the batch it sits in does not matter.
+    m2 = VAEModel(batch_size=2)
+    np.testing.assert_allclose(m2.refine_latents(enc["mu"], x, sig, steps=25), ref["mu"], atol=1e-4)
+    # Without a sigma, the border blocks' median sigma is used (the table's is their smallest).
+    assert np.all((border_noise(x) >= 0.9 * sig) & (border_noise(x) < 1.8 * sig))
+    assert np.all(np.isfinite(m.encode(x[:2], refine=3)["mu"]))
+    # A refined galaxy from an image.
+    g = VAEGalaxy.from_image(galsim.Image(x[0], scale=0.03), m, refine=10)
+    assert np.all(np.isfinite(g.latent))
+    # Bad inputs.
+    with pytest.raises(galsim.GalSimRangeError):
+        m.encode(x, refine=-1)
+    with pytest.raises(galsim.GalSimIncompatibleValuesError):
+        m.refine_latents(enc["mu"][:2], x)
+    with pytest.raises(galsim.GalSimValueError):
+        m.refine_latents(enc["mu"], x, -1.0)
+    with pytest.raises(galsim.GalSimValueError):  # min-max models have no noise likelihood
+        minmax_model.encode(x, refine=5)

@@ -33,6 +33,7 @@ def _cmd_evaluate(a):
         sersic=a.sersic,
         nproc=a.nproc,
         progress=not a.quiet,
+        refine=a.refine,
     )
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (list, dict))}, indent=1))
     return 0
@@ -126,6 +127,15 @@ def add_commands(sub):
         help="also fit PSF-convolved Sersic profiles and compare chi2",
     )
     e.add_argument("--nproc", type=int, default=1, help="processes for the Sersic fits")
+    e.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also reconstruct from each stamp's posterior mode, refined from the encoder's "
+        "mean in STEPS steps (flux models; 100 is the library's default), reported beside "
+        "the encoder's numbers",
+    )
     e.add_argument("--quiet", action="store_true")
     add_overwrite_option(e)
     e.set_defaults(func=_cmd_evaluate)
