@@ -48,6 +48,16 @@ def test_encode_command(sim_dataset, tmp_path):
     model = get_model(precision=t.meta["PRECISN"])
     np.testing.assert_allclose(t["mu"], model.encode(images)["mu"], rtol=1e-4, atol=1e-5)
     assert t.meta["MODEL"] == "default_vae.safetensors" and t.meta["SOURCE"] == sim_dataset.name
+    assert t.meta["REFINE"] == 0
+    # --refine: each latent moved to its posterior mode from the encoder's mean, with the
+    # stamp's noise sigma; the reconstructions come closer to the stamps.
+    assert main([*argv, "--out", str(tmp_path / "r.fits"), "--refine", "4"]) == 0
+    tr = Table.read(tmp_path / "r.fits")
+    assert tr.meta["REFINE"] == 4 and not tr["flag"].any()
+    want = get_model().refine_latents(t["mu"], images, table["noise_sigma"], steps=4)
+    np.testing.assert_allclose(tr["mu"], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(tr["sigma"], t["sigma"])
+    assert np.median(tr["chi2_per_pixel"] / t["chi2_per_pixel"]) < 1
     # Another weights file (8 latents): its latents, and its name in the table.
     from test_cli import write_tiny_model
 

@@ -28,7 +28,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._utils import atomic_path, locked_dir, record_run
-from ..errors import GalSimValueError
+from ..errors import GalSimRangeError, GalSimValueError
 from ..model import MAX_LATENT, get_model, tune_allocator
 from ._parallel import default_nproc, item_seed, spawn_pool
 from .dataset import MIN_FLUX_SNR, check_dataset_file, is_dataset_file
@@ -50,6 +50,7 @@ def encode_stamps(
     metrics=None,
     scales=None,
     precision="float32",
+    refine=0,
 ) -> dict:
     """Encode a chunk of stamps (flux units) with the (per-process cached) model.
 
@@ -58,7 +59,9 @@ def encode_stamps(
     ``scales`` (arcsec/px, one per stamp) is written as the ``pixel_scale`` column, so that a
     galaxy built from a row has its stamp's size: a flux model needs them (its galaxies' sizes
     are their scales, never guessed); a min-max model's are its own scale when None.
-    ``precision`` is the network's arithmetic (:class:`~galsim_vae.VAEModel`).
+    ``precision`` is the network's arithmetic (:class:`~galsim_vae.VAEModel`). ``refine``
+    (flux models) moves each latent to its posterior mode in that many steps, with the stamp's
+    noise sigma (:meth:`~galsim_vae.VAEModel.refine_latents`, always in float32).
     """
     tune_allocator()  # also in Dask workers: half the network's rate otherwise (model.py)
     model = get_model(model_file, precision=precision)
@@ -127,6 +130,12 @@ def encode_stamps(
         enc = model.encode(x)
         constants = {k: v for k, v in enc.items() if k not in ("mu", "sigma")}
         g = np.array(good)
+        ok = np.abs(enc["mu"]).max(axis=1) <= MAX_LATENT
+        if refine and ok.any():
+            sig = np.array([metrics_of(i, a)["noise_sigma"] for i, a in zip(good, x)])
+            enc["mu"][ok] = get_model(model_file).refine_latents(
+                enc["mu"][ok], x[ok], sig[ok], steps=refine
+            )
         out["mu"][g], out["sigma"][g] = enc["mu"], enc["sigma"]
         for k, v in constants.items():
             out[k][g] = v
@@ -154,7 +163,9 @@ def encode_stamps(
     return out
 
 
-def _catalog_chunk(catalog_file, indices, stamp_size, pixel_scale, seed, model_file, precision):
+def _catalog_chunk(
+    catalog_file, indices, stamp_size, pixel_scale, seed, model_file, precision, refine=0
+):
     """Draw and encode one chunk of a RealGalaxyCatalog (runs in a worker)."""
     rgc = _open_rgc(catalog_file)
     images, idents = [], []
@@ -186,6 +197,7 @@ def _catalog_chunk(catalog_file, indices, stamp_size, pixel_scale, seed, model_f
         metrics=mets,
         scales=scales,
         precision=precision,
+        refine=refine,
     )
 
 
@@ -198,7 +210,7 @@ def _open_rgc(path):
     return _rgc_cache[path]
 
 
-def _dataset_chunk(path, indices, model_file, precision):
+def _dataset_chunk(path, indices, model_file, precision, refine=0):
     with fits.open(path, memmap=True) as h:
         sl = slice(indices[0], indices[-1] + 1)
         imgs = np.asarray(h["STAMPS"].section[sl], dtype=float)
@@ -214,6 +226,7 @@ def _dataset_chunk(path, indices, model_file, precision):
         metrics=mets,
         scales=scales,
         precision=precision,
+        refine=refine,
     )
 
 
@@ -259,6 +272,7 @@ def encode_catalog(
     scheduler=None,
     nproc=None,
     precision="auto",
+    refine=0,
     progress=True,
 ):
     """Encode every stamp of ``source`` and write the latents table ``out`` (FITS).
@@ -278,6 +292,11 @@ def encode_catalog(
             (and every Dask worker) uses the same; Dask workers of another CPU type run what it
             chose. The reconstruction chi2 always decodes in float32.
             [default: "auto": bfloat16 where it measures faster on this machine]
+        refine: flux models: each latent moved from the encoder's mean to its posterior mode
+            in this many steps (:meth:`~galsim_vae.VAEModel.refine_latents`; 100 is the
+            library's default), at a cost of that many decoder passes and their gradients per
+            stamp; the table's ``REFINE`` keyword says how many. 0 keeps the encoder's means.
+            [default: 0]
         progress: show a progress bar. [default: True]
 
     Returns:
@@ -286,6 +305,11 @@ def encode_catalog(
     model_file = None if model is None else str(model)
     # Fails early on a bad model file; resolves "auto" on this machine.
     precision = get_model(model_file, precision=precision).precision
+    refine = int(refine)
+    if refine < 0:
+        raise GalSimRangeError("refine is a number of steps", refine, 0)
+    if refine and get_model(model_file).representation != "flux":
+        raise GalSimValueError("refine needs a flux model", get_model(model_file).representation)
     kind, path, n = _source(source)
     client = _connect(scheduler) if scheduler is not None else None
     own_client = client is not None and isinstance(scheduler, str)  # ours to close
@@ -303,6 +327,7 @@ def encode_catalog(
         "pixel_scale": float(pixel_scale),
         "seed": int(seed),
         "precision": precision,
+        "refine": refine,
     }
     parts.mkdir(parents=True, exist_ok=True)
     with locked_dir(parts, out, what="encode"):  # first: a run in progress is named as such
@@ -329,8 +354,9 @@ def encode_catalog(
 
         def task(c):
             if kind == "dataset":
-                return _dataset_chunk, (path, c, model_file, precision)
-            return _catalog_chunk, (path, c, stamp_size, pixel_scale, seed, model_file, precision)
+                return _dataset_chunk, (path, c, model_file, precision, refine)
+            args = (path, c, stamp_size, pixel_scale, seed, model_file, precision, refine)
+            return _catalog_chunk, args
 
         try:
             if client is not None:
@@ -361,6 +387,7 @@ def encode_catalog(
         table.meta["MODEL"] = Path(get_model(model_file).file_name).name
         table.meta["SOURCE"] = Path(path).name
         table.meta["PRECISN"] = precision
+        table.meta["REFINE"] = refine
         with atomic_path(out) as tmp:
             table.write(tmp, format="fits")
         shutil.rmtree(parts)  # the table is written: its chunks (and the lock) go
