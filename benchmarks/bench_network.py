@@ -125,6 +125,41 @@ def test_decode_rate(benchmark, bench_n, precision, gemm_bound, network_flops):
 
 
 @pytest.fixture(scope="session")
+def refine_flops():
+    """FLOPs of one refinement step of one stamp: the training decoder forward and its gradient
+    with respect to the latent (the weights' gradients are not formed)."""
+    dec = VAEModel(precision="reference").net.decoder
+    z = torch.randn(1, 64, requires_grad=True)
+    with FlopCounterMode(display=False) as fc:
+        (g,) = torch.autograd.grad(dec(z).square().sum(), z)
+    return fc.get_total_flops()
+
+
+def test_refine_rate(benchmark, refine_flops, gemm_bound):
+    """Encode + refine (``encode(refine=100)``, float32) of 256 stamps: stamps per second, and
+    the refinement's rate against the float32 bound (no target: it trades time for chi2)."""
+    model = VAEModel(precision="float32")
+    n, steps = 256, 100
+    x = np.random.default_rng(2).random((n, 64, 64)) + 0.01
+    model.encode(x[:4], refine=2)
+    enc = benchmark.pedantic(model.encode, args=(x,), kwargs={"refine": steps}, rounds=1)
+    assert enc["mu"].shape == (n, 64) and np.isfinite(enc["mu"]).all()
+    rate = n / benchmark.stats.stats.median
+    b = gemm_bound["float32"]
+    benchmark.extra_info.update(
+        n=n,
+        steps=steps,
+        per_second=rate,
+        precision="float32",
+        flops_per_stamp=refine_flops * steps,
+        bound_flops_per_s=b["flops_per_s"],
+        bound_kernel=b["kernel"],
+        percent_of_bound=100 * rate * refine_flops * steps / b["flops_per_s"],
+        threads=torch.get_num_threads(),
+    )
+
+
+@pytest.fixture(scope="session")
 def encode_input(tmp_path_factory, data_dir, bench_n):
     """A simulated dataset file of bench_n / 4 stamps (every row encoded)."""
     from galsim_vae.pipeline.dataset import write_dataset

@@ -23,6 +23,7 @@ TARGETS = {
     "test_decode_rate[reference]": ("decode, training network (fp32)", ""),
     "test_decode_rate[float32]": ("decode, fused fp32 (default)", ">= 50% of bound"),
     "test_decode_rate[bfloat16]": ("decode, fused bf16", ">= 50% of bound"),
+    "test_refine_rate": ("encode + refine 100 steps (fp32, `refine=100`)", ""),
     "test_encode_catalog_dask[0]": ("encode_catalog, no Dask (2 threads)", ""),
     "test_encode_catalog_dask[1]": ("encode_catalog, Dask, 1 worker x 1 thread", ""),
     "test_encode_catalog_dask[2]": (

@@ -201,7 +201,9 @@ def evaluate(
     On a simulated dataset with truths (a ``TRUTH`` HDU) the floor is reported too: the chi2 per
     pixel of each noiseless truth against its noisy stamp, with the same noise estimate, which
     no reconstruction beats on average (``floor_*``, ``vae_over_floor_bright_half``: how far
-    above it the VAE is, 0.1 = 10%).
+    above it the VAE is, 0.1 = 10%), and the distance of the reconstructions to the truth
+    itself (``median_chi2_to_truth_bright_half``: mean squared difference over the noise
+    variance, 0 for a perfect reconstruction).
 
     Returns:
         dict: the numbers written to ``evaluate.json``.
@@ -281,9 +283,14 @@ def evaluate(
             np.median(chi2[bright]) / np.median(floor[bright]) - 1
         )
         res["floor_chi2_per_pixel"] = floor.tolist()
+        # The distance to the truth itself: the reconstruction against the noiseless image, in
+        # units of the noise (0 for a perfect reconstruction).
+        to_truth = chi2_per_pixel(recon, truths[sel].astype(float), sig)
+        res["median_chi2_to_truth_bright_half"] = float(np.median(to_truth[bright]))
     if refine:
         z_r = model.refine_latents(enc["mu"], x, sig, steps=refine)
-        chi2_r = chi2_per_pixel(model.decode_flux(z_r, flux=enc["flux"]), x, sig)
+        rec_r = model.decode_flux(z_r, flux=enc["flux"])
+        chi2_r = chi2_per_pixel(rec_r, x, sig)
         res["refine_steps"] = int(refine)
         res["refined_median_chi2_per_pixel"] = float(np.median(chi2_r))
         res["refined_median_chi2_per_pixel_bright_half"] = float(np.median(chi2_r[bright]))
@@ -294,6 +301,8 @@ def evaluate(
             res["refined_over_floor_bright_half"] = float(
                 np.median(chi2_r[bright]) / np.median(floor[bright]) - 1
             )
+            to_truth_r = chi2_per_pixel(rec_r, truths[sel].astype(float), sig)
+            res["refined_median_chi2_to_truth_bright_half"] = float(np.median(to_truth_r[bright]))
         res["refined_chi2_per_pixel"] = chi2_r.tolist()
     if sersic:
         if psfs is None:
