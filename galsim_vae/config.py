@@ -19,7 +19,9 @@ Object type ``VAEGalaxy``
     ``axis_ratio`` and ``position_angle`` in degrees, random when absent, and ``out_of_range``,
     ``clip`` (the default: a size outside the model's range is clipped to it, with a warning) or
     ``raise``; any of them may be a GalSim value type), plus ``flux``, ``norm_min``,
-    ``norm_max``, ``pixel_scale``, ``psf_mode`` and ``pad_factor``. Transformations
+    ``norm_max``, ``pixel_scale``, ``psf_mode`` and ``pad_factor``; a ``real_catalog`` galaxy
+    also takes ``refine`` (steps of :meth:`VAEModel.refine_latents` from the encoder's mean;
+    0, the default, keeps the mean). Transformations
     (``shear``, ``rotate``, ``magnify``, ``shift``, ...) and ``gsparams`` are GalSim's own.
     Random latents come from the object's rng, so ``image.random_seed`` fixes them; a flux
     model's joint density gives each sampled galaxy its pixel scale and flux too, at a COSMOS
@@ -154,6 +156,8 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     for key in ("max_border_sky", "max_negative_light"):
         if key in kwargs and real:
             raise GalSimConfigError(f"VAEGalaxy {key} goes with sampled galaxies, not real ones")
+    if "refine" in kwargs and not real:
+        raise GalSimConfigError("VAEGalaxy refine goes with a galaxy of input.real_catalog")
     if real:
         return _build_real(config, base, kwargs, safe, gsparams, logger, inp)
     kwargs.pop("random", None)  # random: False, as GalSim allows beside an index

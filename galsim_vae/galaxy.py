@@ -205,6 +205,7 @@ class VAEGalaxy(GSObject):
         "random": bool,
         "max_border_sky": float,
         "max_negative_light": float,
+        "refine": int,
     }
     _single_params = []
     _takes_rng = True

@@ -485,7 +485,14 @@ def test_real_catalog_route_in_config(btk_dir):
     assert build({"type": "VAEGalaxy", "sampling": "density", "random": False})[0][0].flux > 0
     vae = build({"type": "VAEGalaxy", "random": True})[0][0]
     assert vae.index == build({"type": "RealGalaxy", "random": True})[0][0].index
+    # refine: the real galaxy's latent moved to its posterior mode, its flux and size kept.
+    plain = build({"type": "VAEGalaxy", "index": 7})[0][0]
+    refined = build({"type": "VAEGalaxy", "index": 7, "refine": 5})[0][0]
+    assert refined.index == 7 and refined.flux == pytest.approx(plain.flux)
+    assert refined.pixel_scale == plain.pixel_scale
+    assert not np.allclose(refined.latent, plain.latent)
     bad_keys = (
+        {"sampling": "density", "refine": 5},
         {"id": "x", "index": 3},
         {"index": 3, "hubble_type": "Sb"},
         {"index": 3, "axis_ratio": 0.5},
