@@ -150,10 +150,12 @@ def test_evaluate_cli_bad_split(real_dataset, tmp_path, capsys):
 
 
 def test_evaluate_reports_the_floor_and_the_distance_to_the_truth(sim_dataset, tmp_path):
+    from test_cli import tile_grid
+
     # A simulated dataset keeps each stamp's noiseless truth: the floor (the truth against its
     # noisy stamp) and the reconstructions' distance to the truth itself are reported, for the
     # encoder's latents and for the refined ones.
-    res = evaluate("default", sim_dataset, tmp_path, split="test", n_show=2, refine=5)
+    res = evaluate("default", sim_dataset, tmp_path, split="test", n_show=4, refine=5)
     floor = res["floor_median_chi2_per_pixel_bright_half"]
     chi2 = res["median_chi2_per_pixel_bright_half"]
     assert 0.5 < floor < chi2 and res["vae_over_floor_bright_half"] == pytest.approx(
@@ -165,3 +167,5 @@ def test_evaluate_reports_the_floor_and_the_distance_to_the_truth(sim_dataset, t
         c = res[f"{pre}median_chi2_per_pixel_bright_half"]
         assert 0 < d < c and abs(c - (floor + d)) < 0.3 * c
     assert res["refined_over_floor_bright_half"] < res["vae_over_floor_bright_half"]
+    # Input, then each reconstruction and its residual: 5 rows of n_show galaxies.
+    assert tile_grid(tmp_path / "reconstructions_refined.png") == (5, 4)

@@ -304,6 +304,14 @@ def evaluate(
             to_truth_r = chi2_per_pixel(rec_r, truths[sel].astype(float), sig)
             res["refined_median_chi2_to_truth_bright_half"] = float(np.median(to_truth_r[bright]))
         res["refined_chi2_per_pixel"] = chi2_r.tolist()
+        plots.plot_reconstructions_compared(
+            x[show],
+            {"encoder's mean": recon[show], f"refined ({refine} steps)": rec_r[show]},
+            out / "reconstructions_refined.png",
+            sigma=sig[show],
+            title=f"{Path(str(dataset)).name} [{split}]: the encoder's latents and the refined "
+            "ones (residuals ±5σ)",
+        )
     if sersic:
         if psfs is None:
             raise GalSimValueError("the dataset has no PSFS HDU for the Sersic fits", dataset)

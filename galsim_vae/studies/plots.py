@@ -170,6 +170,36 @@ def plot_reconstructions(inputs, recons, path, *, n=8, title="Reconstructions", 
     return save(fig, path)
 
 
+def plot_reconstructions_compared(
+    inputs, recons, path, *, n=8, title="Reconstructions", sigma=None
+):
+    """Rows of input, then for each labelled reconstruction (``recons``: ``{label: stack}``) its
+    row and its residual's (within +-5 sigma, or the largest residual when ``sigma`` is None),
+    every reconstruction on its input's colour scale."""
+    n = min(n, len(inputs))
+    rows = 1 + 2 * len(recons)
+    fig, axes = _subplots(rows, n, figsize=(1.4 * n, 1.45 * rows + 0.2), squeeze=False)
+    labels = ["input"]
+    for lab in recons:
+        labels += [lab, f"residual, {lab}"]
+    for j in range(n):
+        lo, hi = np.percentile(inputs[j], [1, 99.8])
+        axes[0, j].imshow(inputs[j], origin="lower", cmap="magma", vmin=lo, vmax=hi)
+        for k, rec in enumerate(recons.values()):
+            res = rec[j] - inputs[j]
+            s = np.abs(res).max() if sigma is None else 5 * sigma[j]
+            axes[1 + 2 * k, j].imshow(rec[j], origin="lower", cmap="magma", vmin=lo, vmax=hi)
+            axes[2 + 2 * k, j].imshow(res, origin="lower", cmap="RdBu_r", vmin=-s, vmax=s)
+        for i in range(rows):
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+    for i, lab in enumerate(labels):
+        axes[i, 0].set_ylabel(lab, fontsize=7)
+    fig.subplots_adjust(hspace=0.3)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def plot_latent_snr(snrs, labels, path, *, title="Latent SNR (eq. 6)"):
     """Sorted latent SNR of one or more models (the paper's Figs. 5, 9, 11)."""
     fig, ax = _subplots(figsize=(6, 3.5))
