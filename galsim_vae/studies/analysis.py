@@ -306,7 +306,7 @@ def evaluate(
         res["refined_chi2_per_pixel"] = chi2_r.tolist()
         plots.plot_reconstructions_compared(
             x[show],
-            {"encoder's mean": recon[show], f"refined ({refine} steps)": rec_r[show]},
+            {"encoder's mean": recon[show], f"refined, {refine} steps": rec_r[show]},
             out / "reconstructions_refined.png",
             sigma=sig[show],
             title=f"{Path(str(dataset)).name} [{split}]: the encoder's latents and the refined "

@@ -181,7 +181,7 @@ def plot_reconstructions_compared(
     fig, axes = _subplots(rows, n, figsize=(1.4 * n, 1.45 * rows + 0.2), squeeze=False)
     labels = ["input"]
     for lab in recons:
-        labels += [lab, f"residual, {lab}"]
+        labels += [lab, "residual"]
     for j in range(n):
         lo, hi = np.percentile(inputs[j], [1, 99.8])
         axes[0, j].imshow(inputs[j], origin="lower", cmap="magma", vmin=lo, vmax=hi)
