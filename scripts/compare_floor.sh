@@ -21,16 +21,7 @@ WEIGHTS=${WEIGHTS:-0 10}
 EPOCHS=${EPOCHS:-6}
 NPOP=${NPOP:-3000}
 INIT=${INIT:-galsim_vae/data/default_vae.safetensors}
-SIM="$WORK/sim_deepfs32k_t.fits"
-HELDOUT="$WORK/sim_deepfs_heldout.fits"
-REAL="$WORK/real_btk100.fits"
-DATA=${GALSIM_VAE_DATA:-../shared/data}
-[ -f "$SIM" ] || python3 -m galsim_vae simulate --n 32000 --scale-mode fit --morphology deep \
-    --seed 2032 --faint-size-slope 0.076 --out "$SIM" --min-flux-fraction 0.9 --quiet
-[ -f "$HELDOUT" ] || python3 -m galsim_vae simulate --n 1200 --scale-mode fit --morphology deep \
-    --seed 778 --faint-size-slope 0.076 --out "$HELDOUT" --min-flux-fraction 0.9 --quiet \
-    --valid 0 --test 0
-[ -f "$REAL" ] || python3 -m galsim_vae dataset --out "$REAL" --quiet "$DATA/cosmos_btk100"
+. "$(dirname "$0")/v6_data.sh"  # SIM, HELDOUT, REAL
 measure() {  # MODEL OUTDIR: chi2 on the held-out and real stamps, and the sampled population
     python3 -m galsim_vae evaluate "$1" "$HELDOUT" --split passes --out "$2/eval_heldout_quick" \
         --quiet --overwrite
