@@ -7,8 +7,9 @@ with no sampling of the latent, on the training rows of the shipped density (the
 the stamps below the SNR cut brighter than F814W 23.5), rotated and flipped as in training.
 The encoder's sigma head is left alone, and its BatchNorm layers keep their statistics (the
 encoder runs in eval mode, as it encodes: with batch statistics the validation chi2 rose from
-1.832 to 1.900 in two epochs while the training loss fell). Each epoch's weights go to OUT/epoch_N.safetensors with
-the validation split's median chi2 per pixel at the encoder's means; compare them with
+1.832 to 1.900 in two epochs while the training loss fell). Each epoch's weights go to
+OUT/epoch_N.safetensors with the validation split's median chi2 per pixel at the encoder's
+means; compare them with
 ``galsim-vae evaluate OUT/epoch_N.safetensors HELDOUT.fits --split passes``.
 
     python scripts/refit_encoder.py SIM.fits OUT [--init M] [--epochs 3] [--lr 1e-4]
