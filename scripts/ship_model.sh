@@ -40,6 +40,9 @@ cp "$RUN/eval_real/latent_snr.png" docs/figures/latent_snr_default.png
 cp "$RUN/eval_real/traversals.png" docs/figures/traversals_real.png
 cp "$RUN/eval_real/rotation_denoising.png" docs/figures/rotation_denoising.png
 cp "$RUN/population/population.png" docs/figures/population.png
+if [ -f "$RUN/eval_real/reconstructions_refined.png" ]; then
+    cp "$RUN/eval_real/reconstructions_refined.png" docs/figures/reconstructions_refined_real.png
+fi
 cp "$RUN/attributes_report/attributes.png" docs/figures/attributes.png
 CV="$RUN/crossval_$(sha256sum "$RUN/best.safetensors" | cut -c1-12)"
 if [ -f "$CV/crossval.json" ]; then

@@ -19,6 +19,7 @@
 #                better: scripts/compare_targets.sh)                                 [stamp]
 #   FLOOR        with TARGET=truth: train --floor, the weight of the chi2 against the truth
 #                where the truth is below 1% of its peak (scripts/compare_floor.sh)   [0: none]
+#   REFINE       steps of latent refinement in the evaluations (evaluate --refine)   [100]
 #   ATTR_SIM     the simulated set the attribute model is fitted on              [SIM]
 #   MAGNITUDES   the magnitudes sampled galaxies get by default: cosmos (the COSMOS F814W<23.5
 #                distribution, stored with the density) or training (the training set's) [cosmos]
@@ -92,13 +93,17 @@ python3 -m galsim_vae train "$SIM" --out "$RUN" --preset compact \
 python3 -m galsim_vae fit-density "$SIM" --model "$RUN/best.safetensors" \
     --split train --components 16 --magnitudes "$MAGNITUDES" --overwrite $LOW_SNR \
     ${DENSITY_LOW_SNR_BRIGHTER:+--low-snr-brighter-than "$DENSITY_LOW_SNR_BRIGHTER"}
-# 5. Against the floor and Sersic: held-out simulations, then the real galaxies that pass.
+# 5. Against the floor and Sersic: held-out simulations, then the real galaxies that pass; from
+#    the encoder's means and from latents refined in REFINE steps (0: none; ~2.5 min per 1,000
+#    stamps on 2 cores).
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$HELDOUT" \
-    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_heldout" --quiet --overwrite
+    --split passes --sersic --nproc "$NPROC" --refine "${REFINE:-100}" --out "$RUN/eval_heldout" \
+    --quiet --overwrite
 [ -f "$WORK/real_btk100.fits" ] || python3 -m galsim_vae dataset --out "$WORK/real_btk100.fits" \
     --nproc "$NPROC" --quiet "${GALSIM_VAE_DATA:-../shared/data}/cosmos_btk100"
 python3 -m galsim_vae evaluate "$RUN/best.safetensors" "$WORK/real_btk100.fits" \
-    --split passes --sersic --nproc "$NPROC" --out "$RUN/eval_real" --quiet --overwrite
+    --split passes --sersic --nproc "$NPROC" --refine "${REFINE:-100}" --out "$RUN/eval_real" \
+    --quiet --overwrite
 # 6. The sampled population against COSMOS (pedestals, sizes, magnitudes, resolution).
 python3 -m galsim_vae population --model "$RUN/best.safetensors" --n 10000 --seed 1 \
     --out "$RUN/population" --overwrite
