@@ -24,10 +24,8 @@ from galsim_vae.model import density_path
 from galsim_vae.pipeline.dataset import (
     StampDataset,
     read_dataset,
-    select_split,
     select_with_low_snr,
 )
-from galsim_vae.studies.population import magnitudes
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("dataset")
@@ -42,11 +40,7 @@ a = p.parse_args()
 m = get_model(a.model)
 shipped = m.density
 images, table, _, header = read_dataset(a.dataset)
-sel, _ = select_with_low_snr(table, header, images, "train")
-base = select_split(table, "train")
-total = np.asarray(table["flux_total"] if "flux_total" in table.colnames else table["flux"], float)
-faint = magnitudes(total) >= a.brighter_than
-sel &= ~(~base & faint)
+sel, _ = select_with_low_snr(table, header, images, "train", brighter_than=a.brighter_than)
 rows = np.flatnonzero(sel)
 rows = np.sort(np.random.default_rng(a.seed).choice(rows, min(a.n, len(rows)), replace=False))
 mask = np.zeros(len(table), bool)

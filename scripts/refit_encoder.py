@@ -30,7 +30,6 @@ from galsim_vae.pipeline.dataset import (
     select_split,
     select_with_low_snr,
 )
-from galsim_vae.studies.population import magnitudes
 from galsim_vae.training.loop import augment_batch
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -51,10 +50,7 @@ gen = torch.Generator().manual_seed(a.seed)
 
 net, meta = load_vae(a.init)
 images, table, _, header = read_dataset(a.dataset)
-sel, _ = select_with_low_snr(table, header, images, "train")
-base = select_split(table, "train")
-total = np.asarray(table["flux_total"] if "flux_total" in table.colnames else table["flux"], float)
-sel &= ~(~base & (magnitudes(total) >= a.brighter_than))
+sel, _ = select_with_low_snr(table, header, images, "train", brighter_than=a.brighter_than)
 train = StampDataset((images, table), sel, "flux")
 valid = StampDataset((images, table), select_split(table, "valid"), "flux")
 xt, st = torch.from_numpy(train.images[:, None]), torch.from_numpy(train.sigma)

@@ -23,7 +23,6 @@ from ..pipeline.dataset import (
     dataset_summary,
     read_dataset,
     read_truths,
-    select_split,
     select_with_low_snr,
 )
 from ..psf import HST_PIXEL_SCALE
@@ -218,13 +217,9 @@ def _cmd_fit_density(a):
         )
     if a.with_low_snr:
         images, table, _, header = read_dataset(a.dataset)
-        sel, n_low = select_with_low_snr(table, header, images, a.split)
-        if a.low_snr_brighter_than is not None:  # keep the added rows brighter than that
-            base = select_split(table, a.split)
-            total = table["flux_total"] if "flux_total" in table.colnames else table["flux"]
-            faint = magnitudes(np.asarray(total, dtype=float)) >= a.low_snr_brighter_than
-            drop = sel & ~base & faint
-            sel, n_low = sel & ~drop, n_low - int(drop.sum())
+        sel, n_low = select_with_low_snr(
+            table, header, images, a.split, brighter_than=a.low_snr_brighter_than
+        )
         ds = StampDataset((images, table), sel, model.representation)
     else:
         ds = StampDataset(a.dataset, a.split, model.representation)

@@ -44,6 +44,7 @@ from ..errors import (
     GalSimValueError,
     GalSimWarning,
 )
+from ..psf import F814W_ZEROPOINT
 from ..stamp import REPRESENTATIONS, flux_normalize, normalize
 from .metrics import QualityCuts
 
@@ -139,12 +140,16 @@ def low_snr_rows(table, header, images) -> np.ndarray:
 LOW_SNR_SEED = 0
 
 
-def select_with_low_snr(table, header, images, split) -> tuple[np.ndarray, int]:
+def select_with_low_snr(
+    table, header, images, split, *, brighter_than=None
+) -> tuple[np.ndarray, int]:
     """``split``'s rows and the rows below the SNR cut (:func:`low_snr_rows`) that fall in it.
 
     The low-SNR rows are labelled train/valid/test in the shares the passing rows have, by one
     seeded draw (:data:`LOW_SNR_SEED`), so that the splits' low-SNR rows are disjoint and the
     same in every command; ``passes`` takes them all; ``all`` is refused (it has them already).
+    ``brighter_than`` (an F814W magnitude of the row's ``flux_total``, else ``flux``) keeps only
+    the low-SNR rows brighter than that (the shipped density's rows: 23.5).
 
     Returns:
         (mask, n_added): the boolean row mask, and how many low-SNR rows it added.
@@ -162,6 +167,11 @@ def select_with_low_snr(table, header, images, split) -> tuple[np.ndarray, int]:
     u = np.random.default_rng(LOW_SNR_SEED).random(len(low))
     lab = np.asarray(SPLITS)[np.minimum(np.searchsorted(bounds, u, "right"), len(SPLITS) - 1)]
     pick = np.ones(len(low), dtype=bool) if split == "passes" else lab == split
+    if brighter_than is not None:
+        total = table["flux_total"] if "flux_total" in table.colnames else table["flux"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mag = -2.5 * np.log10(np.asarray(total, dtype=float)[low]) + F814W_ZEROPOINT
+        pick &= ~(mag >= brighter_than)  # a flux that is not positive has no magnitude: kept
     sel[low[pick]] = True
     return sel, int(pick.sum())
 
