@@ -28,6 +28,7 @@ paper's tables say every convolution is unbiased, which is what ``paper`` builds
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import GalSimRangeError, GalSimValueError
+from .errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
 
 __all__ = [
     "VAEConfig",
@@ -48,6 +49,7 @@ __all__ = [
     "Decoder",
     "VAE",
     "build_vae",
+    "widen_decoder",
     "FusedEncoder",
     "FusedDecoder",
 ]
@@ -61,7 +63,8 @@ class VAEConfig:
         latent_dim: number of latent variables. [default: 64]
         stamp_size: side of the stamps in pixels, a power of two >= 8. [default: 64]
         channels: encoder widths of the stride-2 convolutions, ``log2(stamp_size / 4)`` of them;
-            the decoder uses them in reverse. [default: (32, 64, 128, 256)]
+            the decoder uses them in reverse unless ``decoder_channels`` is given.
+            [default: (32, 64, 128, 256)]
         bottleneck: channels of the last encoder convolution (4x4 -> 1x1). [default: 512]
         conv_bias: give the convolutions a bias (the paper's are bias-free). [default: False]
         negative_slope: LeakyReLU slope. [default: 0.2]
@@ -71,6 +74,8 @@ class VAEConfig:
             exponentiated and normalised over the stamp, so every pixel is positive and the
             stamp holds exactly its flux, :class:`PixelSoftmax`). [default: "sigmoid"]
         name: preset name, informational. [default: "custom"]
+        decoder_channels: the decoder's widths from its 4x4 map up (as many as ``channels``),
+            when not ``channels`` reversed. [default: None]
     """
 
     latent_dim: int = 64
@@ -81,9 +86,18 @@ class VAEConfig:
     negative_slope: float = 0.2
     output: str = "sigmoid"
     name: str = field(default="custom", compare=False)
+    decoder_channels: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.decoder_channels is not None:
+            dc = tuple(int(c) for c in self.decoder_channels)
+            if len(dc) != len(self.channels) or min(dc) < 1:
+                raise GalSimValueError(
+                    f"decoder_channels needs {len(self.channels)} positive widths",
+                    self.decoder_channels,
+                )
+            object.__setattr__(self, "decoder_channels", dc)
         s = self.stamp_size
         if not isinstance(s, int) or s < 8 or s & (s - 1):
             raise GalSimValueError("stamp_size must be a power of two >= 8", s)
@@ -102,8 +116,16 @@ class VAEConfig:
                 1,
             )
 
+    @property
+    def decoder_widths(self) -> tuple:
+        """The decoder's widths from its 4x4 map up."""
+        return self.decoder_channels or tuple(reversed(self.channels))
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if d["decoder_channels"] is None:  # files of the mirrored networks stay as they were
+            del d["decoder_channels"]
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> VAEConfig:
@@ -133,6 +155,21 @@ PRESETS = {
     "paper": VAEConfig(channels=(64, 128, 256, 512), bottleneck=4096, name="paper"),
     "compact": VAEConfig(channels=(32, 64, 128, 256), bottleneck=512, name="compact"),
     "wide": VAEConfig(channels=(64, 128, 128, 256), bottleneck=384, name="wide"),
+    # compact's encoder and latents, a decoder of twice compact's widths at 16x16 and 32x32
+    # (the wide preset's decoder): widen_decoder turns a trained compact model into one
+    "wide-decoder": VAEConfig(
+        channels=(32, 64, 128, 256),
+        bottleneck=512,
+        decoder_channels=(256, 128, 128, 64),
+        name="wide-decoder",
+    ),
+    # and three times at 16x16 and 32x32, 1.5 times at 8x8 (19 MB of weights)
+    "wider-decoder": VAEConfig(
+        channels=(32, 64, 128, 256),
+        bottleneck=512,
+        decoder_channels=(256, 192, 192, 96),
+        name="wider-decoder",
+    ),
     "tiny": VAEConfig(latent_dim=8, channels=(4, 8, 8, 16), bottleneck=16, name="tiny"),
 }
 
@@ -184,7 +221,7 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
-        widths = list(reversed(cfg.channels))
+        widths = list(cfg.decoder_widths)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(cfg.latent_dim, widths[0], 4, 2, 0, bias=cfg.conv_bias),
             nn.BatchNorm2d(widths[0]),
@@ -237,6 +274,74 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x)
         z = self.reparameterize(mu, logvar, generator) if self.training else mu
         return self.decoder(z), mu, logvar
+
+
+def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=None) -> VAE:
+    """A copy of ``vae`` whose decoder has the (equal or larger) widths of ``config``, computing
+    the same function (Net2WiderNet, Chen, Goodfellow & Shlens 2016).
+
+    Each new channel of a layer copies an old one (``j -> j mod C``): its transposed-convolution
+    weights and its BatchNorm parameters and running statistics. The next layer's weights from a
+    channel and its copies are split between them. The split is made unequal by ``noise`` (a
+    relative spread, summing to zero over the copies, so the function is unchanged): copies with
+    equal weights would get equal gradients and stay copies through training. The encoder, the
+    latents and the last layer's output are untouched, so a latent density fitted for ``vae``
+    holds for the widened network until it is trained further.
+
+    Parameters:
+        vae: a trained :class:`VAE`.
+        config: the widened network's :class:`VAEConfig` or preset name; it may differ from
+            ``vae.config`` only in ``decoder_channels`` (and ``name``); the output head is kept.
+        noise: relative spread of the split weights. [default: 0.01]
+        generator: ``torch.Generator`` for that spread. [default: None, torch's global]
+    """
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise GalSimValueError("Unknown preset", config, sorted(PRESETS))
+        config = PRESETS[config]
+    config = dataclasses.replace(config, output=vae.config.output, stamp_size=vae.config.stamp_size)
+    old, new = vae.config.decoder_widths, config.decoder_widths
+    same = dataclasses.replace(config, decoder_channels=vae.config.decoder_channels)
+    if same != vae.config or any(b < a for a, b in zip(old, new, strict=True)):
+        raise GalSimIncompatibleValuesError(
+            "widen_decoder widens the decoder only: the same network otherwise, each width "
+            "at least the trained one's",
+            trained=vae.config,
+            widened=config,
+        )
+    out = VAE(config)
+    out.encoder.load_state_dict(vae.encoder.state_dict())
+    src = _layers(vae.decoder.net, nn.ConvTranspose2d)
+    dst = _layers(out.decoder.net, nn.ConvTranspose2d)
+    with torch.no_grad():
+        # g[i]: for each input channel of layer i, the old channel it copies
+        g_in = torch.arange(src[0][0].in_channels)
+        for i, ((c0, b0), (c1, b1)) in enumerate(zip(src, dst, strict=True)):
+            cout_old, cout_new = c0.out_channels, c1.out_channels
+            g_out = torch.arange(cout_new) % cout_old
+            w = c0.weight[g_in][:, g_out]  # (Cin, Cout, k, k), old weights by copy
+            if i > 0:  # the inputs that were split: share each old input's weights
+                count = torch.bincount(g_in, minlength=c0.in_channels).to(w.dtype)
+                share = 1.0 / count[g_in]
+                if noise:
+                    eps = torch.randn(w.shape, generator=generator, dtype=w.dtype) * noise
+                    # zero sum over the copies of each old input channel
+                    mean = torch.zeros((c0.in_channels, *w.shape[1:]), dtype=w.dtype)
+                    mean.index_add_(0, g_in, eps)
+                    eps = eps - mean[g_in] / count[g_in].view(-1, 1, 1, 1)
+                    share = share.view(-1, 1, 1, 1) * (1 + eps * count[g_in].view(-1, 1, 1, 1))
+                else:
+                    share = share.view(-1, 1, 1, 1)
+                w = w * share
+            c1.weight.copy_(w)
+            if c0.bias is not None:
+                c1.bias.copy_(c0.bias[g_out])
+            if b0 is not None:
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(b1, name).copy_(getattr(b0, name)[g_out])
+                b1.num_batches_tracked.copy_(b0.num_batches_tracked)
+            g_in = g_out
+    return out
 
 
 def build_vae(config: VAEConfig | str = "compact") -> VAE:

@@ -510,6 +510,18 @@ def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "g"), *shipped]) == 0
     meta = read_metadata(tmp_path / "g" / "last.safetensors")
     assert json.loads(meta["init_sha256"]) == read_metadata(default_model_path())["sha256"]
+    # A preset that only widens the decoder starts from the shipped weights, widened.
+    widened = [*shipped[2:], "--preset", "wide-decoder"]
+    assert main([*argv, "--out", str(tmp_path / "w"), *widened]) == 0
+    w = load_state_dict(tmp_path / "w" / "last.safetensors")[0]
+    d = load_state_dict(default_model_path())[0]
+    assert w["decoder.net.6.weight"].shape == (128, 128, 4, 4)  # compact: (128, 64, 4, 4)
+    enc = [k for k in d if k.startswith("encoder") and k.endswith("weight")]
+    assert enc and all(np.allclose(w[k], d[k], atol=1e-6) for k in enc)
+    # but not a network that differs otherwise (another encoder)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "x"), *shipped[2:], "--preset", "wide"]) == 2
+    assert "preset" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_side_outputs_and_catalog_folders_are_protected(btk_dir, tmp_path, capsys):

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 import torch
-from galsim.errors import GalSimRangeError, GalSimValueError
+from galsim.errors import GalSimIncompatibleValuesError, GalSimRangeError, GalSimValueError
 from torch import nn
 
 from galsim_vae.nn import PRESETS, VAEConfig, build_vae
@@ -103,6 +103,63 @@ def test_wide_preset_is_wider_where_the_image_is_large(gen):
         assert r.shape == x.shape and mu.shape == (2, 64)
         flops.append(f.get_total_flops())
     assert 2.0 < flops[1] / flops[0] < 2.4  # the docstring's "about 2.2 times"
+
+
+@pytest.mark.parametrize("preset", ["wide-decoder", "wider-decoder"])
+def test_widened_decoder_computes_the_same_function(gen, preset):
+    from galsim_vae.nn import widen_decoder
+
+    compact = build_vae("compact")
+    with torch.no_grad():  # BatchNorm statistics of a trained network, not the initial ones
+        for m in compact.decoder.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.3, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.1, generator=gen)
+    compact.eval()
+    wide = widen_decoder(compact, preset, generator=torch.Generator().manual_seed(0)).eval()
+    assert wide.config.decoder_widths == PRESETS[preset].decoder_widths
+    assert wide.config.output == compact.config.output
+    convs = [m for m in wide.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs[:-1]] == list(PRESETS[preset].decoder_widths)
+    z = torch.randn(8, 64, generator=gen)
+    with torch.no_grad():
+        a, b = compact.decoder(z), wide.decoder(z)
+        torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4)
+        x = torch.rand(2, 1, 64, 64, generator=gen)
+        torch.testing.assert_close(wide.encoder(x)[0], compact.encoder(x)[0])
+        # in training mode too (batch statistics)
+        compact.train(), wide.train()
+        torch.testing.assert_close(wide.decoder(z), compact.decoder(z), atol=2e-5, rtol=1e-4)
+    # The copies' split weights differ, so training can tell them apart.
+    old = [m for m in compact.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    c = convs[3].weight  # compact's 64 -> 32, widened
+    k = c.shape[0] // 64  # each of compact's 64 channels at 32x32 and its copies
+    assert k >= 2 and not torch.equal(c[:64], c[64:128])
+    # the copies' shares of an old weight sum to it (the same function)
+    torch.testing.assert_close(c.reshape(k, 64, *c.shape[1:]).sum(0)[:, :32], old[3].weight)
+    # a copied channel's incoming weights, at the first widened layer (its inputs are not)
+    i = next(i for i, (a, b) in enumerate(zip(old, convs)) if b.out_channels > a.out_channels)
+    n, m = old[i].out_channels, convs[i].out_channels - old[i].out_channels
+    assert torch.equal(convs[i].weight[:, : min(n, m)], convs[i].weight[:, n : n + min(n, m)])
+    # Only the decoder may change, and only to larger widths.
+    with pytest.raises(GalSimIncompatibleValuesError, match="decoder only"):
+        widen_decoder(compact, "wide")
+    with pytest.raises(GalSimIncompatibleValuesError, match="decoder only"):
+        widen_decoder(wide, "compact")
+    with pytest.raises(GalSimValueError, match="Unknown preset"):
+        widen_decoder(compact, "huge")
+
+
+def test_decoder_channels_in_the_config(gen):
+    cfg = PRESETS["wider-decoder"]
+    assert VAEConfig.from_json(cfg.to_json()) == cfg
+    assert "decoder_channels" not in PRESETS["compact"].to_json()  # files as they were
+    with pytest.raises(GalSimValueError, match="decoder_channels"):
+        VAEConfig(decoder_channels=(8, 8))
+    m = build_vae("wide-decoder").eval()
+    assert m(torch.rand(2, 1, 64, 64, generator=gen))[0].shape == (2, 1, 64, 64)
 
 
 def test_eval_is_deterministic_and_training_samples(gen):

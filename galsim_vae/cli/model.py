@@ -47,11 +47,13 @@ from ._common import (
 __all__ = ["add_commands"]
 
 
-def _init_weights(model, path, loss):
-    """Load the weights file ``path`` into ``model`` for fine-tuning; returns its checksum."""
+def _init_weights(model, path, loss, seed=0):
+    """Load the weights file ``path`` into ``model`` for fine-tuning; returns its checksum. A
+    network that differs from ``model`` only by a narrower decoder is widened into it first
+    (:func:`~galsim_vae.nn.widen_decoder`, its split weights' spread drawn with ``seed``)."""
     from ..checkpoint import load_state_dict
     from ..model import default_model_path
-    from ..nn import OUTPUT_REPRESENTATION, VAEConfig
+    from ..nn import OUTPUT_REPRESENTATION, VAE, VAEConfig, widen_decoder
 
     if path == "default":  # the shipped model, as --model takes it
         path = default_model_path()
@@ -63,9 +65,16 @@ def _init_weights(model, path, loss):
     was = VAEConfig.from_json(meta["architecture"])
     if OUTPUT_REPRESENTATION[was.output] == OUTPUT_REPRESENTATION[model.config.output]:
         was = dataclasses.replace(was, output=model.config.output)
-    if was != model.config:
+    widen = was != model.config and was == dataclasses.replace(
+        model.config, decoder_channels=was.decoder_channels
+    )
+    widen = widen and all(
+        a <= b for a, b in zip(was.decoder_widths, model.config.decoder_widths, strict=True)
+    )
+    if was != model.config and not widen:
         raise GalSimIncompatibleValuesError(
-            f"--init {path} is another network than --preset gives; fine-tune with its preset",
+            f"--init {path} is another network than --preset gives; fine-tune with its preset "
+            "(or a preset that only widens its decoder)",
             init=str(path),
         )
     if meta.get("representation", "minmax") != loss.representation:
@@ -74,6 +83,11 @@ def _init_weights(model, path, loss):
             f"{loss.kind} loss takes {loss.representation} stamps",
             init=str(path),
         )
+    if widen:
+        trained = VAE(was)
+        trained.load_state_dict(tensors)
+        gen = torch.Generator().manual_seed(seed)
+        tensors = widen_decoder(trained, model.config, generator=gen).state_dict()
     model.load_state_dict(tensors)
     return meta["sha256"]
 
@@ -141,7 +155,7 @@ def _cmd_train(a):
         model = build_vae(cfg)
     init = None
     if a.init is not None:  # fine-tuning: another run's weights, of this network and loss
-        init = _init_weights(model, a.init, loss)
+        init = _init_weights(model, a.init, loss, a.seed)
     tc = TrainConfig(
         epochs=a.epochs,
         batch_size=a.batch_size,
@@ -464,7 +478,9 @@ def add_commands(sub):
         "--init",
         default=None,
         help="start from these weights (fine-tuning; same preset and representation) instead of "
-        "random ones; 'default' for the shipped model's, the recipe for new data (docs/cosmos.md)",
+        "random ones; 'default' for the shipped model's, the recipe for new data (docs/cosmos.md). "
+        "With a preset that only widens their decoder (wide-decoder, wider-decoder from "
+        "compact), the decoder is widened computing the same function first (Net2WiderNet)",
     )
     t.set_defaults(func=_cmd_train)
 

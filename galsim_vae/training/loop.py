@@ -252,7 +252,7 @@ def train(
         "loss": loss.kind,
         "loss_param": float(loss.param),
         "representation": loss.representation,
-        "architecture": asdict(model.config),
+        "architecture": json.loads(model.config.to_json()),
         "dataset": (dataset or {}).get("file"),
         "n_train": int(len(train_images)),
         "n_valid": int(len(valid_images)),
