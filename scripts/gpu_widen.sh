@@ -15,8 +15,10 @@
 # simulations, seed 2032), made from PACK (scripts/carry_dataset.py pack data/sim_deepfs32k_t.fits
 # PACK: the truths, with the noise drawn again) when WORKDIR/v6_carried.fits is missing; the runs
 # stop after the epoch that passes SECONDS from the start of this script (train --max-minutes) and
-# resume when it is run again. On a CPU the same commands run as they are, slowly (~2 min an
-# epoch of the compact network on 2 cores).
+# resume when it is run again. scripts/device_widen.sh runs it on a lent GPU machine. On a CPU the
+# same commands run as they are, slowly: the first two runs, one thread each on the 2-core
+# development machine, on data/sim_deepfs32k_t.fits itself (scripts/v6_data.sh) took ~3 and ~5
+# min an epoch (docs/runs/widen_experiment.json).
 set -euo pipefail
 T0=$(date +%s)
 DEVICE=${1:?device}
