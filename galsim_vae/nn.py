@@ -19,6 +19,12 @@ checkpoint rebuilds its own network. Presets:
     Twice compact's widths where the image is large (64 and 128 channels at 32x32 and 16x16),
     the same 256 at 8x8 and a 384-channel bottleneck: 3.7 M parameters, about 2.2 times compact's
     arithmetic per stamp. The capacity step measured on a GPU (docs/runs/gpu_experiments.json).
+``wide-decoder`` and ``wider-decoder``
+    compact's encoder and latents with a wider decoder: widths (256, 128, 128, 64) from the 4x4
+    map up (the wide preset's decoder; 2.3 times compact's decoding arithmetic, 16 MB of weights
+    in all) and (256, 192, 192, 96) (5 times, 19 MB). :func:`widen_decoder` turns a trained
+    compact model into either without changing what it computes, so that training goes on from
+    the shipped weights (``galsim-vae train --preset wide-decoder --init default``).
 
 A note on the parameter count: 36,839,232, quoted for the paper's encoder elsewhere, is what the
 encoder has with biased convolutions (5,056 more parameters = 64+128+256+512+4096 biases). The
@@ -309,7 +315,7 @@ def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=No
             trained=vae.config,
             widened=config,
         )
-    out = VAE(config)
+    out = VAE(config)  # built on the CPU, returned on vae's device
     out.encoder.load_state_dict(vae.encoder.state_dict())
     src = _layers(vae.decoder.net, nn.ConvTranspose2d)
     dst = _layers(out.decoder.net, nn.ConvTranspose2d)
@@ -319,7 +325,7 @@ def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=No
         for i, ((c0, b0), (c1, b1)) in enumerate(zip(src, dst, strict=True)):
             cout_old, cout_new = c0.out_channels, c1.out_channels
             g_out = torch.arange(cout_new) % cout_old
-            w = c0.weight[g_in][:, g_out]  # (Cin, Cout, k, k), old weights by copy
+            w = c0.weight.cpu()[g_in][:, g_out]  # (Cin, Cout, k, k), old weights by copy
             if i > 0:  # the inputs that were split: share each old input's weights
                 count = torch.bincount(g_in, minlength=c0.in_channels).to(w.dtype)
                 share = 1.0 / count[g_in]
@@ -335,13 +341,13 @@ def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=No
                 w = w * share
             c1.weight.copy_(w)
             if c0.bias is not None:
-                c1.bias.copy_(c0.bias[g_out])
+                c1.bias.copy_(c0.bias.cpu()[g_out])
             if b0 is not None:
                 for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(b1, name).copy_(getattr(b0, name)[g_out])
+                    getattr(b1, name).copy_(getattr(b0, name).cpu()[g_out])
                 b1.num_batches_tracked.copy_(b0.num_batches_tracked)
             g_in = g_out
-    return out
+    return out.to(next(vae.parameters()).device)
 
 
 def build_vae(config: VAEConfig | str = "compact") -> VAE:

@@ -27,7 +27,7 @@ cd data/gpu || exit 4
 # of the two wider-decoder runs, the one with the lower validation loss (8 files at most)
 W=$(python3 -c "
 import json
-b = {n: min(e['valid_loss'] for e in json.load(open(f'widen_{n}/history.json'))) for n in ('wider', 'wider3')}
+b = {n: min(e['valid_loss'] for e in json.load(open(f'widen_{n}/history.json'))) for n in ('wider', 'wider_hi')}
 print(min(b, key=b.get))" 2>/dev/null || echo wider)
 echo "bringing back widen_$W; at $(($(date +%s) - T0)) s" | tee -a "$OUT/log.txt"
 tar cf - machine.txt widen_*.log widen_*/history.json widen_control/best.safetensors \
