@@ -97,13 +97,21 @@ class VAEConfig:
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if self.decoder_channels is not None:
-            dc = tuple(int(c) for c in self.decoder_channels)
-            if len(dc) != len(self.channels) or min(dc) < 1:
+            try:
+                dc = tuple(int(c) for c in self.decoder_channels)
+            except (TypeError, ValueError) as e:
                 raise GalSimValueError(
-                    f"decoder_channels needs {len(self.channels)} positive widths",
-                    self.decoder_channels,
+                    "decoder_channels must be a sequence of widths", self.decoder_channels
+                ) from e
+            if len(dc) != len(self.channels):
+                raise GalSimValueError(
+                    f"decoder_channels needs {len(self.channels)} widths", self.decoder_channels
                 )
-            object.__setattr__(self, "decoder_channels", dc)
+            if min(dc) < 1:
+                raise GalSimRangeError("decoder_channels must be positive", min(dc), 1)
+            # the mirrored decoder is the default: one config (and run identity) for it
+            mirrored = dc == tuple(reversed(self.channels))
+            object.__setattr__(self, "decoder_channels", None if mirrored else dc)
         s = self.stamp_size
         if not isinstance(s, int) or s < 8 or s & (s - 1):
             raise GalSimValueError("stamp_size must be a power of two >= 8", s)
@@ -288,17 +296,19 @@ def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=No
 
     Each new channel of a layer copies an old one (``j -> j mod C``): its transposed-convolution
     weights and its BatchNorm parameters and running statistics. The next layer's weights from a
-    channel and its copies are split between them. The split is made unequal by ``noise`` (a
-    relative spread, summing to zero over the copies, so the function is unchanged): copies with
-    equal weights would get equal gradients and stay copies through training. The encoder, the
-    latents and the last layer's output are untouched, so a latent density fitted for ``vae``
-    holds for the widened network until it is trained further.
+    channel and its copies are split between them. The split is made unequal by random shares
+    that sum to one over the copies, so the function is unchanged: copies with equal weights would
+    get equal gradients and stay copies through training. A share of a channel with k copies
+    scatters by ``noise * sqrt(k (k - 1))`` relative to its weight (1.4% for two copies, 2.4% for
+    three, at the default). The encoder, the latents and the last layer's output are untouched, so
+    a latent density fitted for ``vae`` holds for the widened network until it is trained
+    further.
 
     Parameters:
         vae: a trained :class:`VAE`.
         config: the widened network's :class:`VAEConfig` or preset name; it may differ from
             ``vae.config`` only in ``decoder_channels`` (and ``name``); the output head is kept.
-        noise: relative spread of the split weights. [default: 0.01]
+        noise: scale of the shares' spread (above). [default: 0.01]
         generator: ``torch.Generator`` for that spread. [default: None, torch's global]
     """
     if isinstance(config, str):
@@ -347,6 +357,7 @@ def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=No
                     getattr(b1, name).copy_(getattr(b0, name).cpu()[g_out])
                 b1.num_batches_tracked.copy_(b0.num_batches_tracked)
             g_in = g_out
+    out.train(vae.training)
     return out.to(next(vae.parameters()).device)
 
 

@@ -9,7 +9,8 @@ A simulated set's noisy stamps are incompressible (the noise is), its noiseless 
 the train and valid splits, and every row below the SNR cut, whose split labels are drawn over
 all of them), the truths quantised to 1/STEP of each stamp's noise sigma (adding (1/STEP)^2/12 of
 the noise variance: 0.13% at STEP 8) and lzma-compressed, with the catalog and header as they
-are. v6's training set (32,000 stamps, 1.2 GB with its truths) packs into ~20 MB.
+are. v6's training set (32,000 stamps, 1.2 GB with its truths) packs into 27 MB (21 MB of
+truths, 7 MB of catalog).
 
 ``unpack`` draws each kept stamp's noise again, as ``galsim_vae.pipeline.simulator`` made it
 (COSMOS correlated noise at the row's variance, drawn at 0.03"/px on the row's original grid and
@@ -18,7 +19,9 @@ constant so that its pixel sum is the original noisy stamp's (the catalog's ``fl
 normalisation and the low-SNR selection, both of which read that sum, then see what the original
 file gave them. The rows that were not kept are zero (no command that trains reads them). The
 rebuilt file has STAMPS and CATALOG (no PSFS, no TRUTH); the script checks that
-``select_with_low_snr`` picks the same train and valid rows as in the original.
+``select_with_low_snr`` picks the same train and valid rows as in the original, and that the
+noise measured on the rebuilt stamps (``noise_sigma`` of the quality metrics) is the catalog's
+(median ratio within 2%), before it moves the file into place.
 
 Made to move v6's training set to a GPU machine (scripts/gpu_widen.sh) where simulating it again
 took 6 of the 10 minutes a command may run. The same commands run on any machine. Drawing the
@@ -37,9 +40,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-STAMP = 64
-NATIVE = 0.03
 
 
 def _masks(table, header, images):
@@ -62,11 +62,14 @@ def pack(src, out, step):
     if truths is None:
         sys.exit(f"{src} has no TRUTH HDU: simulate it without --no-truth")
     masks = _masks(table, header, images)
+    sigma = np.asarray(table["noise_sigma"], dtype=np.float64)
     passes = np.asarray(table["passes"], dtype=bool)
     split = np.asarray(table["split"])
     keep = (passes & np.isin(split, ["train", "valid"])) | low_snr_rows(table, header, images)
     rows = np.flatnonzero(keep)
-    q = np.asarray(table["noise_sigma"], dtype=np.float64)[rows] / step
+    if not np.all(np.isfinite(sigma[rows]) & (sigma[rows] > 0)):
+        sys.exit("rows without a positive noise_sigma cannot be quantised")
+    q = sigma[rows] / step
     t = np.rint(truths[rows] / q[:, None, None]).astype(np.int32)
     err = np.abs(truths[rows] - t * q[:, None, None].astype(np.float32)).max()
     out = Path(out)
@@ -94,32 +97,33 @@ def pack(src, out, step):
 class _Noise:
     """Per-process: the COSMOS noise model, as the simulator builds it."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, size):
         import galsim
 
         from galsim_vae.psf import HST_PIXEL_SCALE
 
         cf = Path(galsim.meta_data.share_dir) / "acs_I_unrot_sci_20_cf.fits"
         self.noise = galsim.getCOSMOSNoise(file_name=str(cf), cosmos_scale=HST_PIXEL_SCALE)
-        self.seed = seed
+        self.seed, self.size = seed, size
 
     def __call__(self, item):
         import galsim
 
         from galsim_vae._utils import item_seed
         from galsim_vae.pipeline.simulator import resample
+        from galsim_vae.psf import HST_PIXEL_SCALE
 
         row, variance, scale, n0 = item
         noise = self.noise.withVariance(variance).copy(
             rng=galsim.BaseDeviate(item_seed(self.seed, row))
         )
-        if scale <= NATIVE:
-            im = galsim.ImageF(STAMP, STAMP, scale=NATIVE)
-            im.addNoise(noise)
+        # as the simulator: at 0.03"/px on the stamp's grid, or on its original, larger grid and
+        # then resampled to the stamp's coarser scale
+        im = galsim.ImageF(n0, n0, scale=HST_PIXEL_SCALE)
+        im.addNoise(noise)
+        if n0 == self.size:
             return im.array.copy()
-        im0 = galsim.ImageF(n0, n0, scale=NATIVE)
-        im0.addNoise(noise)
-        return resample(im0, STAMP, scale).array.astype(np.float32)
+        return resample(im, self.size, scale).array.astype(np.float32)
 
 
 def unpack(src, out, noise_seed, nproc):
@@ -128,17 +132,19 @@ def unpack(src, out, noise_seed, nproc):
 
     from galsim_vae.pipeline._parallel import parallel_map
     from galsim_vae.pipeline.dataset import read_dataset
+    from galsim_vae.pipeline.metrics import stamp_metrics
 
     src = Path(src)
     meta = json.loads((src / "meta.json").read_text())
     rr = np.load(src / "rows.npz")
     rows, q = rr["rows"], rr["q"]
     t0 = time.time()
-    t = np.frombuffer(lzma.decompress((src / "truths.i32.xz").read_bytes()), dtype=np.int32)
-    truths = t.reshape(len(rows), STAMP, STAMP).astype(np.float64) * q[:, None, None]
     with fits.open(src / "catalog.fits.gz") as h:
         header = h[0].header.copy()
         cat = Table(h["CATALOG"].data)
+    size = int(header["STAMPSZ"])
+    t = np.frombuffer(lzma.decompress((src / "truths.i32.xz").read_bytes()), dtype=np.int32)
+    truths = t.reshape(len(rows), size, size).astype(np.float64) * q[:, None, None]
     items = [
         (
             int(r),
@@ -150,13 +156,13 @@ def unpack(src, out, noise_seed, nproc):
     ]
     # The package's pool: single-threaded workers (GalSim's OpenMP threads in 16 workers of a
     # plain pool made a 16-core machine slower than one process).
-    noise = parallel_map(_Noise, (noise_seed,), items, nproc=nproc, desc="noise", chunk=128)
+    noise = parallel_map(_Noise, (noise_seed, size), items, nproc=nproc, desc="noise", chunk=128)
     print(f"noise drawn for {len(rows)} stamps in {time.time() - t0:.0f} s", flush=True)
     stamps = truths + np.asarray(noise, dtype=np.float64)
     # The original noisy stamp's pixel sum, kept exactly (a constant of ~1/64 sigma a pixel).
     flux = np.asarray(cat["flux"], dtype=np.float64)[rows]
-    stamps += ((flux - stamps.sum(axis=(1, 2))) / STAMP**2)[:, None, None]
-    images = np.zeros((meta["n"], STAMP, STAMP), dtype=np.float32)
+    stamps += ((flux - stamps.sum(axis=(1, 2))) / size**2)[:, None, None]
+    images = np.zeros((meta["n"], size, size), dtype=np.float32)
     images[rows] = stamps.astype(np.float32)
     header["CARRIED"] = (f"{meta['source']}"[-60:], "rebuilt by scripts/carry_dataset.py")
     header["NOISESD"] = (noise_seed, "carry_dataset.py noise seed")
@@ -164,13 +170,24 @@ def unpack(src, out, noise_seed, nproc):
         hdus = fits.HDUList(
             [fits.PrimaryHDU(header=header), fits.ImageHDU(images, name="STAMPS"), h[1].copy()]
         )
-        hdus.writeto(out, overwrite=True)
-    images, table, _, header = read_dataset(out)
+        hdus.writeto(tmp := Path(f"{out}.part"), overwrite=True)
+    images, table, _, header = read_dataset(tmp)
     masks = _masks(table, header, images)
     same = {s: _digest(m) == meta["masks"][s] for s, m in masks.items()}
-    print(f"wrote {out} in {time.time() - t0:.0f} s; same rows selected: {same}", flush=True)
+    pick = rows[:: max(1, len(rows) // 500)]
+    measured = [stamp_metrics(images[r])["noise_sigma"] for r in pick]
+    ratio = float(np.median(np.asarray(measured) / np.asarray(table["noise_sigma"])[pick]))
+    print(
+        f"rebuilt in {time.time() - t0:.0f} s; same rows selected: {same}; measured noise / "
+        f"catalog's: {ratio:.4f} (median of {len(pick)})",
+        flush=True,
+    )
     if not all(same.values()):
         sys.exit("the rebuilt set selects other train/valid rows than the original")
+    if abs(ratio - 1) > 0.02:
+        sys.exit("the rebuilt stamps' noise is not the catalog's")
+    tmp.replace(out)
+    print(f"wrote {out}")
 
 
 def main(argv=None):

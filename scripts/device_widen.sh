@@ -17,7 +17,8 @@
 # histories and logs as runs.tar.part* (cat them into one tar).
 T0=$(date +%s)
 mkdir -p data/gpu
-[ -d data/gpu/site/galsim ] || { mkdir -p data/gpu/site && tar xJf .carry/site.tar.xz -C data/gpu/site; }
+[ -d data/gpu/site/galsim ] ||
+    { mkdir -p data/gpu/site && tar xJf .carry/site.tar.xz -C data/gpu/site; }
 export PYTHONPATH=$PWD/data/gpu/site:$PWD PYTHONUNBUFFERED=1
 python3 -c "import galsim, astropy, torch, galsim_vae; print(galsim.__version__, astropy.__version__, \
 torch.__version__, torch.cuda.get_device_name(0))" || exit 3
@@ -27,8 +28,8 @@ cd data/gpu || exit 4
 # of the two wider-decoder runs, the one with the lower validation loss (8 files at most)
 W=$(python3 -c "
 import json
-b = {n: min(e['valid_loss'] for e in json.load(open(f'widen_{n}/history.json'))) for n in ('wider', 'wider_hi')}
-print(min(b, key=b.get))" 2>/dev/null || echo wider)
+best = lambda n: min(e['valid_loss'] for e in json.load(open(f'widen_{n}/history.json')))
+print(min(('wider', 'wider_hi'), key=best))" 2>/dev/null || echo wider)
 echo "bringing back widen_$W; at $(($(date +%s) - T0)) s" | tee -a "$OUT/log.txt"
 tar cf - machine.txt widen_*.log widen_*/history.json widen_control/best.safetensors \
     widen_wd/best.safetensors "widen_$W/best.safetensors" 2>/dev/null |

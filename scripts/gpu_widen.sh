@@ -13,9 +13,10 @@
 # The recipe is v6's last step (train_model.sh: gauss loss, beta 1, batch 64, --with-low-snr,
 # noisy-stamp target) with plateau patience 3, at a lower rate: at v6's 1e-4 the first epoch from
 # v6's weights took the validation loss from 1.731 to 1.99 (control) and 1.98 (wide-decoder) on
-# the 2-core machine (Adam's first steps; docs/runs/widen_experiment.json). The training set is v6's (32,000 calibrated deep
-# simulations, seed 2032), made from PACK (scripts/carry_dataset.py pack data/sim_deepfs32k_t.fits
-# PACK: the truths, with the noise drawn again) when WORKDIR/v6_carried.fits is missing; the runs
+# the 2-core machine (Adam's first steps; docs/runs/widen_experiment.json). The training set is
+# v6's (32,000 calibrated deep simulations, seed 2032), made from PACK (scripts/carry_dataset.py
+# pack data/sim_deepfs32k_t.fits PACK: the truths, with the noise drawn again) when
+# WORKDIR/v6_carried.fits is missing; the runs
 # stop after the epoch that passes SECONDS from the start of this script (train --max-minutes) and
 # resume when it is run again. scripts/device_widen.sh runs it on a lent GPU machine. On a CPU the
 # same commands run as they are, slowly: the first two runs, one thread each on the 2-core
@@ -31,8 +32,10 @@ NPROC=${NPROC:-$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")}
 SIM="$WORK/v6_carried.fits"
 mkdir -p "$WORK"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null ||
-    python3 -c "import platform, os; print('cpu', platform.machine(), os.cpu_count(), 'cores')"; } >"$WORK/machine.txt"
-[ -f "$SIM" ] || python3 scripts/carry_dataset.py unpack "$PACK" "$SIM" --nproc "$NPROC"
+    python3 -c "import platform, os; print('cpu', platform.machine(), os.cpu_count())"; } \
+    >"$WORK/machine.txt"
+[ -f "$SIM" ] ||
+    python3 scripts/carry_dataset.py unpack "$PACK" "$SIM" --nproc "$NPROC"
 echo "data ready at $(($(date +%s) - T0)) s"
 minutes=$(python3 -c "print(max(0.2, ($T0 + $SECONDS_BUDGET - $(date +%s)) / 60))")
 train() { # NAME PRESET LR

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -6,6 +7,7 @@ import sys
 import galsim
 import numpy as np
 import pytest
+import torch
 
 from galsim_vae.cli import main
 from galsim_vae.pipeline.dataset import read_dataset
@@ -518,6 +520,19 @@ def test_train_init_fine_tunes_from_weights(sim_dataset, tmp_path, capsys):
     assert w["decoder.net.6.weight"].shape == (128, 128, 4, 4)  # compact: (128, 64, 4, 4)
     enc = [k for k in d if k.startswith("encoder") and k.endswith("weight")]
     assert enc and all(np.allclose(w[k], d[k], atol=1e-6) for k in enc)
+    # ... computing what the shipped decoder computes
+    from galsim_vae.cli.model import _init_weights
+    from galsim_vae.nn import PRESETS, VAE, VAEConfig, build_vae
+    from galsim_vae.training.losses import VAELoss
+
+    wide = build_vae(dataclasses.replace(PRESETS["wide-decoder"], output="linear"))
+    _init_weights(wide, "default", VAELoss("gauss", 1.0), seed=2)
+    ref = VAE(VAEConfig.from_json(read_metadata(default_model_path())["architecture"]))
+    ref.load_state_dict({k: torch.as_tensor(v) for k, v in d.items()})
+    z = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = wide.eval().decoder(z), ref.eval().decoder(z)
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
     # but not a network that differs otherwise (another encoder)
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "x"), *shipped[2:], "--preset", "wide"]) == 2

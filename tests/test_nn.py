@@ -105,11 +105,19 @@ def test_wide_preset_is_wider_where_the_image_is_large(gen):
     assert 2.0 < flops[1] / flops[0] < 2.4  # the docstring's "about 2.2 times"
 
 
-@pytest.mark.parametrize("preset", ["wide-decoder", "wider-decoder"])
-def test_widened_decoder_computes_the_same_function(gen, preset):
+@pytest.mark.parametrize(
+    "preset, output, bias",
+    [
+        ("wide-decoder", "linear", False),
+        ("wider-decoder", "sigmoid", False),
+        ("wider-decoder", "softmax", True),
+    ],
+)
+def test_widened_decoder_computes_the_same_function(gen, preset, output, bias):
     from galsim_vae.nn import widen_decoder
 
-    compact = build_vae("compact")
+    cfg = dataclasses.replace(PRESETS["compact"], output=output, conv_bias=bias)
+    compact = build_vae(cfg)
     with torch.no_grad():  # BatchNorm statistics of a trained network, not the initial ones
         for m in compact.decoder.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -117,10 +125,13 @@ def test_widened_decoder_computes_the_same_function(gen, preset):
                 m.running_var.uniform_(0.5, 2.0, generator=gen)
                 m.weight.uniform_(0.5, 1.5, generator=gen)
                 m.bias.normal_(0, 0.1, generator=gen)
+            if isinstance(m, torch.nn.ConvTranspose2d) and m.bias is not None:
+                m.bias.normal_(0, 0.1, generator=gen)
     compact.eval()
-    wide = widen_decoder(compact, preset, generator=torch.Generator().manual_seed(0)).eval()
+    target = dataclasses.replace(PRESETS[preset], conv_bias=bias)
+    wide = widen_decoder(compact, target, generator=torch.Generator().manual_seed(0)).eval()
     assert wide.config.decoder_widths == PRESETS[preset].decoder_widths
-    assert wide.config.output == compact.config.output
+    assert wide.config.output == output and not wide.training
     convs = [m for m in wide.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [c.out_channels for c in convs[:-1]] == list(PRESETS[preset].decoder_widths)
     z = torch.randn(8, 64, generator=gen)
@@ -158,6 +169,12 @@ def test_decoder_channels_in_the_config(gen):
     assert "decoder_channels" not in PRESETS["compact"].to_json()  # files as they were
     with pytest.raises(GalSimValueError, match="decoder_channels"):
         VAEConfig(decoder_channels=(8, 8))
+    with pytest.raises(GalSimRangeError, match="decoder_channels"):
+        VAEConfig(decoder_channels=(8, 8, 0, 8))
+    with pytest.raises(GalSimValueError, match="sequence"):
+        VAEConfig(decoder_channels=8)
+    # the mirrored widths are the default decoder, not another network
+    assert VAEConfig(decoder_channels=(256, 128, 64, 32)) == PRESETS["compact"]
     m = build_vae("wide-decoder").eval()
     assert m(torch.rand(2, 1, 64, 64, generator=gen))[0].shape == (2, 1, 64, 64)
 
