@@ -338,16 +338,12 @@ def widen_decoder(vae: VAE, config: VAEConfig | str, *, noise=0.01, generator=No
             w = c0.weight.cpu()[g_in][:, g_out]  # (Cin, Cout, k, k), old weights by copy
             if i > 0:  # the inputs that were split: share each old input's weights
                 count = torch.bincount(g_in, minlength=c0.in_channels).to(w.dtype)
-                share = 1.0 / count[g_in]
-                if noise:
+                share = (1.0 / count[g_in]).view(-1, 1, 1, 1)
+                if noise:  # plus a spread that sums to zero over the copies of each old input
                     eps = torch.randn(w.shape, generator=generator, dtype=w.dtype) * noise
-                    # zero sum over the copies of each old input channel
                     mean = torch.zeros((c0.in_channels, *w.shape[1:]), dtype=w.dtype)
                     mean.index_add_(0, g_in, eps)
-                    eps = eps - mean[g_in] / count[g_in].view(-1, 1, 1, 1)
-                    share = share.view(-1, 1, 1, 1) * (1 + eps * count[g_in].view(-1, 1, 1, 1))
-                else:
-                    share = share.view(-1, 1, 1, 1)
+                    share = share + (eps - mean[g_in] * share)
                 w = w * share
             c1.weight.copy_(w)
             if c0.bias is not None:

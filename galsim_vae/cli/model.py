@@ -65,29 +65,24 @@ def _init_weights(model, path, loss, seed=0):
     was = VAEConfig.from_json(meta["architecture"])
     if OUTPUT_REPRESENTATION[was.output] == OUTPUT_REPRESENTATION[model.config.output]:
         was = dataclasses.replace(was, output=model.config.output)
-    widen = was != model.config and was == dataclasses.replace(
-        model.config, decoder_channels=was.decoder_channels
-    )
-    widen = widen and all(
-        a <= b for a, b in zip(was.decoder_widths, model.config.decoder_widths, strict=True)
-    )
-    if was != model.config and not widen:
-        raise GalSimIncompatibleValuesError(
-            f"--init {path} is another network than --preset gives; fine-tune with its preset "
-            "(or a preset that only widens its decoder)",
-            init=str(path),
-        )
+    if was != model.config:  # only a narrower decoder can start this network: widened
+        trained = VAE(was)
+        trained.load_state_dict(tensors)
+        gen = torch.Generator().manual_seed(seed)
+        try:
+            tensors = widen_decoder(trained, model.config, generator=gen).state_dict()
+        except GalSimIncompatibleValuesError:
+            raise GalSimIncompatibleValuesError(
+                f"--init {path} is another network than --preset gives; fine-tune with its "
+                "preset (or a preset that only widens its decoder)",
+                init=str(path),
+            ) from None
     if meta.get("representation", "minmax") != loss.representation:
         raise GalSimIncompatibleValuesError(
             f"--init {path} was trained on {meta.get('representation')} stamps, the "
             f"{loss.kind} loss takes {loss.representation} stamps",
             init=str(path),
         )
-    if widen:
-        trained = VAE(was)
-        trained.load_state_dict(tensors)
-        gen = torch.Generator().manual_seed(seed)
-        tensors = widen_decoder(trained, model.config, generator=gen).state_dict()
     model.load_state_dict(tensors)
     return meta["sha256"]
 
